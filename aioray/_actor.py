@@ -1,0 +1,833 @@
+"""Actors: classes made remote, their handles, and the three execution models.
+
+* **Async actors** (any ``async def`` method): methods are coroutines on the runtime loop, up to
+  ``max_concurrency`` (default 1000) at once. Their sync methods run on the loop too (as in Ray:
+  on the actor's event loop), so they never race with the async ones.
+* **Sync actors**: methods run on the actor's own thread, one at a time, in submission order.
+* **Threaded actors** (``max_concurrency=N``): up to N methods at once on N threads.
+
+Each concurrency group is a FIFO queue with a limit. A call leaves the queue when a slot is free,
+then waits for its ref arguments, then runs — so with a limit of 1 calls run strictly in the
+order they were submitted (per caller and overall).
+
+Handles are ordinary picklable objects; the actor lives while any handle does (unless named or
+detached), as in Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import threading
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from aioray._generator import GeneratorStream, ObjectRefGenerator
+from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._object_store import PENDING, ObjectEntry
+from aioray._options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_request, validate
+from aioray._serialization import ErrorValue, note_ref, serialize
+from aioray._task_args import pack_args, split_returns, unpack_args
+from aioray._task_manager import _raise_in_thread, app_error, current_task
+from aioray.exceptions import (
+    ActorDiedError,
+    ActorUnschedulableError,
+    RayActorError,
+    RayTaskError,
+    TaskCancelledError,
+)
+
+if TYPE_CHECKING:
+    from aioray._runtime import Runtime
+    from aioray._scheduler import Grant
+
+T = TypeVar("T")
+DEFAULT_GROUP = "_default"
+
+current_actor: contextvars.ContextVar[ActorState | None] = contextvars.ContextVar(
+    "aioray_current_actor", default=None)
+
+
+class ActorExit(BaseException):
+    """Raised by ``exit_actor()``; ends the actor on purpose (no restart)."""
+
+
+# -- the @method decorator and class metadata ---------------------------------------------
+def method(*args: Any, **kwargs: Any) -> Any:
+    """Annotate an actor method: ``@aioray.method(num_returns=2, concurrency_group="io")``."""
+    if args:
+        raise TypeError("@aioray.method takes keyword arguments only, e.g. "
+                        "@aioray.method(num_returns=2).")
+    opts = validate(kwargs, METHOD_OPTIONS, "@aioray.method")
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__aioray_method_options__ = opts  # type: ignore[attr-defined]
+        return fn
+    return deco
+
+
+class MethodMeta:
+    __slots__ = ("is_async", "is_generator", "name", "options")
+
+    def __init__(self, name: str, fn: Any) -> None:
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        self.is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self.options: dict[str, Any] = dict(getattr(fn, "__aioray_method_options__", {}))
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_meta, (self.name, self.is_async, self.is_generator, self.options))
+
+
+def _rebuild_meta(name: str, is_async: bool, is_gen: bool, options: dict[str, Any]) -> MethodMeta:
+    m = MethodMeta.__new__(MethodMeta)
+    m.name, m.is_async, m.is_generator, m.options = name, is_async, is_gen, options
+    return m
+
+
+def _methods_of(cls: type) -> dict[str, MethodMeta]:
+    out = {}
+    for name, fn in inspect.getmembers(cls, predicate=callable):
+        if name.startswith("__") and name not in ("__call__",):
+            continue
+        if isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod)):
+            continue
+        out[name] = MethodMeta(name, fn)
+    return out
+
+
+def _backend() -> Any:
+    from aioray._runtime import current_backend
+    return current_backend()
+
+
+class ActorClass(Generic[T]):
+    """A class made remote by ``@aioray.remote``; ``Cls.remote(...)`` creates an actor."""
+
+    def __init__(self, cls: type[T], options: dict[str, Any]) -> None:
+        self._cls = cls
+        self._default_options = validate(options, ACTOR_OPTIONS, f"actor {cls.__name__}")
+        self._methods = _methods_of(cls)
+        self._is_async = any(m.is_async for m in self._methods.values())
+        self._check_groups(self._default_options)
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+        self.__doc__ = cls.__doc__
+
+    def _check_groups(self, opts: dict[str, Any]) -> None:
+        groups = set((opts.get("concurrency_groups") or {}).keys())
+        for m in self._methods.values():
+            g = m.options.get("concurrency_group")
+            if g is not None and g not in groups:
+                raise ValueError(
+                    f"Method {self._cls.__name__}.{m.name} uses concurrency group {g!r}, which "
+                    f"is not declared; declared groups: {sorted(groups) or 'none'}. Add it to "
+                    "@aioray.remote(concurrency_groups={...}).")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', use "
+            f"'{self.__name__}.remote()'.")
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
+        """Create the actor; returns its handle at once (creation runs in the background)."""
+        return _backend().create_actor(self, args, kwargs, self._default_options)  # type: ignore[no-any-return]
+
+    def options(self, **options: Any) -> _BoundActorClass[T]:
+        opts = validate(options, ACTOR_OPTIONS, f"{self.__name__}.options()")
+        merged = {**self._default_options, **opts}
+        self._check_groups(merged)
+        return _BoundActorClass(self, merged)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Ray DAGs (.bind) are not supported by aioray.")
+
+    def __reduce__(self) -> Any:
+        return (ActorClass, (self._cls, self._default_options))
+
+
+class _BoundActorClass(Generic[T]):
+    def __init__(self, ac: ActorClass[T], options: dict[str, Any]) -> None:
+        self._ac = ac
+        self._options = options
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
+        return _backend().create_actor(self._ac, args, kwargs, self._options)  # type: ignore[no-any-return]
+
+    def options(self, **options: Any) -> _BoundActorClass[T]:
+        return self._ac.options(**{**self._options, **options})
+
+
+# -- handles -------------------------------------------------------------------------------
+class _ActorToken:
+    """Shared by every driver-side handle of one actor; its death means no handle is left."""
+
+    __slots__ = ("__weakref__", "actor_id", "manager")
+
+    def __init__(self, manager: ActorManager, actor_id: bytes) -> None:
+        self.manager = manager
+        self.actor_id = actor_id
+
+    def __del__(self) -> None:
+        try:
+            self.manager.rt.call_soon(self.manager._out_of_scope, self.actor_id)
+        except Exception:
+            pass
+
+
+class ActorMethod:
+    """``handle.method``: call it with ``.remote(...)``."""
+
+    def __init__(self, handle: ActorHandle[Any], meta: MethodMeta,
+                 options: dict[str, Any] | None = None) -> None:
+        self._handle = handle
+        self._meta = meta
+        self._options = options if options is not None else meta.options
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._handle._backend.call_actor(self._handle, self._meta, args, kwargs,
+                                                self._options)
+
+    def options(self, **options: Any) -> ActorMethod:
+        opts = validate(options, METHOD_OPTIONS, f"method {self._meta.name}.options()")
+        return ActorMethod(self._handle, self._meta, {**self._options, **opts})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Actor methods cannot be called directly. Instead of "
+            f"'{self._handle._class_name}.{self._meta.name}()', try "
+            f"'{self._meta.name}.remote()'.")
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Ray DAGs (.bind) are not supported by aioray.")
+
+
+class ActorHandle(Generic[T]):
+    """A reference to an actor. Picklable: pass it to tasks (also in worker processes) and to
+    other actors. ``handle.method.remote(...)`` calls a method."""
+
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, MethodMeta],
+                 token: Any, backend: Any) -> None:
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._token = token
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_") and name not in self.__dict__.get("_methods", {}):
+            if name == "__ray_terminate__":
+                return ActorMethod(self, MethodMeta("__ray_terminate__", lambda: None))
+            raise AttributeError(name)
+        meta = self._methods.get(name)
+        if meta is None:
+            raise AttributeError(
+                f"'{self._class_name}' actor has no method '{name}'. Methods: "
+                f"{', '.join(sorted(self._methods)) or 'none'}.")
+        return ActorMethod(self, meta)
+
+    def binary(self) -> bytes:
+        return self._actor_id
+
+    def hex(self) -> str:
+        return self._actor_id.hex()
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __reduce__(self) -> Any:
+        note_ref(self)  # a worker holding this handle keeps the actor alive
+        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods))
+
+
+def _rebuild_handle(actor_id: bytes, class_name: str,
+                    methods: dict[str, MethodMeta]) -> ActorHandle[Any]:
+    from aioray._runtime import _worker_client, current_backend
+    if _worker_client is not None:
+        token = _worker_client.borrow(actor_id)
+        return ActorHandle(actor_id, class_name, methods, token, _worker_client)
+    backend = current_backend()
+    return backend.actors.handle_for(actor_id, class_name, methods)  # type: ignore[no-any-return]
+
+
+# -- driver side: actor state and execution ------------------------------------------------
+class ActorCall:
+    __slots__ = ("args_payload", "atask", "attempt", "cancelled", "deps", "group", "meta",
+                 "nret", "opts", "returns", "sink", "state", "task_id", "thread_ident")
+
+    def __init__(self, task_id: bytes, meta: MethodMeta, payload: Any,
+                 deps: list[ObjectRef[Any]], opts: dict[str, Any]) -> None:
+        self.task_id = task_id
+        self.meta = meta
+        self.args_payload = payload
+        self.deps = deps
+        self.opts = opts
+        self.nret: Any = opts.get("num_returns", 1)
+        self.returns: list[ObjectEntry] = []
+        self.sink: Any = None
+        self.group = opts.get("concurrency_group") or DEFAULT_GROUP
+        self.atask: asyncio.Task[None] | None = None
+        self.thread_ident: int | None = None
+        self.cancelled = False
+        self.attempt = 0
+        self.state = "queued"
+
+    def fail(self, error: BaseException) -> None:
+        if self.sink is not None:
+            self.sink.finish(error)
+        else:
+            ev = ErrorValue(error)
+            for e in self.returns:
+                e.resolve(ev)
+
+
+class _Group:
+    """One concurrency group: a FIFO of calls and a limit on how many run at once."""
+
+    def __init__(self, name: str, limit: int, threaded: bool) -> None:
+        self.name = name
+        self.limit = limit
+        self.queue: deque[ActorCall] = deque()
+        self.running: set[ActorCall] = set()
+        self.threads = (concurrent.futures.ThreadPoolExecutor(
+            max_workers=limit, thread_name_prefix=f"aioray-actor-{name}") if threaded else None)
+
+
+class ActorState:
+    """One live (or dead) actor, on the driver."""
+
+    def __init__(self, manager: ActorManager, actor_id: bytes, ac: ActorClass[Any],
+                 args: Any, deps: list[ObjectRef[Any]], opts: dict[str, Any]) -> None:
+        self.manager = manager
+        self.rt = manager.rt
+        self.actor_id = actor_id
+        self.ac = ac
+        self.args_payload = args
+        self.deps = deps
+        self.opts = opts
+        self.name: str | None = opts.get("name")
+        self.namespace: str = opts.get("namespace") or self.rt.namespace
+        self.detached = opts.get("lifetime") == "detached"
+        self.instance: Any = None
+        self.status = "PENDING"  # PENDING -> ALIVE -> (RESTARTING ->) DEAD
+        self.death_cause: BaseException | None = None
+        self.restarts = 0
+        self.max_restarts = opts.get("max_restarts") or 0
+        self.max_task_retries = opts.get("max_task_retries") or 0
+        self.grant: Grant | None = None
+        self.token_ref: weakref.ref[_ActorToken] | None = None
+        self.is_async = ac._is_async
+        default_limit = opts.get("max_concurrency") or (1000 if self.is_async else 1)
+        threaded = not self.is_async
+        self.groups: dict[str, _Group] = {DEFAULT_GROUP: _Group(DEFAULT_GROUP, default_limit,
+                                                                threaded)}
+        for g, lim in (opts.get("concurrency_groups") or {}).items():
+            self.groups[g] = _Group(g, lim, threaded)
+        self.ready = self.rt.loop.create_future()
+        self.terminate_when_idle = False
+
+    # -- lifecycle (loop thread) --------------------------------------------------------
+    async def create(self) -> None:
+        try:
+            if self.deps:
+                await self.rt.wait_entries([d._entry for d in self.deps])
+                for d in self.deps:
+                    if type(d._entry.value) is ErrorValue:
+                        raise d._entry.value.error
+            req = resource_request(self.opts, 0.0)
+            if req:
+                pool = self.rt.pool_for(self.opts)
+                if not pool.feasible(req):
+                    raise ActorUnschedulableError(
+                        f"Actor {self.ac.__name__} can never be created: "
+                        f"{pool.describe_infeasible(req)}.")
+                self.grant = await pool.acquire(req)
+            await self._construct()
+        except asyncio.CancelledError:
+            self._die(ActorDiedError("The actor was killed before it was created.",
+                                     actor_id=self.actor_id.hex()))
+        except BaseException as e:
+            cause = e.error if isinstance(e, _InitError) else e
+            self._die(ActorDiedError(
+                f"The actor {self.ac.__name__} died because of an error raised in its creation "
+                f"task: {cause}", cause=cause, actor_id=self.actor_id.hex()))
+
+    async def _construct(self) -> None:
+        args, kwargs = unpack_args(self.args_payload, [d._entry.value for d in self.deps])
+        cls = self.ac._cls
+        token = current_actor.set(self)
+        try:
+            if self.is_async:
+                instance = _construct_instance(cls, args, kwargs, self.ac.__name__)
+            else:
+                group = self.groups[DEFAULT_GROUP]
+                ctx = contextvars.copy_context()
+                instance = await self.rt.loop.run_in_executor(
+                    group.threads, ctx.run, _construct_instance, cls, args, kwargs,
+                    self.ac.__name__)
+        finally:
+            current_actor.reset(token)
+        if self.status == "DEAD":
+            return
+        self.instance = instance
+        self.status = "ALIVE"
+        if not self.ready.done():
+            self.ready.set_result(None)
+        for g in self.groups.values():
+            self._pump(g)
+
+    def _die(self, cause: BaseException, restart: bool = False) -> None:
+        if self.status == "DEAD":
+            return
+        if restart and (self.max_restarts == -1 or self.restarts < self.max_restarts):
+            self._restart(cause)
+            return
+        self.status = "DEAD"
+        self.death_cause = cause
+        self.instance = None
+        if not self.ready.done():
+            self.ready.set_result(None)
+        for g in self.groups.values():
+            for call in list(g.running):
+                self._abort_running(call, cause)
+            while g.queue:
+                g.queue.popleft().fail(cause)
+            if g.threads is not None:
+                g.threads.shutdown(wait=False, cancel_futures=True)
+        if self.grant is not None:
+            self.grant.release()
+            self.grant = None
+        self.manager._forget(self)
+
+    def _abort_running(self, call: ActorCall, cause: BaseException) -> None:
+        call.cancelled = True
+        call.fail(cause)
+        if call.atask is not None and self.is_async:
+            call.atask.cancel()
+        elif call.thread_ident is not None:
+            _raise_in_thread(call.thread_ident, ActorExit)
+
+    def _restart(self, cause: BaseException) -> None:
+        self.restarts += 1
+        self.status = "RESTARTING"
+        self.instance = None
+        for g in self.groups.values():
+            for call in list(g.running):
+                g.running.discard(call)
+                if call.attempt < self.max_task_retries or self.max_task_retries == -1:
+                    call.attempt += 1
+                    call.state = "queued"
+                    g.queue.appendleft(call)
+                else:
+                    self._abort_running(call, ActorDiedError(
+                        f"The actor restarted while this call was running: {cause}",
+                        cause=cause, actor_id=self.actor_id.hex()))
+            if g.threads is not None:
+                g.threads.shutdown(wait=False)
+                g.threads = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=g.limit, thread_name_prefix=f"aioray-actor-{g.name}")
+        self.rt.loop.create_task(self._reconstruct())
+
+    async def _reconstruct(self) -> None:
+        try:
+            await self._construct()
+        except BaseException as e:
+            cause = e.error if isinstance(e, _InitError) else e
+            self._die(ActorDiedError(f"The actor failed to restart: {cause}", cause=cause,
+                                     actor_id=self.actor_id.hex()))
+
+    # -- calls (loop thread) ------------------------------------------------------------
+    def submit(self, call: ActorCall) -> None:
+        if self.status == "DEAD":
+            call.fail(self._dead_error())
+            return
+        group = self.groups.get(call.group)
+        if group is None:
+            call.fail(ValueError(
+                f"Concurrency group {call.group!r} is not declared on actor "
+                f"{self.ac.__name__}; declared: {sorted(g for g in self.groups if g != DEFAULT_GROUP)}."))
+            return
+        self.manager.calls[call.task_id] = call
+        group.queue.append(call)
+        if self.status == "ALIVE":
+            self._pump(group)
+
+    def _dead_error(self) -> ActorDiedError:
+        cause = self.death_cause
+        if isinstance(cause, ActorDiedError):
+            return cause
+        return ActorDiedError(f"The actor {self.ac.__name__} is dead: {cause}", cause=cause,
+                              actor_id=self.actor_id.hex())
+
+    def _pump(self, group: _Group) -> None:
+        while self.status == "ALIVE" and group.queue and len(group.running) < group.limit:
+            call = group.queue.popleft()
+            if call.cancelled:
+                continue
+            group.running.add(call)
+            call.state = "running"
+            call.atask = self.rt.loop.create_task(self._run(call, group))
+
+    async def _run(self, call: ActorCall, group: _Group) -> None:
+        try:
+            dep_values: list[Any] = []
+            if call.deps:
+                entries = [d._entry for d in call.deps]
+                if any(e.value is PENDING for e in entries):
+                    await self.rt.wait_entries(entries)
+                dep_values = [e.value for e in entries]
+                bad = next((v for v in dep_values if type(v) is ErrorValue), None)
+                if bad is not None:
+                    call.fail(bad.error)
+                    return
+            if call.meta.name == "__ray_terminate__":
+                self._die(ActorDiedError("The actor was terminated by __ray_terminate__.",
+                                         actor_id=self.actor_id.hex()))
+                call.fail(self._dead_error())
+                return
+            await self._invoke(call, group, dep_values)
+        except asyncio.CancelledError:
+            call.fail(TaskCancelledError(call.task_id.hex()))
+        except ActorExit:
+            call.fail(ActorDiedError("The actor exited: exit_actor() was called.",
+                                     actor_id=self.actor_id.hex()))
+            self._die(ActorDiedError("The actor exited on purpose: exit_actor() was called.",
+                                     actor_id=self.actor_id.hex()))
+        except _InitError as e:
+            call.fail(e.error)
+        except BaseException as e:
+            call.fail(e if isinstance(e, Exception) else RuntimeError(repr(e)))
+        finally:
+            group.running.discard(call)
+            if call.state != "queued":  # not re-queued by a restart
+                self.manager.calls.pop(call.task_id, None)
+            if self.status == "ALIVE":
+                self._pump(group)
+
+    async def _invoke(self, call: ActorCall, group: _Group, dep_values: list[Any]) -> None:
+        meta = call.meta
+        pid = self.rt.driver_pid
+        name = f"{self.ac.__name__}.{meta.name}"
+        instance = self.instance
+        fn = getattr(instance, meta.name)
+        sink = call.sink
+        stream = sink if isinstance(sink, GeneratorStream) else None
+        token = current_actor.set(self)
+        try:
+            if meta.is_async or (self.is_async and not meta.is_generator):
+                try:
+                    args, kwargs = unpack_args(call.args_payload, dep_values)
+                    if meta.is_generator:
+                        async for item in fn(*args, **kwargs):
+                            sink.push(serialize(item, pid))
+                            if stream is not None and stream.backpressure:
+                                await stream.wait_capacity()
+                        values = None
+                    else:
+                        result = fn(*args, **kwargs)
+                        if inspect.isawaitable(result):
+                            result = await result
+                        values = [serialize(v, pid) for v in
+                                  split_returns(result, call.nret, name)]
+                except (asyncio.CancelledError, ActorExit):
+                    raise
+                except Exception as e:
+                    raise _InitError(app_error(name, e)) from None
+            else:
+                values = await self._invoke_in_thread(call, group, fn, dep_values, name)
+        finally:
+            current_actor.reset(token)
+        if call.cancelled:
+            return
+        if sink is not None:
+            sink.finish(None)
+        elif values is not None:
+            for e, v in zip(call.returns, values, strict=True):
+                e.resolve(v)
+
+    async def _invoke_in_thread(self, call: ActorCall, group: _Group, fn: Callable[..., Any],
+                                dep_values: list[Any], name: str) -> list[Any] | None:
+        loop = self.rt.loop
+        pid = self.rt.driver_pid
+        sink = call.sink
+        stream = sink if isinstance(sink, GeneratorStream) else None
+        executor = group.threads
+        if executor is None:  # sync generator method of an async actor: its own thread
+            executor = self.manager.spare_threads
+
+        def body() -> list[Any] | None:
+            call.thread_ident = threading.get_ident()
+            try:
+                args, kwargs = unpack_args(call.args_payload, dep_values)
+                result = fn(*args, **kwargs)
+                if sink is not None:
+                    produced = 0
+                    for item in result:
+                        loop.call_soon_threadsafe(sink.push, serialize(item, pid))
+                        produced += 1
+                        if stream is not None and stream.backpressure:
+                            from aioray._task_manager import _wait_thread_capacity
+                            _wait_thread_capacity(stream, produced)
+                    return None
+                return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
+            except ActorExit:
+                raise
+            except Exception as e:
+                raise _InitError(app_error(name, e)) from None
+            finally:
+                call.thread_ident = None
+
+        ctx = contextvars.copy_context()
+        fut = loop.run_in_executor(executor, ctx.run, body)
+        # A sync call cannot be interrupted by asyncio cancellation; wait for the thread.
+        return await asyncio.shield(fut)
+
+
+class _InitError(Exception):
+    """Carries the RayTaskError of user code (constructor or method) up to the caller."""
+
+    def __init__(self, error: RayTaskError) -> None:
+        self.error = error
+
+
+def _construct_instance(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        name: str) -> Any:
+    try:
+        return cls(*args, **kwargs)
+    except ActorExit:
+        raise
+    except Exception as e:
+        raise _InitError(app_error(f"{name}.__init__", e)) from None
+
+
+class ActorManager:
+    """Every actor of one runtime: creation, calls, names, kill, shutdown."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.actors: dict[bytes, ActorState] = {}
+        self.named: dict[tuple[str, str], ActorState] = {}
+        self.calls: dict[bytes, ActorCall] = {}
+        self._named_lock = threading.Lock()
+        self.spare_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="aioray-actor-gen")
+        bc = runtime.backchannel
+        bc.handle_call("actor_call", self._worker_call)
+        bc.handle("create_actor", self._worker_create)
+        bc.handle("get_actor", self._worker_get_actor)
+        bc.handle("kill_actor", self._worker_kill)
+
+    # -- API (any thread) ---------------------------------------------------------------
+    def create(self, ac: ActorClass[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+               opts: dict[str, Any], actor_id: bytes | None = None) -> ActorHandle[Any]:
+        name = opts.get("name")
+        namespace = opts.get("namespace") or self.rt.namespace
+        if name is not None:
+            with self._named_lock:
+                existing = self.named.get((namespace, name))
+                if existing is not None and existing.status != "DEAD":
+                    if opts.get("get_if_exists"):
+                        return self.handle_for(existing.actor_id, existing.ac.__name__,
+                                               existing.ac._methods)
+                    raise ValueError(
+                        f"An actor named {name!r} already exists in namespace {namespace!r}. "
+                        "Pick another name, fetch it with aioray.get_actor(name), or pass "
+                        "get_if_exists=True.")
+                payload, deps = pack_args(args, kwargs, f"{ac.__name__}.__init__",
+                                          self.rt.driver_pid)
+                state = ActorState(self, actor_id or uuid.uuid4().bytes, ac, payload, deps, opts)
+                self.named[(namespace, name)] = state
+        else:
+            payload, deps = pack_args(args, kwargs, f"{ac.__name__}.__init__",
+                                      self.rt.driver_pid)
+            state = ActorState(self, actor_id or uuid.uuid4().bytes, ac, payload, deps, opts)
+        self.actors[state.actor_id] = state
+        handle = self.handle_for(state.actor_id, ac.__name__, ac._methods)
+        self.rt.call_soon(self._start, state)
+        return handle
+
+    def _start(self, state: ActorState) -> None:
+        state.create_task = self.rt.loop.create_task(state.create())  # type: ignore[attr-defined]
+
+    def handle_for(self, actor_id: bytes, class_name: str,
+                   methods: dict[str, MethodMeta]) -> ActorHandle[Any]:
+        state = self.actors.get(actor_id)
+        token = state.token_ref() if state is not None and state.token_ref else None
+        if token is None:
+            token = _ActorToken(self, actor_id)
+            if state is not None:
+                state.token_ref = weakref.ref(token)
+        return ActorHandle(actor_id, class_name, methods, token, self.rt)
+
+    def call(self, handle: ActorHandle[Any], meta: MethodMeta, args: tuple[Any, ...],
+             kwargs: dict[str, Any], opts: dict[str, Any],
+             task_id: bytes | None = None, payload: Any = None,
+             deps: list[ObjectRef[Any]] | None = None) -> Any:
+        if payload is None:
+            payload, deps = pack_args(args, kwargs, meta.name, self.rt.driver_pid)
+        call = ActorCall(task_id or new_task_id(), meta, payload, deps or [], opts)
+        nret = call.nret = opts.get("num_returns")
+        if meta.is_generator:
+            from aioray._generator import DynamicSink, StaticSink
+            if nret in (None, "streaming"):
+                call.sink = GeneratorStream(self.rt, call.task_id,
+                                            opts.get("_generator_backpressure_num_objects") or 0)
+            elif nret == "dynamic":
+                entry = ObjectEntry(object_id(call.task_id, 1))
+                call.returns = [entry]
+                call.sink = DynamicSink(entry, call.task_id, self.rt.driver_pid)
+            else:
+                call.returns = [ObjectEntry(object_id(call.task_id, i + 1))
+                                for i in range(nret)]
+                call.sink = StaticSink(call.returns, meta.name)
+        else:
+            if nret in (None, "streaming", "dynamic"):
+                nret = call.nret = 1
+            call.returns = [ObjectEntry(object_id(call.task_id, i + 1)) for i in range(nret)]
+        self.rt.call_soon(self._submit_call, handle._actor_id, call)
+        if isinstance(call.sink, GeneratorStream):
+            return ObjectRefGenerator(call.sink)
+        refs = [ObjectRef(e.id, e) for e in call.returns]
+        if len(refs) == 1:
+            return refs[0]
+        return refs or None
+
+    def _submit_call(self, actor_id: bytes, call: ActorCall) -> None:
+        state = self.actors.get(actor_id)
+        if state is None:
+            call.fail(ActorDiedError("The actor is dead (killed, exited, or out of scope).",
+                                     actor_id=actor_id.hex()))
+            return
+        state.submit(call)
+
+    def kill(self, handle: ActorHandle[Any], no_restart: bool = True) -> None:
+        if not isinstance(handle, ActorHandle):
+            raise TypeError(f"aioray.kill() expects an actor handle, got "
+                            f"{type(handle).__name__}. To stop a task use aioray.cancel().")
+        self.rt.call_soon(self._kill, handle._actor_id, no_restart)
+
+    def _kill(self, actor_id: bytes, no_restart: bool) -> None:
+        state = self.actors.get(actor_id)
+        if state is None:
+            return
+        cause = ActorDiedError("The actor was killed by aioray.kill().",
+                               actor_id=actor_id.hex())
+        task = getattr(state, "create_task", None)
+        if state.status == "PENDING" and task is not None and not task.done():
+            task.cancel()
+        state._die(cause, restart=not no_restart)
+
+    def get_actor(self, name: str, namespace: str | None = None) -> ActorHandle[Any]:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"get_actor() needs a non-empty actor name, got {name!r}.")
+        ns = namespace or self.rt.namespace
+        with self._named_lock:
+            state = self.named.get((ns, name))
+        if state is None or state.status == "DEAD":
+            names = sorted(n for (space, n), s in self.named.items() if space == ns)
+            raise ValueError(
+                f"Failed to look up actor with name {name!r} in namespace {ns!r}. Named actors "
+                f"in that namespace: {names or 'none'}.")
+        return self.handle_for(state.actor_id, state.ac.__name__, state.ac._methods)
+
+    def cancel_call(self, task_id: bytes, force: bool, recursive: bool) -> bool:
+        call = self.calls.get(task_id)
+        if call is None or call.cancelled:
+            return False
+        if force:
+            raise ValueError("force=True is not supported for actor tasks (as in Ray); use "
+                             "aioray.kill(actor) to stop the actor.")
+        call.cancelled = True
+        call.fail(TaskCancelledError(task_id.hex()))
+        if call.state == "running" and call.atask is not None:
+            if call.meta.is_async or call.thread_ident is None:
+                call.atask.cancel()
+            # A running sync actor method is not interrupted (as in Ray); its result is dropped.
+        return True
+
+    # -- bookkeeping (loop thread) ------------------------------------------------------
+    def _out_of_scope(self, actor_id: bytes) -> None:
+        state = self.actors.get(actor_id)
+        if state is None or state.name is not None or state.detached:
+            return
+        if state.token_ref is not None and state.token_ref() is not None:
+            return  # a new handle was made meanwhile
+        # Ray lets queued calls finish before an out-of-scope actor goes away.
+        meta = MethodMeta("__ray_terminate__", lambda: None)
+        state.submit(ActorCall(new_task_id(), meta, ((), {}), [], {}))
+
+    def _forget(self, state: ActorState) -> None:
+        self.actors.pop(state.actor_id, None)
+        if state.name is not None:
+            key = (state.namespace, state.name)
+            with self._named_lock:
+                if self.named.get(key) is state:
+                    del self.named[key]
+
+    def shutdown(self, error: BaseException) -> None:
+        for state in list(self.actors.values()):
+            state._die(error if isinstance(error, RayActorError) else ActorDiedError(
+                f"The actor was stopped by aioray.shutdown(): {error}", cause=error,
+                actor_id=state.actor_id.hex()))
+        self.spare_threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- from worker processes ----------------------------------------------------------
+    def _worker_call(self, worker: Any, actor_id: bytes, meta: MethodMeta, payload: Any,
+                     dep_ids: list[bytes], opts: dict[str, Any], task_id: bytes) -> None:
+        from aioray._backchannel import ref_for
+        from aioray._object_store import STORE
+        state = self.actors.get(actor_id)
+        name = state.ac.__name__ if state is not None else "actor"
+        handle = ActorHandle(actor_id, name, {}, None, self.rt)
+        out = self.call(handle, meta, (), {}, opts, task_id=task_id, payload=payload,
+                        deps=[ref_for(i) for i in dep_ids])
+        refs = out if isinstance(out, list) else [out] if isinstance(out, ObjectRef) else []
+        if isinstance(out, ObjectRefGenerator):
+            self.rt.backchannel.generators[task_id] = out
+            refs = [out.completed()]
+        for r in refs:
+            STORE.register(r._entry)
+            worker.pin_created(r)
+
+    async def _worker_create(self, worker: Any, ac: ActorClass[Any], payload: Any,
+                             dep_ids: list[bytes], opts: dict[str, Any],
+                             actor_id: bytes) -> None:
+        from aioray._backchannel import ref_for
+        from aioray._task_args import ArgRef
+        deps = [ref_for(i) for i in dep_ids]
+        args, kwargs = unpack_args(payload, [])
+        args = tuple(deps[a.index] if type(a) is ArgRef else a for a in args)
+        kwargs = {k: deps[v.index] if type(v) is ArgRef else v for k, v in kwargs.items()}
+        handle = self.create(ac, args, kwargs, opts, actor_id=actor_id)
+        worker.borrowed[actor_id] = [handle, worker.seq + 1]
+
+    async def _worker_get_actor(self, worker: Any, name: str, namespace: str | None) -> Any:
+        handle = self.get_actor(name, namespace)
+        worker.borrowed[handle._actor_id] = [handle, worker.seq + 1]
+        return (handle._actor_id, handle._class_name, handle._methods)
+
+    async def _worker_kill(self, worker: Any, actor_id: bytes, no_restart: bool) -> None:
+        self._kill(actor_id, no_restart)
+
+
+def exit_actor() -> None:
+    """End the current actor from inside one of its methods (no restart)."""
+    if current_actor.get() is None and current_task.get() is None:
+        raise TypeError("exit_actor() called outside of an actor method; it ends the actor "
+                        "whose method calls it. To stop an actor from outside use "
+                        "aioray.kill(handle).")
+    if current_actor.get() is None:
+        raise TypeError("exit_actor() called inside a task, not an actor method.")
+    raise ActorExit()

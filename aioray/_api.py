@@ -1,0 +1,337 @@
+"""The public functions: thin forwards to the current backend (see ``_runtime``)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar, overload
+
+from aioray import _runtime
+from aioray._actor import ActorClass, ActorHandle
+from aioray._object_ref import ObjectRef
+from aioray._remote_function import RemoteFunction
+from aioray._runtime import current_backend
+from aioray.exceptions import GetTimeoutError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+if __import__("sys").version_info >= (3, 10):
+    from typing import ParamSpec
+else:  # pragma: no cover
+    from typing_extensions import ParamSpec
+P = ParamSpec("P")
+
+# init() arguments that only matter on a cluster or for Ray's own processes: accepted, no-ops.
+_INIT_NOOPS = frozenset({
+    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "logging_level", "logging_format", "log_to_driver", "object_store_memory", "job_config",
+    "labels", "storage", "_temp_dir", "_system_config", "_memory", "_node_ip_address",
+    "_enable_object_reconstruction", "_plasma_directory", "logging_config", "_metrics_export_port",
+    "enable_resource_isolation", "_redis_max_memory", "_prestart_workers",
+})
+
+
+class RuntimeInfo(dict[str, Any]):
+    """What ``init`` returns (Ray returns a context with ``address_info``); usable as a
+    context manager that shuts aioray down on exit."""
+
+    def __enter__(self) -> RuntimeInfo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutdown()
+
+    @property
+    def address_info(self) -> dict[str, Any]:
+        return dict(self)
+
+    @property
+    def dashboard_url(self) -> None:
+        return None
+
+
+def init(address: str | None = None, *, num_cpus: float | None = None,
+         num_gpus: float | None = None, resources: dict[str, float] | None = None,
+         namespace: str | None = None, local_mode: bool = False,
+         ignore_reinit_error: bool = False, runtime_env: dict[str, Any] | None = None,
+         **kwargs: Any) -> RuntimeInfo:
+    """Start aioray in this process.
+
+    Inside a running event loop (an async app, a pytest-asyncio test) aioray adopts that loop;
+    otherwise it runs its own loop on a background thread. ``local_mode=True`` (or
+    ``AIORAY_LOCAL_MODE=1``) runs sync tasks on threads in this process, so breakpoints and
+    coverage see them.
+    """
+    unknown = sorted(set(kwargs) - _INIT_NOOPS - {"redis_address"})
+    if unknown:
+        raise TypeError(
+            f"init() got unexpected argument(s) {', '.join(unknown)}. aioray accepts: address, "
+            "num_cpus, num_gpus, resources, namespace, local_mode, ignore_reinit_error, "
+            f"runtime_env, and (as no-ops) {', '.join(sorted(_INIT_NOOPS))}.")
+    address = address or kwargs.get("redis_address")
+    if address not in (None, "local"):
+        raise ValueError(
+            f"init(address={address!r}) connects to a Ray cluster, but aioray runs in this "
+            "process. Drop the address to use aioray, or run the program on Ray itself "
+            "(import ray) to use a cluster.")
+    if runtime_env:
+        raise ValueError("runtime_env is not supported by aioray's single-process runtime.")
+    for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or value < 0):
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+    for k, v in (resources or {}).items():
+        if k in ("CPU", "GPU"):
+            raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{k!r}: ...}}.")
+        if not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"resources[{k!r}] must be a non-negative number, got {v!r}.")
+    with _runtime._lock:
+        rt = _runtime.current_runtime()
+        if rt is not None:
+            if not ignore_reinit_error:
+                raise RuntimeError(
+                    "aioray.init() was called twice (maybe by accident?). Pass "
+                    "ignore_reinit_error=True to ignore this, or call aioray.shutdown() first.")
+        else:
+            if _runtime._runtime is not None:
+                _runtime._runtime.shutdown()
+            rt = _runtime.start(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                namespace=namespace, local_mode=local_mode)
+    return RuntimeInfo(node_id=rt.node_id, job_id=rt.job_id, namespace=rt.namespace,
+                       resources=dict(rt.total), loop=_runtime.loop_implementation(rt.loop))
+
+
+def shutdown() -> None:
+    """Stop aioray: in-flight work resolves to ``RuntimeShutdownError``, workers exit."""
+    _runtime.shutdown()
+
+
+def is_initialized() -> bool:
+    return _runtime.current_runtime() is not None or _runtime._worker_client is not None
+
+
+@overload
+def remote(fn: Callable[P, Coroutine[Any, Any, R]], /) -> RemoteFunction[P, R]: ...
+@overload
+def remote(fn: Callable[P, R], /) -> RemoteFunction[P, R]: ...
+@overload
+def remote(fn: type[T], /) -> ActorClass[T]: ...
+@overload
+def remote(**options: Any) -> Callable[[Any], Any]: ...
+
+
+def remote(*args: Any, **options: Any) -> Any:
+    """Make a function a task (``f.remote()``) or a class an actor (``Cls.remote()``).
+
+    Use bare (``@remote``) or with options (``@remote(num_cpus=2, num_returns=2)``).
+    """
+    if args:
+        if len(args) != 1 or options or not callable(args[0]):
+            raise TypeError(
+                "@remote takes either one function/class or keyword options only, e.g. "
+                "@aioray.remote or @aioray.remote(num_cpus=2).")
+        return _make_remote(args[0], {})
+
+    def deco(target: Any) -> Any:
+        return _make_remote(target, options)
+    return deco
+
+
+def _make_remote(target: Any, options: dict[str, Any]) -> Any:
+    if inspect.isclass(target):
+        return ActorClass(target, options)
+    if callable(target):
+        return RemoteFunction(target, options)
+    raise TypeError(f"@remote expects a function or a class, got {type(target).__name__}.")
+
+
+def get(refs: Any, *, timeout: float | None = None) -> Any:
+    """The value of a ref (or the values of a list of refs), blocking this thread.
+
+    Raises the task's error (a ``RayTaskError`` that is also the user's exception class),
+    ``GetTimeoutError`` after ``timeout`` seconds. In async code use ``await ref``.
+    """
+    return current_backend().get(refs, timeout)
+
+
+async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
+    """``get`` for async code: ``await aioray.get_async([r1, r2], timeout=5)``."""
+    backend = current_backend()
+    if backend.is_worker:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, lambda: backend.get(refs, timeout))
+    return await backend.get_async(refs, timeout)
+
+
+def put(value: Any, **_ignored: Any) -> ObjectRef[Any]:
+    """Store an immutable copy of ``value``; returns its ref."""
+    return current_backend().put(value)  # type: ignore[no-any-return]
+
+
+def wait(refs: Sequence[Any], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+    """Split refs (and generators) into ``(ready, not_ready)`` once ``num_returns`` are ready
+    or ``timeout`` seconds pass. Order is kept; ``timeout=0`` polls."""
+    return current_backend().wait(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
+
+
+async def wait_async(refs: Sequence[Any], *, num_returns: int = 1,
+                     timeout: float | None = None,
+                     fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+    """``wait`` for async code."""
+    backend = current_backend()
+    if backend.is_worker:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(  # type: ignore[no-any-return]
+            None, lambda: backend.wait(refs, num_returns, timeout, fetch_local))
+    return await backend.wait_async(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
+
+
+def cancel(ref: Any, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task behind ``ref`` (or a generator); ``get`` then raises
+    ``TaskCancelledError``. A finished task is left alone."""
+    current_backend().cancel(ref, force, recursive)
+
+
+def kill(actor: ActorHandle[Any], *, no_restart: bool = True) -> None:
+    """End an actor now; its pending calls raise ``ActorDiedError``. With
+    ``no_restart=False`` an actor with ``max_restarts`` restarts instead."""
+    current_backend().kill(actor, no_restart)
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
+    """The handle of a named actor (ValueError listing the names if there is none)."""
+    return current_backend().get_actor(name, namespace)  # type: ignore[no-any-return]
+
+
+def _driver() -> Any:
+    backend = current_backend()
+    return backend
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of this runtime (one node)."""
+    b = _driver()
+    if b.is_worker:
+        return b.generic("cluster_resources")  # type: ignore[no-any-return]
+    return dict(b.total)
+
+
+def available_resources() -> dict[str, float]:
+    """Resources not held by running tasks and actors right now."""
+    b = _driver()
+    if b.is_worker:
+        return b.generic("available_resources")  # type: ignore[no-any-return]
+    return {k: v for k, v in b.node_pool.available.items() if v > 1e-9}
+
+
+def nodes() -> list[dict[str, Any]]:
+    b = _driver()
+    total = cluster_resources()
+    return [{"NodeID": getattr(b, "node_id", ""), "Alive": True, "Resources": total,
+             "NodeManagerAddress": "127.0.0.1"}]
+
+
+def get_gpu_ids() -> list[int]:
+    """GPU ids assigned to the current task or actor (also in ``CUDA_VISIBLE_DEVICES``)."""
+    from aioray._runtime_context import current_gpu_ids
+    return current_gpu_ids()
+
+
+class as_completed(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):
+    """Yield refs in the order their objects become ready — ``for ref in as_completed(refs)``
+    in sync code, ``async for ref in as_completed(refs)`` in async code. Each yielded ref is
+    ready: ``get``/``await`` on it does not wait. ``timeout`` (seconds, for the whole
+    iteration) raises ``GetTimeoutError`` when it runs out."""
+
+    def __init__(self, refs: Sequence[ObjectRef[T]], timeout: float | None = None) -> None:
+        self._refs = list(refs)
+        for i, r in enumerate(self._refs):
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"as_completed() expects ObjectRefs, item {i} is a "
+                                f"{type(r).__name__}.")
+        self._left = len(self._refs)
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._timeout = timeout
+        self._sync_q: queue.SimpleQueue[ObjectRef[T]] | None = None
+        self._async_q: asyncio.Queue[ObjectRef[T]] | None = None
+        self._lock = threading.Lock()
+
+    def _start(self, push: Callable[[ObjectRef[T]], None]) -> None:
+        backend = current_backend()
+        if backend.is_worker:
+            def run() -> None:
+                remaining = list(self._refs)
+                while remaining:
+                    ready, remaining = backend.wait(remaining, 1, None, True)
+                    for r in ready:
+                        push(r)
+            threading.Thread(target=run, daemon=True).start()
+            return
+
+        def register() -> None:
+            for r in self._refs:
+                r._entry.add_callback(lambda r=r: push(r))  # type: ignore[misc]
+        backend.call_soon(register)
+
+    def _left_time(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    def _timed_out(self) -> GetTimeoutError:
+        return GetTimeoutError(f"as_completed(): {self._left} refs not ready after "
+                               f"{self._timeout} seconds.")
+
+    def __iter__(self) -> as_completed[T]:
+        return self
+
+    def __next__(self) -> ObjectRef[T]:
+        if self._left == 0:
+            raise StopIteration
+        if self._sync_q is None:
+            self._sync_q = queue.SimpleQueue()
+            self._start(self._sync_q.put)
+        try:
+            ref = self._sync_q.get(timeout=self._left_time())
+        except queue.Empty:
+            raise self._timed_out() from None
+        self._left -= 1
+        return ref
+
+    def __aiter__(self) -> as_completed[T]:
+        return self
+
+    async def __anext__(self) -> ObjectRef[T]:
+        if self._left == 0:
+            raise StopAsyncIteration
+        if self._async_q is None:
+            loop = asyncio.get_running_loop()
+            q: asyncio.Queue[ObjectRef[T]] = asyncio.Queue()
+            self._async_q = q
+
+            def push(r: ObjectRef[T]) -> None:
+                if _on_loop(loop):
+                    q.put_nowait(r)
+                else:
+                    loop.call_soon_threadsafe(q.put_nowait, r)
+            self._start(push)
+        try:
+            ref = await asyncio.wait_for(self._async_q.get(), self._left_time())
+        except asyncio.TimeoutError:
+            raise self._timed_out() from None
+        self._left -= 1
+        return ref
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+

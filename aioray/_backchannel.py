@@ -1,0 +1,183 @@
+"""The driver side of the back-channel: what task code in a worker process asks of the runtime.
+
+Two kinds of message arrive from a worker: ``req`` (the worker blocks until our ``reply``) and
+``call`` (fire and forget — ``.remote()`` and ``put`` return at once with ids the worker made up,
+and the socket's ordering guarantees a later ``get`` of those ids arrives after them).
+Other modules (actors, queues, placement groups) add request handlers with :meth:`handle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aioray._object_ref import ObjectRef, object_id
+from aioray._object_store import PENDING, STORE, ObjectEntry
+from aioray._serialization import ErrorValue, picklable_exception
+from aioray.exceptions import GetTimeoutError, ObjectFreedError
+
+if TYPE_CHECKING:
+    from aioray._runtime import Runtime
+    from aioray._worker_pool import WorkerHandle
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def entry_for(id: bytes) -> ObjectEntry:
+    entry = STORE.lookup(id)
+    if entry is None:
+        entry = ObjectEntry(id, ErrorValue(ObjectFreedError(
+            id.hex(), f"Object {id.hex()} was freed before a worker asked for it.")))
+    return entry
+
+
+def ref_for(id: bytes) -> ObjectRef[Any]:
+    return ObjectRef(id, entry_for(id))
+
+
+class Backchannel:
+    """Serves worker processes' requests on the runtime loop."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.generators: dict[bytes, Any] = {}
+        self._handlers: dict[str, Handler] = {
+            "get": self._get,
+            "wait": self._wait,
+            "gen_next": self._gen_next,
+        }
+        self._calls: dict[str, Callable[..., None]] = {
+            "submit": self._submit,
+            "put": self._put,
+            "cancel": self._cancel,
+            "gen_drop": self._gen_drop,
+        }
+
+    def handle(self, op: str, handler: Handler) -> None:
+        """Register ``async handler(worker, *args)`` for ``client.request(op, ...)``."""
+        self._handlers[op] = handler
+
+    def handle_call(self, op: str, handler: Callable[..., None]) -> None:
+        self._calls[op] = handler
+
+    def close(self) -> None:
+        self.generators.clear()
+
+    # -- dispatch -----------------------------------------------------------------------
+    def request(self, worker: WorkerHandle, rid: int, op: str, args: tuple[Any, ...]) -> None:
+        handler = self._handlers.get(op)
+        if handler is None:
+            worker.send(("reply", rid, False, RuntimeError(f"unknown request {op!r}")))
+            return
+        self.rt.loop.create_task(self._serve(worker, rid, handler, args))
+
+    async def _serve(self, worker: WorkerHandle, rid: int, handler: Handler,
+                     args: tuple[Any, ...]) -> None:
+        try:
+            value = await handler(worker, *args)
+            ok = True
+        except BaseException as e:
+            ok, value = False, picklable_exception(e)
+        carrying = value if ok and isinstance(value, list) else ()
+        worker.send(("reply", rid, ok, value), carrying=carrying)
+
+    def call(self, worker: WorkerHandle, op: str, args: tuple[Any, ...]) -> None:
+        handler = self._calls.get(op)
+        if handler is None:
+            print(f"aioray: unknown worker call {op!r}")
+            return
+        try:
+            handler(worker, *args)
+        except Exception:
+            traceback.print_exc()
+
+    def _task_of(self, worker: WorkerHandle) -> Any:
+        run = worker.run
+        return self.rt.tasks.tasks.get(run.task_id) if run is not None else None
+
+    # -- requests -----------------------------------------------------------------------
+    async def _get(self, worker: WorkerHandle, ids: list[bytes], timeout: float | None) -> Any:
+        entries = [entry_for(i) for i in ids]
+        pending = [e for e in entries if e.value is PENDING]
+        if pending:
+            spec = self._task_of(worker)
+            grant = spec.grant if spec is not None else None
+            if grant is not None:
+                grant.lend_cpu()
+            try:
+                if not await self.rt.wait_entries(pending, timeout=timeout):
+                    raise GetTimeoutError(f"Get timed out after {timeout} seconds.")
+            finally:
+                if grant is not None:
+                    await grant.reclaim_cpu()
+        for e in entries:
+            e.retrieved = True
+        return [e.value for e in entries]
+
+    async def _wait(self, worker: WorkerHandle, ids: list[bytes], num: int,
+                    timeout: float | None) -> list[bytes]:
+        entries = [entry_for(i) for i in ids]
+        spec = self._task_of(worker)
+        grant = spec.grant if spec is not None else None
+        if grant is not None:
+            grant.lend_cpu()
+        try:
+            await self.rt.wait_entries(entries, num, timeout)
+        finally:
+            if grant is not None:
+                await grant.reclaim_cpu()
+        return [e.id for e in entries if e.value is not PENDING]
+
+    async def _gen_next(self, worker: WorkerHandle, task_id: bytes) -> bytes | None:
+        gen = self.generators.get(task_id)
+        if gen is None:
+            return None
+        stream = gen._stream
+        await stream.wait_ready()
+        ref = stream.take()
+        if ref is None:
+            return None
+        STORE.register(ref._entry)
+        worker.borrowed[ref.binary()] = [ref, worker.seq + 1]  # carried by the reply frame
+        return ref.binary()  # type: ignore[no-any-return]
+
+    # -- calls --------------------------------------------------------------------------
+    def _submit(self, worker: WorkerHandle, rf: Any, payload: Any, dep_ids: list[bytes],
+                opts: dict[str, Any], task_id: bytes, parent: bytes | None) -> None:
+        from aioray._generator import GeneratorStream, ObjectRefGenerator
+        tm = self.rt.tasks
+        try:
+            spec = tm.make_spec(rf, payload, [ref_for(i) for i in dep_ids], opts, task_id, parent)
+        except Exception as e:  # bad options: the refs the worker holds get the error
+            entry = ObjectEntry(object_id(task_id, 1), ErrorValue(e))
+            STORE.register(entry)
+            worker.pin_created(ObjectRef(entry.id, entry))
+            return
+        for e in spec.returns:
+            STORE.register(e)
+            worker.pin_created(ObjectRef(e.id, e))
+        if isinstance(spec.sink, GeneratorStream):
+            self.generators[task_id] = ObjectRefGenerator(spec.sink)
+            done = spec.sink.completed_entry
+            STORE.register(done)
+            worker.pin_created(ObjectRef(done.id, done))
+        tm.start(spec)
+
+    def _put(self, worker: WorkerHandle, id: bytes, stored: Any) -> None:
+        from aioray._worker_pool import adopt_segments
+        adopt_segments(stored)
+        entry = ObjectEntry(id, stored)
+        STORE.register(entry)
+        worker.pin_created(ObjectRef(id, entry))
+
+    def _cancel(self, worker: WorkerHandle, id: bytes, force: bool, recursive: bool) -> None:
+        self.rt._cancel_on_loop(id[:24], force, recursive)
+
+    def _gen_drop(self, worker: WorkerHandle, task_id: bytes) -> None:
+        self.generators.pop(task_id, None)
+
+
+async def _sleep0() -> None:
+    await asyncio.sleep(0)

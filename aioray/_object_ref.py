@@ -1,0 +1,132 @@
+"""``ObjectRef``: a typed, awaitable handle to one object in the store."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+from collections.abc import Callable, Generator
+from typing import Any, Generic, TypeVar
+
+from aioray._object_store import PENDING, STORE, ObjectEntry
+from aioray._serialization import deserialize, note_ref
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+# 28-byte ids like Ray's: 16 random bytes per process, an 8-byte counter, a 4-byte index.
+_PREFIX = os.urandom(16)
+_counter = itertools.count(1)
+
+
+def new_task_id() -> bytes:
+    return _PREFIX + next(_counter).to_bytes(8, "little")
+
+
+def reseed_ids() -> None:
+    """Give a freshly started worker process its own id space."""
+    global _PREFIX
+    _PREFIX = os.urandom(16)
+
+
+def object_id(task_id: bytes, index: int) -> bytes:
+    return task_id + index.to_bytes(4, "little")
+
+
+class ObjectRef(Generic[T_co]):
+    """A reference to an object that a task returns or ``put`` stored.
+
+    ``await ref`` gives the value from any event loop; ``aioray.get(ref)`` from sync code;
+    ``ref.future()`` a :class:`concurrent.futures.Future`. Refs are hashable, compare by id and
+    can be passed to tasks and actors (as top-level arguments they are resolved first).
+    """
+
+    __slots__ = ("__weakref__", "_entry", "_id")
+
+    def __init__(self, id: bytes, entry: Any) -> None:
+        self._id = id
+        self._entry = entry
+
+    def binary(self) -> bytes:
+        return self._id
+
+    def hex(self) -> str:
+        return self._id.hex()
+
+    def task_id(self) -> str:
+        return self._id[:24].hex()
+
+    def is_nil(self) -> bool:
+        return not any(self._id)
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectRef) and other._id == self._id
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self._id.hex()})"
+
+    def __await__(self) -> Generator[Any, None, T_co]:
+        entry = self._entry
+        if type(entry) is ObjectEntry and entry.value is not PENDING:
+            entry.retrieved = True
+            return deserialize(entry.value)  # type: ignore[no-any-return]
+        return (yield from _backend().await_ref(self).__await__())
+
+    def future(self) -> concurrent.futures.Future[T_co]:
+        """A ``concurrent.futures.Future`` that completes with the object's value or error."""
+        return _backend().ref_future(self)  # type: ignore[no-any-return]
+
+    def as_future(self) -> Any:
+        """An ``asyncio.Future`` on the running loop (Ray's name for the same thing)."""
+        import asyncio
+        return asyncio.ensure_future(_as_coro(self))
+
+    def __reduce__(self) -> Any:
+        note_ref(self)
+        if type(self._entry) is ObjectEntry:
+            _register(self._entry)
+        return (_rebuild_ref, (self._id,))
+
+    def __iter__(self) -> Any:
+        raise TypeError(
+            "An ObjectRef is not iterable. Did you mean aioray.get(ref), or to set "
+            "num_returns on the remote function so that .remote() returns several refs?"
+        )
+
+    def __bool__(self) -> bool:
+        return True
+
+
+async def _as_coro(ref: ObjectRef[T]) -> T:
+    return await ref
+
+
+def _register(entry: ObjectEntry) -> None:
+    STORE.register(entry)
+
+
+def _backend() -> Any:
+    from aioray._runtime import current_backend
+    return current_backend()
+
+
+def _driver_rebuild(id: bytes) -> ObjectRef[Any]:
+    entry = STORE.lookup(id)
+    if entry is None:
+        from aioray._serialization import ErrorValue
+        from aioray.exceptions import ObjectFreedError
+        entry = ObjectEntry(id, ErrorValue(ObjectFreedError(
+            id.hex(), f"Object {id.hex()} was freed: every reference to it was dropped "
+            "before this copy of the reference was rebuilt.")))
+    return ObjectRef(id, entry)
+
+
+# Worker processes replace this with their own (refs there borrow from the driver).
+rebuild_hook: Callable[[bytes], ObjectRef[Any]] = _driver_rebuild
+
+
+def _rebuild_ref(id: bytes) -> ObjectRef[Any]:
+    return rebuild_hook(id)

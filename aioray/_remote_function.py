@@ -1,0 +1,110 @@
+"""``@remote`` functions: ``.remote()``, ``.options()``, pickling by id."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import cloudpickle
+
+from aioray._options import TASK_OPTIONS, validate
+
+if __import__("sys").version_info >= (3, 10):
+    from typing import ParamSpec
+else:  # pragma: no cover
+    from typing_extensions import ParamSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# fn id -> RemoteFunction, so a function pickled into a worker and back is the same object.
+_REGISTRY: weakref.WeakValueDictionary[bytes, RemoteFunction[Any, Any]] = (
+    weakref.WeakValueDictionary())
+
+
+def _backend() -> Any:
+    from aioray._runtime import current_backend
+    return current_backend()
+
+
+class RemoteFunction(Generic[P, R]):
+    """A function made remote by ``@aioray.remote``. Call ``.remote(...)`` to run it as a task."""
+
+    def __init__(self, function: Callable[P, Any], options: dict[str, Any],
+                 fn_id: bytes | None = None, pickled: bytes | None = None) -> None:
+        self._function = function
+        self._default_options = validate(options, TASK_OPTIONS, "a remote function")
+        self._name = getattr(function, "__qualname__", None) or repr(function)
+        self._fn_id = fn_id or uuid.uuid4().bytes
+        self._pickled = pickled
+        self._is_async = inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(
+            function)
+        self._is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
+            function)
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", self._name)
+        self.__qualname__ = self._name
+        self.__module__ = getattr(function, "__module__", __name__)
+        self.__wrapped__ = function
+        if fn_id is None:
+            _REGISTRY[self._fn_id] = self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "Remote functions cannot be called directly. Instead of running "
+            f"'{self.__name__}()', try '{self.__name__}.remote()'."
+        )
+
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Submit a task; returns an ObjectRef (or several, or an ObjectRefGenerator)."""
+        return _backend().submit_task(self, args, kwargs, self._default_options)
+
+    def options(self, **options: Any) -> _BoundRemoteFunction[P, R]:
+        """Override options for the calls made through the returned object."""
+        opts = validate(options, TASK_OPTIONS, f"{self._name}.options()")
+        merged = {**self._default_options, **opts}
+        return _BoundRemoteFunction(self, merged)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "Ray DAGs (.bind) are not supported by aioray; call .remote() instead.")
+
+    def _pickled_function(self) -> bytes:
+        if self._pickled is None:
+            self._pickled = cloudpickle.dumps(self._function)
+        return self._pickled
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (self._fn_id, self._pickled_function(), self._default_options))
+
+    def __repr__(self) -> str:
+        return f"<aioray remote function {self._name}>"
+
+
+class _BoundRemoteFunction(Generic[P, R]):
+    """``f.options(...)``: the same function with other options."""
+
+    def __init__(self, rf: RemoteFunction[P, R], options: dict[str, Any]) -> None:
+        self._rf = rf
+        self._options = options
+
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return _backend().submit_task(self._rf, args, kwargs, self._options)
+
+    def options(self, **options: Any) -> _BoundRemoteFunction[P, R]:
+        opts = validate(options, TASK_OPTIONS, f"{self._rf._name}.options()")
+        return _BoundRemoteFunction(self._rf, {**self._options, **opts})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._rf(*args, **kwargs)
+
+
+def _rebuild(fn_id: bytes, pickled: bytes, options: dict[str, Any]) -> RemoteFunction[Any, Any]:
+    rf = _REGISTRY.get(fn_id)
+    if rf is None:
+        rf = RemoteFunction(cloudpickle.loads(pickled), options, fn_id=fn_id, pickled=pickled)
+        _REGISTRY[fn_id] = rf
+    return rf

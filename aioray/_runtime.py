@@ -1,0 +1,570 @@
+"""The process-wide runtime: the one event loop, and everything that lives on it.
+
+``Runtime`` owns the loop (adopted from the caller when ``init`` runs inside one, else a daemon
+thread running uvloop when available), the scheduler's resource pool, the task manager, the
+worker pool, actors and placement groups. Public functions are thin forwards to
+:func:`current_backend` — the runtime in the driver, a :class:`WorkerClient` inside worker
+processes — so another backend can stand behind the same API.
+
+Blocking calls (``get``, ``wait``, ``next(gen)``) are thin wrappers: they look at the store first
+(a resolved ref needs no hop) and otherwise hand one coroutine to the loop and block the calling
+thread. Called on the loop's own thread while it runs they raise instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from aioray import _shared_memory
+from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._object_store import PENDING, ObjectEntry
+from aioray._scheduler import ResourcePool
+from aioray._serialization import deserialize, serialize
+from aioray.exceptions import GetTimeoutError, RuntimeShutdownError
+
+T = TypeVar("T")
+
+_lock = threading.RLock()
+_runtime: Runtime | None = None
+_worker_client: Any = None
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if os.environ.get("AIORAY_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+def loop_implementation(loop: asyncio.AbstractEventLoop) -> str:
+    mod = type(loop).__module__
+    return "uvloop" if mod.startswith("uvloop") else f"asyncio ({type(loop).__name__})"
+
+
+class Runtime:
+    """Everything one ``init()`` created; public API calls forward here."""
+
+    is_worker = False
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None,
+                 num_cpus: float, num_gpus: float, resources: dict[str, float],
+                 namespace: str | None, local_mode: bool, gpu_ids: list[int] | None) -> None:
+        from aioray._actor import ActorManager
+        from aioray._backchannel import Backchannel
+        from aioray._task_manager import TaskManager
+        from aioray._worker_pool import WorkerPool
+
+        self.loop = loop
+        self.thread = thread
+        self.adopted = thread is None
+        self.loop_thread_id = thread.ident if thread is not None else threading.get_ident()
+        self.driver_pid = os.getpid()
+        self.job_id = uuid.uuid4().hex[:8]
+        self.node_id = uuid.uuid4().hex
+        self.namespace = namespace or f"anonymous-{uuid.uuid4()}"
+        self.local_mode = local_mode
+        self.total: dict[str, float] = {"CPU": float(num_cpus), "GPU": float(num_gpus),
+                                        **{k: float(v) for k, v in resources.items()}}
+        self.total = {k: v for k, v in self.total.items() if v}
+        self.total.setdefault("CPU", 0.0)
+        self.node_pool = ResourcePool(self.total, gpu_ids)
+        self.closed = False
+        self.started_at = time.monotonic()
+        self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._drain_scheduled = False
+        self.tasks = TaskManager(self)
+        self.workers = WorkerPool(self, max_idle=max(1, int(num_cpus)))
+        self.backchannel = Backchannel(self)
+        self.actors = ActorManager(self)
+        self.placement_groups: dict[str, Any] = {}
+
+    # -- the loop ------------------------------------------------------------------------
+    def in_loop_thread(self) -> bool:
+        return threading.get_ident() == self.loop_thread_id
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop: now if we are on it, else batched with other calls
+        from other threads behind a single wake-up."""
+        if threading.get_ident() == self.loop_thread_id:
+            fn(*args)
+            return
+        self._inbox.append((fn, args))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # loop closed: shutdown raced with us
+                self._drain_scheduled = False
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            fn, args = inbox.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                import traceback
+                traceback.print_exc()
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str,
+                 await_form: str) -> T:
+        """Block this thread until ``coro`` (run on the loop) finishes."""
+        if threading.get_ident() == self.loop_thread_id:
+            if self.loop.is_running():
+                coro.close()
+                raise RuntimeError(
+                    f"{what} would block the event loop that runs aioray (and deadlock). "
+                    f"Inside async code use `{await_form}` instead."
+                )
+            return self.loop.run_until_complete(coro)  # adopted loop, idle: drive it ourselves
+        if self.closed:
+            coro.close()
+            raise RuntimeShutdownError("aioray was shut down; this call cannot complete.")
+        cf = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return cf.result(timeout)
+        except concurrent.futures.TimeoutError:
+            cf.cancel()
+            raise GetTimeoutError(f"{what} timed out after {timeout} seconds.") from None
+        except KeyboardInterrupt:
+            cf.cancel()
+            raise
+
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the runtime loop from whatever loop we are on."""
+        if asyncio.get_running_loop() is self.loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    # -- waiting on entries (loop thread) ------------------------------------------------
+    async def wait_entries(self, entries: Sequence[ObjectEntry], num: int | None = None,
+                           timeout: float | None = None) -> bool:
+        """Until ``num`` (default: all) of ``entries`` are resolved; False on timeout."""
+        need = len(entries) if num is None else num
+        pending = [e for e in entries if e.value is PENDING]
+        remaining = need - (len(entries) - len(pending))
+        if remaining <= 0:
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        fut: asyncio.Future[None] = self.loop.create_future()
+
+        def on_ready() -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining <= 0 and not fut.done():
+                fut.set_result(None)
+
+        for e in pending:
+            e.add_callback(on_ready)
+        try:
+            if timeout is None:
+                await fut
+            else:
+                await asyncio.wait_for(fut, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            for e in pending:
+                e.remove_callback(on_ready)
+
+    async def _wait_for_get(self, entries: list[ObjectEntry], timeout: float | None) -> None:
+        from aioray._task_manager import current_task
+        spec = current_task.get()
+        grant = spec.grant if spec is not None else None
+        if grant is not None:
+            grant.lend_cpu()  # a task blocked in get does not hold its CPU (as in Ray)
+        try:
+            if not await self.wait_entries(entries, timeout=timeout):
+                raise GetTimeoutError(
+                    f"Get timed out: {sum(e.value is PENDING for e in entries)} of "
+                    f"{len(entries)} objects not ready after {timeout} seconds.")
+        finally:
+            if grant is not None:
+                await grant.reclaim_cpu()
+
+    # -- the API -------------------------------------------------------------------------
+    def submit_task(self, rf: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    opts: dict[str, Any]) -> Any:
+        self._check_open()
+        return self.tasks.submit(rf, args, kwargs, opts)
+
+    def put(self, value: Any) -> ObjectRef[Any]:
+        self._check_open()
+        _check_put(value)
+        entry = ObjectEntry(object_id(new_task_id(), 0), serialize(value, self.driver_pid))
+        return ObjectRef(entry.id, entry)
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        single, lst = _as_ref_list(refs, "get")
+        _check_timeout(timeout)
+        entries = [r._entry for r in lst]
+        pending = [e for e in entries if e.value is PENDING]
+        if pending:
+            self.run_sync(self._wait_for_get(pending, timeout), None, "aioray.get()",
+                          "await ref` or `await aioray.get_async(refs)")
+        values = _values(entries)
+        return values[0] if single else values
+
+    async def get_async(self, refs: Any, timeout: float | None = None) -> Any:
+        single, lst = _as_ref_list(refs, "get_async")
+        _check_timeout(timeout)
+        entries = [r._entry for r in lst]
+        if any(e.value is PENDING for e in entries):
+            await self.run_async(self._wait_for_get(entries, timeout))
+        values = _values(entries)
+        return values[0] if single else values
+
+    async def await_ref(self, ref: ObjectRef[Any]) -> Any:
+        return await self.get_async(ref)
+
+    def ref_future(self, ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
+        entry = ref._entry
+        if entry.value is not PENDING:
+            fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            try:
+                fut.set_result(_values([entry])[0])
+            except BaseException as e:
+                fut.set_exception(e)
+            return fut
+        return asyncio.run_coroutine_threadsafe(self.get_async(ref), self.loop)
+
+    def wait(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
+             fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+        items = _check_wait_args(refs, num_returns, timeout)
+        ready = _ready_now(items)
+        if len(ready) < num_returns and (timeout is None or timeout > 0):
+            self.run_sync(self._wait_items(items, num_returns, timeout), None, "aioray.wait()",
+                          "await aioray.wait_async(refs)")
+            ready = _ready_now(items)
+        return _split_ready(items, ready, num_returns)
+
+    async def wait_async(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
+                         fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+        items = _check_wait_args(refs, num_returns, timeout)
+        ready = _ready_now(items)
+        if len(ready) < num_returns and (timeout is None or timeout > 0):
+            await self.run_async(self._wait_items(items, num_returns, timeout))
+            ready = _ready_now(items)
+        return _split_ready(items, ready, num_returns)
+
+    async def _wait_items(self, items: list[Any], num: int, timeout: float | None) -> None:
+        from aioray._generator import ObjectRefGenerator
+        gens = [i for i in items if isinstance(i, ObjectRefGenerator)]
+        entries = [i._entry for i in items if not isinstance(i, ObjectRefGenerator)]
+        if not gens:
+            await self.wait_entries(entries, num, timeout)
+            return
+        # Mixed refs and generators: one waiter task per item, stop at ``num`` ready.
+        aws: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(g._stream.wait_ready()) for g in gens]
+        aws += [asyncio.ensure_future(self.wait_entries([e])) for e in entries]
+        deadline = None if timeout is None else self.loop.time() + timeout
+        try:
+            while sum(1 for a in aws if a.done()) < num:
+                left = None if deadline is None else deadline - self.loop.time()
+                if left is not None and left <= 0:
+                    return
+                await asyncio.wait([a for a in aws if not a.done()], timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for a in aws:
+                a.cancel()
+
+    def cancel(self, target: Any, force: bool = False, recursive: bool = True) -> None:
+        from aioray._generator import ObjectRefGenerator
+        if isinstance(target, ObjectRefGenerator):
+            task_id = target._stream.task_id
+        elif isinstance(target, ObjectRef):
+            task_id = target.binary()[:24]
+        else:
+            raise TypeError(
+                f"aioray.cancel() expects an ObjectRef or ObjectRefGenerator, got "
+                f"{type(target).__name__}.")
+        self.call_soon(self._cancel_on_loop, task_id, force, recursive)
+
+    def _cancel_on_loop(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        if not self.tasks.cancel(task_id, force, recursive):
+            self.actors.cancel_call(task_id, force, recursive)
+
+    # -- actors --------------------------------------------------------------------------
+    def create_actor(self, ac: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     opts: dict[str, Any]) -> Any:
+        self._check_open()
+        return self.actors.create(ac, args, kwargs, opts)
+
+    def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   opts: dict[str, Any]) -> Any:
+        self._check_open()
+        return self.actors.call(handle, meta, args, kwargs, opts)
+
+    def kill(self, handle: Any, no_restart: bool = True) -> None:
+        self.actors.kill(handle, no_restart)
+
+    def get_actor(self, name: str, namespace: str | None = None) -> Any:
+        return self.actors.get_actor(name, namespace)
+
+    def pool_for(self, opts: dict[str, Any]) -> ResourcePool:
+        strategy = opts.get("scheduling_strategy")
+        pg = opts.get("placement_group")
+        if pg is None and strategy is not None and hasattr(strategy, "placement_group"):
+            pg = strategy.placement_group
+            index = getattr(strategy, "placement_group_bundle_index", -1)
+        else:
+            index = opts.get("placement_group_bundle_index", -1)
+        if pg is None or pg == "default":
+            return self.node_pool
+        return pg._pool_for(index)  # type: ignore[no-any-return]
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeShutdownError("aioray was shut down; call aioray.init() again.")
+
+    # -- shutdown ------------------------------------------------------------------------
+    def _close_on_loop(self) -> list[Any]:
+        """Fail everything in flight; returns the workers to stop (loop thread)."""
+        self.closed = True
+        err = RuntimeShutdownError(
+            "aioray.shutdown() ran while this task was in flight; it will never finish.")
+        self.tasks.fail_all(err)
+        self.actors.shutdown(err)
+        self.node_pool.close(err)
+        for pg in list(self.placement_groups.values()):
+            pg._close(err)
+        self.backchannel.close()
+        return list(self.workers.workers)
+
+    async def _shutdown_async(self) -> None:
+        self._close_on_loop()
+        await self.workers.shutdown(timeout=1.0)
+
+    def shutdown(self) -> None:
+        if self.closed and not self.workers.workers:
+            return
+        loop = self.loop
+        try:
+            if self.thread is not None:
+                if loop.is_running() and not self.in_loop_thread():
+                    cf = asyncio.run_coroutine_threadsafe(self._shutdown_async(), loop)
+                    try:
+                        cf.result(10)
+                    except Exception:
+                        pass
+                    loop.call_soon_threadsafe(loop.stop)
+                    self.thread.join(5)
+                    if not self.thread.is_alive():
+                        loop.close()
+                else:
+                    self._close_on_loop()
+            elif not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(self._shutdown_async())
+            else:
+                self._close_on_loop()
+        finally:
+            self.closed = True
+            self.workers.kill_all_now()
+            self.tasks.shutdown()
+            _shared_memory.sweep(self.driver_pid)
+
+    def is_stale(self) -> bool:
+        return self.closed or self.loop.is_closed()
+
+
+# -- helpers for the API ----------------------------------------------------------------
+def _check_put(value: Any) -> None:
+    from aioray._generator import ObjectRefGenerator
+    if isinstance(value, ObjectRef):
+        raise TypeError("Calling put() on an ObjectRef is not allowed; it is already stored. "
+                        "Put a container holding it instead, e.g. put([ref]).")
+    if isinstance(value, ObjectRefGenerator):
+        raise TypeError("An ObjectRefGenerator cannot be put in the object store.")
+
+
+def _as_ref_list(refs: Any, fn: str) -> tuple[bool, list[ObjectRef[Any]]]:
+    from aioray._generator import ObjectRefGenerator
+    if isinstance(refs, ObjectRef):
+        return True, [refs]
+    if isinstance(refs, ObjectRefGenerator):
+        raise TypeError(
+            f"aioray.{fn}() does not accept an ObjectRefGenerator. Use next(gen) / "
+            "`async for ref in gen` to take its refs, or gen.completed() to wait for the task.")
+    if isinstance(refs, (list, tuple)):
+        lst = list(refs)
+        for i, r in enumerate(lst):
+            if not isinstance(r, ObjectRef):
+                if isinstance(r, ObjectRefGenerator):
+                    raise TypeError(
+                        f"aioray.{fn}() got an ObjectRefGenerator at index {i}; take refs from "
+                        "it with next(gen), or wait for gen.completed().")
+                raise TypeError(
+                    f"aioray.{fn}() expects ObjectRefs, but item {i} is a "
+                    f"{type(r).__name__} ({r!r:.60}).")
+        return False, lst
+    raise TypeError(
+        f"aioray.{fn}() expects an ObjectRef or a list of ObjectRefs, got "
+        f"{type(refs).__name__} ({refs!r:.60}).")
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be None or a non-negative number of seconds, "
+                         f"got {timeout!r}.")
+
+
+def _values(entries: list[ObjectEntry]) -> list[Any]:
+    out = []
+    for e in entries:
+        e.retrieved = True
+        out.append(deserialize(e.value))
+    return out
+
+
+def _check_wait_args(refs: Any, num_returns: int, timeout: float | None) -> list[Any]:
+    from aioray._generator import ObjectRefGenerator
+    if isinstance(refs, (ObjectRef, ObjectRefGenerator)):
+        raise TypeError("aioray.wait() expects a list of ObjectRefs (or generators), not a "
+                        "single one; wrap it in a list: wait([ref]).")
+    if not isinstance(refs, (list, tuple)):
+        raise TypeError(f"aioray.wait() expects a list of ObjectRefs, got "
+                        f"{type(refs).__name__}.")
+    items = list(refs)
+    for i, r in enumerate(items):
+        if not isinstance(r, (ObjectRef, ObjectRefGenerator)):
+            raise TypeError(f"aioray.wait() expects ObjectRefs, but item {i} is a "
+                            f"{type(r).__name__}.")
+    ids = [id(r._stream) if isinstance(r, ObjectRefGenerator) else r.binary() for r in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("aioray.wait() got the same ObjectRef more than once; pass each ref once.")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"num_returns must be a non-negative int, got {num_returns!r}.")
+    if num_returns > len(items):
+        raise ValueError(
+            f"num_returns ({num_returns}) cannot be greater than the number of refs given "
+            f"({len(items)}).")
+    _check_timeout(timeout)
+    return items
+
+
+def _ready_now(items: list[Any]) -> set[int]:
+    from aioray._generator import ObjectRefGenerator
+    out = set()
+    for i, r in enumerate(items):
+        if isinstance(r, ObjectRefGenerator):
+            if r._stream.ready():
+                out.add(i)
+        elif r._entry.value is not PENDING:
+            out.add(i)
+    return out
+
+
+def _split_ready(items: list[Any], ready: set[int], num: int) -> tuple[list[Any], list[Any]]:
+    take = sorted(ready)[:num]
+    chosen = set(take)
+    return [items[i] for i in take], [r for i, r in enumerate(items) if i not in chosen]
+
+
+# -- the process-wide runtime ------------------------------------------------------------
+def _detect_gpus() -> list[int]:
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        return [int(x) for x in cvd.split(",") if x.strip().isdigit()]
+    return []
+
+
+def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
+          resources: dict[str, float] | None = None, namespace: str | None = None,
+          local_mode: bool = False) -> Runtime:
+    """Create the runtime (caller holds ``_lock``)."""
+    global _runtime
+    if num_cpus is None:
+        num_cpus = float(os.cpu_count() or 1)
+    gpu_ids = _detect_gpus()
+    if num_gpus is None:
+        num_gpus = float(len(gpu_ids))
+    elif len(gpu_ids) < num_gpus:
+        gpu_ids = list(range(int(num_gpus)))
+    local_mode = local_mode or os.environ.get("AIORAY_LOCAL_MODE", "") not in ("", "0")
+    try:
+        loop = asyncio.get_running_loop()
+        thread = None
+    except RuntimeError:
+        loop = _new_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name="aioray-loop", daemon=True)
+        thread.start()
+        started.wait()
+    rt = Runtime(loop=loop, thread=thread, num_cpus=num_cpus, num_gpus=num_gpus,
+                 resources=dict(resources or {}), namespace=namespace, local_mode=local_mode,
+                 gpu_ids=gpu_ids[: int(num_gpus)] if num_gpus else [])
+    _runtime = rt
+    return rt
+
+
+def current_runtime() -> Runtime | None:
+    rt = _runtime
+    if rt is not None and rt.is_stale():
+        return None
+    return rt
+
+
+def current_backend() -> Any:
+    """The runtime to forward API calls to, starting one implicitly as Ray does."""
+    rt = _runtime
+    if rt is not None and not rt.closed:
+        if not (rt.adopted and rt.loop.is_closed()):
+            return rt
+    if _worker_client is not None:
+        return _worker_client
+    with _lock:
+        rt = _runtime
+        if rt is not None and not rt.closed and not (rt.adopted and rt.loop.is_closed()):
+            return rt
+        if rt is not None:
+            # The loop this runtime adopted has closed (an asyncio.run() or a test ended).
+            rt.shutdown()
+        return start()
+
+
+def shutdown() -> None:
+    global _runtime
+    with _lock:
+        rt = _runtime
+        _runtime = None
+        if rt is not None:
+            rt.shutdown()
+
+
+def set_worker_client(client: Any) -> None:
+    global _worker_client
+    _worker_client = client
+
+
+def _atexit() -> None:
+    try:
+        shutdown()
+    except Exception as e:  # never let cleanup mask the program's own exit status
+        warnings.warn(f"aioray cleanup at exit failed: {e!r}", stacklevel=1)
+
+
+atexit.register(_atexit)

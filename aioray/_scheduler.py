@@ -1,0 +1,199 @@
+"""Resource accounting and queueing: who may run now, who waits.
+
+A :class:`ResourcePool` holds amounts of named resources (``CPU``, ``GPU``, custom). A task or
+actor acquires its request before it runs and gives it back after. Waiters queue per request
+*shape*, first come first served within a shape; on every release the oldest head that fits goes
+next. That keeps a big task from being starved while small ones slip past it, at O(shapes) cost per
+release instead of O(queue).
+
+The node is one pool; a placement group's bundle is a pool carved out of the node's (see
+``aioray.util.placement_group``), so "schedule into bundle 2" is just "acquire from that pool".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+_EPS = 1e-9
+
+
+class Grant:
+    """Resources held by one running task or actor; give them back with ``pool.release``."""
+
+    __slots__ = ("cpu_lent", "gpu_ids", "gpu_share", "pool", "released", "req")
+
+    def __init__(self, pool: ResourcePool, req: Mapping[str, float],
+                 gpu_ids: list[int], gpu_share: float) -> None:
+        self.pool = pool
+        self.req = req
+        self.gpu_ids = gpu_ids
+        self.gpu_share = gpu_share
+        self.released = False
+        self.cpu_lent = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.pool.release(self)
+
+    def lend_cpu(self) -> None:
+        """Give back the CPU while the holder blocks in ``get``/``wait`` (as Ray does)."""
+        cpu = self.req.get("CPU", 0.0)
+        if cpu and not self.cpu_lent and not self.released:
+            self.cpu_lent = True
+            self.pool._give({"CPU": cpu})
+
+    async def reclaim_cpu(self) -> None:
+        """Take the CPU back after blocking; may wait behind tasks that took it meanwhile."""
+        if self.cpu_lent and not self.released:
+            self.cpu_lent = False
+            await self.pool.acquire({"CPU": self.req["CPU"]}, _reclaim=True)
+
+
+class _Waiter:
+    __slots__ = ("fut", "req", "seq")
+
+    def __init__(self, req: Mapping[str, float], fut: asyncio.Future[Grant], seq: int) -> None:
+        self.req = req
+        self.fut = fut
+        self.seq = seq
+
+
+class ResourcePool:
+    """Amounts of resources with FIFO-per-shape waiting."""
+
+    def __init__(self, total: Mapping[str, float], gpu_ids: list[int] | None = None,
+                 name: str = "node") -> None:
+        self.name = name
+        self.total = {k: float(v) for k, v in total.items() if v}
+        self.available = dict(self.total)
+        ids = gpu_ids if gpu_ids is not None else list(range(int(self.total.get("GPU", 0))))
+        self._gpu_free = {i: 1.0 for i in ids}
+        self._queues: dict[tuple[tuple[str, float], ...], deque[_Waiter]] = {}
+        self._seq = itertools.count()
+        self.closed: BaseException | None = None
+
+    # -- queries -------------------------------------------------------------------------
+    def feasible(self, req: Mapping[str, float]) -> bool:
+        return all(self.total.get(k, 0.0) + _EPS >= v for k, v in req.items())
+
+    def describe_infeasible(self, req: Mapping[str, float]) -> str:
+        return (f"it requires {dict(req)} but the {self.name} only has {self.total} in total "
+                "(aioray.init(num_cpus=..., num_gpus=..., resources=...) sets these)")
+
+    def queued(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    # -- acquire / release ---------------------------------------------------------------
+    def try_acquire(self, req: Mapping[str, float]) -> Grant | None:
+        avail = self.available
+        for k, v in req.items():
+            if avail.get(k, 0.0) + _EPS < v:
+                return None
+        gpus = req.get("GPU", 0.0)
+        gpu_ids: list[int] = []
+        share = 0.0
+        if gpus:
+            picked = self._pick_gpus(gpus)
+            if picked is None:
+                return None
+            gpu_ids, share = picked
+        for k, v in req.items():
+            avail[k] = avail.get(k, 0.0) - v
+        return Grant(self, req, gpu_ids, share)
+
+    def _pick_gpus(self, gpus: float) -> tuple[list[int], float] | None:
+        if not self._gpu_free:
+            return ([], 0.0)
+        if gpus >= 1:
+            whole = [i for i, f in self._gpu_free.items() if f >= 1.0 - _EPS]
+            n = round(gpus)
+            if len(whole) < n:
+                return None
+            ids = whole[:n]
+            for i in ids:
+                self._gpu_free[i] = 0.0
+            return (ids, 1.0)
+        for i, f in self._gpu_free.items():
+            if f + _EPS >= gpus:
+                self._gpu_free[i] = f - gpus
+                return ([i], gpus)
+        return None
+
+    async def acquire(self, req: Mapping[str, float], _reclaim: bool = False) -> Grant:
+        if self.closed is not None:
+            raise self.closed
+        if not self._queues or _reclaim:
+            grant = self.try_acquire(req)
+            if grant is not None:
+                return grant
+        key = tuple(sorted(req.items()))
+        fut: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(req, fut, next(self._seq))
+        q = self._queues.get(key)
+        if q is None:
+            q = self._queues[key] = deque()
+        if _reclaim:
+            q.appendleft(waiter)
+        else:
+            q.append(waiter)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                fut.result().release()  # granted just as we were cancelled: give it back
+            raise
+
+    def release(self, grant: Grant) -> None:
+        self._give(grant.req, grant.gpu_ids, grant.gpu_share)
+
+    def _give(self, req: Mapping[str, float], gpu_ids: list[int] | None = None,
+              share: float = 0.0) -> None:
+        avail = self.available
+        for k, v in req.items():
+            avail[k] = avail.get(k, 0.0) + v
+        for i in gpu_ids or ():
+            self._gpu_free[i] = min(1.0, self._gpu_free[i] + share)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        queues = self._queues
+        while queues:
+            best: deque[_Waiter] | None = None
+            best_key = None
+            for key, q in list(queues.items()):
+                while q and q[0].fut.done():  # cancelled waiters
+                    q.popleft()
+                if not q:
+                    del queues[key]
+                    continue
+                if best is None or q[0].seq < best[0].seq:
+                    # only consider heads that fit now
+                    if all(self.available.get(k, 0.0) + _EPS >= v for k, v in q[0].req.items()):
+                        best, best_key = q, key
+            if best is None:
+                return
+            waiter = best[0]
+            grant = self.try_acquire(waiter.req)
+            if grant is None:  # GPU fragmentation: the amounts fit but no device does
+                return
+            best.popleft()
+            if not best:
+                del queues[best_key]  # type: ignore[arg-type]
+            waiter.fut.set_result(grant)
+
+    def close(self, error: BaseException) -> None:
+        """Fail every waiter (shutdown, placement group removed)."""
+        self.closed = error
+        for q in self._queues.values():
+            for w in q:
+                if not w.fut.done():
+                    w.fut.set_exception(error)
+        self._queues.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {k: v for k, v in self.available.items()}

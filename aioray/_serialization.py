@@ -1,0 +1,159 @@
+"""Turning values into immutable stored objects and back.
+
+cloudpickle with pickle protocol 5: functions from ``__main__``, closures and lambdas pickle by
+value, and large contiguous buffers (numpy arrays) travel out of band. Buffers of at least
+``SHM_THRESHOLD`` bytes are copied once into shared memory; every later ``get`` and every worker
+process maps that memory read-only instead of copying it.
+
+Cheap immutables (int, str, bytes, None, …) are stored as themselves: they need no copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from aioray._shared_memory import SharedBuffer
+
+SHM_THRESHOLD = 1 << 20
+IMMUTABLE_TYPES: frozenset[type] = frozenset(
+    {int, float, bool, str, bytes, complex, type(None), range, type(Ellipsis)}
+)
+
+_collect = threading.local()
+
+# The driver owns (and eventually unlinks) every segment; workers create segments for their
+# results and hand them over, so in a worker this is False.
+OWN_SEGMENTS = True
+
+
+class SerializedObject:
+    """A value pickled once: ``data`` plus out-of-band ``buffers``.
+
+    ``refs`` holds the ObjectRefs found inside the value (driver side only) so the objects they
+    point to stay alive as long as this value does.
+    """
+
+    __slots__ = ("buffers", "data", "refs")
+
+    def __init__(self, data: bytes, buffers: list[bytes | SharedBuffer], refs: tuple[Any, ...] = ()):
+        self.data = data
+        self.buffers = buffers
+        self.refs = refs
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + sum(
+            b.size if isinstance(b, SharedBuffer) else len(b) for b in self.buffers
+        )
+
+    def ref_ids(self) -> list[bytes]:
+        return [r.binary() for r in self.refs]
+
+    def __reduce__(self) -> Any:
+        # The ids of contained refs travel beside the data so the receiving process can pin
+        # (driver) or borrow (worker) them before anyone deserializes the value.
+        return (_from_wire, (self.data, self.buffers, self.ref_ids()))
+
+
+def _from_wire(data: bytes, buffers: list[bytes | SharedBuffer], ids: list[bytes]) -> SerializedObject:
+    if ids:
+        from aioray import _object_ref
+        refs = tuple(_object_ref.rebuild_hook(i) for i in ids)
+    else:
+        refs = ()
+    return SerializedObject(data, buffers, refs)
+
+
+class ErrorValue:
+    """A stored error: ``get`` raises ``error``."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        return (ErrorValue, (self.error,))
+
+
+def note_ref(ref: Any) -> None:
+    """Called by ``ObjectRef.__reduce__``: records a ref contained in the value being pickled."""
+    refs = getattr(_collect, "refs", None)
+    if refs is not None:
+        refs.append(ref)
+
+
+def serialize(value: Any, driver_pid: int) -> Any:
+    """Store form of ``value``: itself if immutable, else a :class:`SerializedObject`."""
+    if type(value) in IMMUTABLE_TYPES:
+        return value
+    if isinstance(value, ErrorValue):
+        return value
+    return serialize_always(value, driver_pid)
+
+
+def serialize_always(value: Any, driver_pid: int) -> SerializedObject:
+    buffers: list[pickle.PickleBuffer] = []
+    refs: list[Any] = []
+    prev = getattr(_collect, "refs", None)
+    _collect.refs = refs
+    try:
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    finally:
+        _collect.refs = prev
+    out: list[bytes | SharedBuffer] = []
+    for pb in buffers:
+        mv = pb.raw()
+        if mv.nbytes >= SHM_THRESHOLD:
+            out.append(SharedBuffer.create(driver_pid, mv, owner=OWN_SEGMENTS))
+        else:
+            out.append(bytes(mv))
+    return SerializedObject(data, out, tuple(refs))
+
+
+def deserialize(stored: Any) -> Any:
+    """The value of a stored object; raises the error of an :class:`ErrorValue`."""
+    tp = type(stored)
+    if tp is SerializedObject:
+        bufs = [b.view() if isinstance(b, SharedBuffer) else b for b in stored.buffers]
+        return pickle.loads(stored.data, buffers=bufs)
+    if tp is ErrorValue:
+        raise stored.error
+    return stored
+
+
+def describe_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any],
+                         func_name: str, exc: BaseException) -> TypeError:
+    """Find which argument failed to pickle, for an error that names it."""
+    for i, a in enumerate(args):
+        try:
+            cloudpickle.dumps(a)
+        except Exception as e:
+            return TypeError(
+                f"Could not serialize argument {i} ({type(a).__name__}) of {func_name}: {e}. "
+                "Arguments to process tasks must be picklable; pass a picklable value, "
+                "or run the function on a thread with .options(executor='thread')."
+            )
+    for k, v in kwargs.items():
+        try:
+            cloudpickle.dumps(v)
+        except Exception as e:
+            return TypeError(
+                f"Could not serialize keyword argument {k!r} ({type(v).__name__}) of "
+                f"{func_name}: {e}. Arguments to process tasks must be picklable."
+            )
+    return TypeError(f"Could not serialize the call of {func_name}: {exc}")
+
+
+def picklable_exception(exc: BaseException) -> BaseException:
+    """``exc`` if it survives a pickle round trip, else a RuntimeError describing it."""
+    try:
+        return pickle.loads(cloudpickle.dumps(exc))  # type: ignore[no-any-return]
+    except Exception:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return RuntimeError(f"(unpicklable exception) {text}")

@@ -1,0 +1,112 @@
+"""Named shared-memory segments for large pickle-5 buffers.
+
+Files in ``/dev/shm`` (or the temp dir where there is none) mapped with ``mmap``. We do not use
+``multiprocessing.shared_memory``: its resource tracker unlinks segments when *any* attaching
+process exits (fixed only in 3.13 with ``track=False``), and spawned workers would need the
+driver's tracker. Instead every segment name starts with ``aioray-<driver pid>-`` so the driver
+can sweep everything it ever owned at shutdown, even segments a crashed worker left behind.
+"""
+
+from __future__ import annotations
+
+import glob
+import mmap
+import os
+import tempfile
+import uuid
+import weakref
+from typing import Any
+
+_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+PREFIX = "aioray-"
+
+
+def segment_prefix(driver_pid: int) -> str:
+    return f"{PREFIX}{driver_pid}-"
+
+
+def _path(name: str) -> str:
+    return os.path.join(_DIR, name)
+
+
+class SharedBuffer:
+    """One shared-memory segment holding one out-of-band buffer.
+
+    The creating side owns it while ``owner`` is true: dropping the last reference unlinks the
+    file. Mappings already handed out (numpy arrays over it) stay valid after the unlink.
+    """
+
+    __slots__ = ("__weakref__", "_finalizer", "_mm", "name", "size")
+
+    def __init__(self, name: str, size: int, mm: mmap.mmap | None, owner: bool) -> None:
+        self.name = name
+        self.size = size
+        self._mm = mm
+        self._finalizer = weakref.finalize(self, _unlink, name) if owner else None
+
+    @classmethod
+    def create(cls, driver_pid: int, data: memoryview, owner: bool = True) -> SharedBuffer:
+        name = f"{segment_prefix(driver_pid)}{uuid.uuid4().hex[:16]}"
+        size = data.nbytes
+        fd = os.open(_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, max(size, 1))
+            mm = mmap.mmap(fd, max(size, 1))
+        finally:
+            os.close(fd)
+        if size:
+            mm[:size] = data.cast("B")
+        return cls(name, size, mm, owner=owner)
+
+    @classmethod
+    def attach(cls, name: str, size: int, owner: bool = False) -> SharedBuffer:
+        return cls(name, size, None, owner)
+
+    def adopt(self) -> None:
+        """Take ownership of a segment another process created (a worker's result)."""
+        if self._finalizer is None:
+            self._finalizer = weakref.finalize(self, _unlink, self.name)
+
+    def disown(self) -> None:
+        """Hand ownership to another process (the driver adopts a worker's result)."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
+    def view(self) -> memoryview:
+        """A read-only view of the bytes: arrays built on it are immutable, as Ray's are."""
+        if self._mm is None:
+            fd = os.open(_path(self.name), os.O_RDONLY)
+            try:
+                self._mm = mmap.mmap(fd, max(self.size, 1), prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)
+        mv = memoryview(self._mm)[: self.size]
+        return mv if mv.readonly else mv.toreadonly()
+
+    def __reduce__(self) -> Any:
+        return (SharedBuffer.attach, (self.name, self.size))
+
+
+def _unlink(name: str) -> None:
+    try:
+        os.unlink(_path(name))
+    except FileNotFoundError:
+        pass
+
+
+def sweep(driver_pid: int) -> int:
+    """Unlink every segment of this driver (shutdown); returns how many were left."""
+    n = 0
+    for path in glob.glob(os.path.join(_DIR, segment_prefix(driver_pid) + "*")):
+        try:
+            os.unlink(path)
+            n += 1
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def list_segments(driver_pid: int | None = None) -> list[str]:
+    pattern = segment_prefix(driver_pid) + "*" if driver_pid else PREFIX + "*"
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(_DIR, pattern)))

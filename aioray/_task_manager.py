@@ -1,0 +1,466 @@
+"""Tasks from ``.remote()`` to resolved refs.
+
+One coroutine per task on the runtime loop walks it through its life:
+
+    wait for top-level ref arguments  →  acquire resources  →  execute  →  resolve outputs
+                                                                ↺ retry (max_retries / retry_exceptions)
+
+Where it executes depends on the function: ``async def`` bodies run right there as coroutines;
+sync bodies go to a worker process (default) or a thread (``executor="thread"``, local mode).
+Generator bodies feed a sink (stream, static or dynamic) item by item from any of those places.
+
+Every output is resolved exactly once, to a value or a typed error — on success, failure, cancel,
+worker crash or shutdown (``fail_all``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import ctypes
+import os
+import threading
+import traceback
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aioray._generator import (
+    DynamicSink,
+    GeneratorStream,
+    ObjectRefGenerator,
+    StaticSink,
+)
+from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._object_store import PENDING, ObjectEntry
+from aioray._options import resource_request
+from aioray._serialization import ErrorValue, picklable_exception, serialize
+from aioray._task_args import pack_args, split_returns, unpack_args
+from aioray.exceptions import (
+    RayTaskError,
+    TaskCancelledError,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
+
+if TYPE_CHECKING:
+    from aioray._remote_function import RemoteFunction
+    from aioray._runtime import Runtime
+    from aioray._scheduler import Grant, ResourcePool
+    from aioray._worker_pool import WorkerHandle
+
+current_task: contextvars.ContextVar[TaskSpec | None] = contextvars.ContextVar(
+    "aioray_current_task", default=None)
+
+
+class _AppError(Exception):
+    """The task's code raised; ``error`` is the RayTaskError to store."""
+
+    def __init__(self, error: RayTaskError) -> None:
+        self.error = error
+
+
+def app_error(name: str, exc: BaseException) -> RayTaskError:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return RayTaskError(name, tb, picklable_exception(exc), os.getpid()).as_instanceof_cause()
+
+
+class TaskSpec:
+    """One submitted task and everything needed to run, retry or cancel it."""
+
+    __slots__ = (
+        "atask", "attempt", "cancelled", "children", "deps", "executor", "fn", "grant",
+        "max_retries", "name", "nret", "opts", "parent", "payload", "pool", "req",
+        "retry_exceptions", "returns", "rf", "sink", "task_id", "thread_ident", "worker",
+    )
+
+    def __init__(self, task_id: bytes, rf: RemoteFunction[Any, Any], payload: Any,
+                 deps: list[ObjectRef[Any]], opts: dict[str, Any]) -> None:
+        self.task_id = task_id
+        self.rf = rf
+        self.fn = rf._function
+        self.name = opts.get("name") or rf._name
+        self.payload = payload
+        self.deps = deps
+        self.opts = opts
+        self.returns: list[ObjectEntry] = []
+        self.sink: Any = None
+        self.nret: Any = opts.get("num_returns", 1)
+        self.attempt = 0
+        mr = opts.get("max_retries")
+        self.max_retries = 3 if mr is None else mr
+        self.retry_exceptions = opts.get("retry_exceptions") or False
+        self.cancelled = False
+        self.children: list[bytes] = []
+        self.parent: bytes | None = None
+        self.atask: asyncio.Task[None] | None = None
+        self.worker: WorkerHandle | None = None
+        self.thread_ident: int | None = None
+        self.grant: Grant | None = None
+        self.executor = "loop"
+        self.req: dict[str, float] = {}
+        self.pool: ResourcePool | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self.sink is not None
+
+    def can_retry(self, error: BaseException) -> bool:
+        if self.cancelled:
+            return False
+        if self.max_retries != -1 and self.attempt >= self.max_retries:
+            return False
+        if isinstance(error, WorkerCrashedError):
+            return True
+        if isinstance(error, RayTaskError):
+            rex = self.retry_exceptions
+            if rex is True:
+                return True
+            if rex:
+                return isinstance(error.cause, tuple(rex))
+        return False
+
+    def fail(self, error: BaseException) -> None:
+        """Resolve every output to ``error`` (first resolution wins)."""
+        if self.sink is not None:
+            self.sink.finish(error)
+        else:
+            ev = ErrorValue(error)
+            for e in self.returns:
+                e.resolve(ev)
+
+
+class TaskManager:
+    """Submits, runs, retries and cancels tasks for one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.loop = runtime.loop
+        self.tasks: dict[bytes, TaskSpec] = {}
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(32, int(runtime.total.get("CPU", 1)) * 4),
+            thread_name_prefix="aioray-task")
+        self._warned_infeasible: set[tuple[tuple[str, float], ...]] = set()
+
+    # -- submission (any thread) ---------------------------------------------------------
+    def submit(self, rf: RemoteFunction[Any, Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:
+        payload, deps = pack_args(args, kwargs, rf._name, self.rt.driver_pid)
+        parent = current_task.get()
+        spec = self.make_spec(rf, payload, deps, opts, new_task_id(),
+                              parent.task_id if parent is not None else None)
+        self.rt.call_soon(self.start, spec)
+        return self.outputs(spec)
+
+    def make_spec(self, rf: RemoteFunction[Any, Any], payload: Any, deps: list[ObjectRef[Any]],
+                  opts: dict[str, Any], task_id: bytes, parent: bytes | None) -> TaskSpec:
+        spec = TaskSpec(task_id, rf, payload, deps, opts)
+        spec.parent = parent
+        if rf._is_async:
+            spec.executor = "loop"
+        elif opts.get("executor") == "thread" or self.rt.local_mode:
+            spec.executor = "thread"
+        else:
+            spec.executor = "process"
+        spec.req = resource_request(opts, 0.0 if rf._is_async else 1.0)
+        nret = spec.nret
+        if rf._is_generator:
+            if nret in (None, "streaming"):
+                spec.sink = GeneratorStream(self.rt, task_id,
+                                            opts.get("_generator_backpressure_num_objects") or 0)
+            elif nret == "dynamic":
+                entry = ObjectEntry(object_id(task_id, 1))
+                spec.returns = [entry]
+                spec.sink = DynamicSink(entry, task_id, self.rt.driver_pid)
+            else:
+                spec.returns = [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)]
+                spec.sink = StaticSink(spec.returns, spec.name)
+        else:
+            if nret in ("streaming", "dynamic") or nret is None:
+                raise TypeError(
+                    f"num_returns={nret!r} is for generator functions, but {rf._name} is not "
+                    "a generator (it has no 'yield')."
+                )
+            spec.returns = [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)]
+        return spec
+
+    @staticmethod
+    def outputs(spec: TaskSpec) -> Any:
+        if isinstance(spec.sink, GeneratorStream):
+            return ObjectRefGenerator(spec.sink)
+        refs = [ObjectRef(e.id, e) for e in spec.returns]
+        if isinstance(spec.sink, DynamicSink) or len(refs) == 1:
+            return refs[0]
+        return refs or None
+
+    # -- life of a task (loop thread) ----------------------------------------------------
+    def start(self, spec: TaskSpec) -> None:
+        pool = self.rt.pool_for(spec.opts)
+        spec.pool = pool
+        if spec.req and not pool.feasible(spec.req):
+            key = tuple(sorted(spec.req.items()))
+            msg = (f"Task {spec.name} can never run: {pool.describe_infeasible(spec.req)}.")
+            if key not in self._warned_infeasible:
+                self._warned_infeasible.add(key)
+                warnings.warn(msg, stacklevel=2)
+            spec.fail(TaskUnschedulableError(msg))
+            return
+        self.tasks[spec.task_id] = spec
+        if spec.parent is not None:
+            parent = self.tasks.get(spec.parent)
+            if parent is not None:
+                parent.children.append(spec.task_id)
+        spec.atask = self.loop.create_task(self._run(spec))
+
+    async def _run(self, spec: TaskSpec) -> None:
+        try:
+            dep_values = await self._resolve_deps(spec) if spec.deps else []
+            if dep_values is None:
+                return
+            while True:
+                grant = None
+                if spec.req:
+                    assert spec.pool is not None
+                    grant = await spec.pool.acquire(spec.req)
+                    spec.grant = grant
+                try:
+                    await self._execute(spec, dep_values, grant)
+                    return
+                except (_AppError, WorkerCrashedError) as e:
+                    err = e.error if isinstance(e, _AppError) else e
+                    if spec.can_retry(err):
+                        spec.attempt += 1
+                        continue
+                    if isinstance(err, WorkerCrashedError):
+                        err.attempts = spec.attempt + 1
+                        if spec.attempt:
+                            err.args = (f"{err.args[0]} The task ran {spec.attempt + 1} "
+                                        "times (max_retries used up).",)
+                    spec.fail(err)
+                    return
+                finally:
+                    spec.grant = None
+                    if grant is not None:
+                        grant.release()
+        except asyncio.CancelledError:
+            spec.fail(TaskCancelledError(spec.task_id.hex()))
+        except BaseException as e:  # a bug of ours: still resolve, and say what happened
+            spec.fail(e if isinstance(e, Exception) else RuntimeError(repr(e)))
+        finally:
+            self.tasks.pop(spec.task_id, None)
+
+    async def _resolve_deps(self, spec: TaskSpec) -> list[Any] | None:
+        entries = [d._entry for d in spec.deps]
+        pending = [e for e in entries if e.value is PENDING]
+        if pending:
+            await self.rt.wait_entries(pending)
+        values = [e.value for e in entries]
+        for v in values:
+            if type(v) is ErrorValue:
+                spec.fail(v.error)  # errors propagate through dependent tasks
+                return None
+        return values
+
+    async def _execute(self, spec: TaskSpec, dep_values: list[Any], grant: Grant | None) -> None:
+        on_item = self._item_handler(spec)
+        if spec.executor == "loop":
+            token = current_task.set(spec)
+            try:
+                await self._execute_coroutine(spec, dep_values, on_item)
+            finally:
+                current_task.reset(token)
+        elif spec.executor == "thread":
+            await self._execute_thread(spec, dep_values, grant, on_item)
+        else:
+            await self._execute_process(spec, dep_values, grant, on_item)
+
+    def _item_handler(self, spec: TaskSpec) -> Callable[[Any], None] | None:
+        sink = spec.sink
+        if sink is None:
+            return None
+        # On a retry, items the earlier attempt already produced are skipped (Ray's rule:
+        # refs already handed out are never duplicated or replaced).
+        skip = _sink_count(sink)
+        seen = 0
+
+        def on_item(stored: Any) -> None:
+            nonlocal seen
+            seen += 1
+            if seen > skip:
+                sink.push(stored)
+        return on_item
+
+    def _finish(self, spec: TaskSpec, values: list[Any] | None) -> None:
+        if spec.sink is not None:
+            spec.sink.finish(None)
+        elif values is not None:
+            for e, v in zip(spec.returns, values, strict=True):
+                e.resolve(v)
+
+    # -- executors -----------------------------------------------------------------------
+    async def _execute_coroutine(self, spec: TaskSpec, dep_values: list[Any],
+                                 on_item: Callable[[Any], None] | None) -> None:
+        pid = self.rt.driver_pid
+        try:
+            args, kwargs = unpack_args(spec.payload, dep_values)
+            if on_item is not None:
+                stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
+                async for item in spec.fn(*args, **kwargs):
+                    on_item(serialize(item, pid))
+                    if stream is not None and stream.backpressure:
+                        await stream.wait_capacity()
+                values = None
+            else:
+                value = await spec.fn(*args, **kwargs)
+                values = [serialize(v, pid) for v in split_returns(value, spec.nret, spec.name)]
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            raise _AppError(app_error(spec.name, e)) from None
+        self._finish(spec, values)
+
+    async def _execute_thread(self, spec: TaskSpec, dep_values: list[Any], grant: Grant | None,
+                              on_item: Callable[[Any], None] | None) -> None:
+        loop = self.loop
+        pid = self.rt.driver_pid
+        stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(on_item, serialize(item, pid))  # type: ignore[arg-type]
+
+        def body() -> list[Any] | None:
+            spec.thread_ident = threading.get_ident()
+            current_task.set(spec)
+            try:
+                if spec.cancelled:
+                    raise TaskCancelledError(spec.task_id.hex())
+                args, kwargs = unpack_args(spec.payload, dep_values)
+                result = spec.fn(*args, **kwargs)
+                if on_item is not None:
+                    produced = 0
+                    for item in result:
+                        emit(item)
+                        produced += 1
+                        if stream is not None and stream.backpressure:
+                            _wait_thread_capacity(stream, produced)
+                    return None
+                return [serialize(v, pid) for v in split_returns(result, spec.nret, spec.name)]
+            except TaskCancelledError:
+                raise
+            except Exception as e:
+                raise _AppError(app_error(spec.name, e)) from None
+            finally:
+                spec.thread_ident = None
+
+        ctx = contextvars.copy_context()
+        try:
+            values = await asyncio.shield(loop.run_in_executor(self._threads, ctx.run, body))
+        except TaskCancelledError:
+            spec.fail(TaskCancelledError(spec.task_id.hex()))
+            return
+        self._finish(spec, values)
+
+    async def _execute_process(self, spec: TaskSpec, dep_values: list[Any], grant: Grant | None,
+                               on_item: Callable[[Any], None] | None) -> None:
+        rf = spec.rf
+        w = await self.rt.workers.acquire()
+        stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
+        retire = False
+        try:
+            if spec.cancelled:
+                raise asyncio.CancelledError()
+            fn_id = rf._fn_id
+            if fn_id not in w.known_fns:
+                w.send(("fn", fn_id, rf._pickled_function()))
+                w.known_fns.add(fn_id)
+            run = w.start(spec.task_id, on_item)
+            spec.worker = w
+            if stream is not None and stream.backpressure:
+                stream.on_consumed = lambda n: w.send(("credit", spec.task_id, n))
+            w.send(("task", spec.task_id, fn_id, spec.payload, dep_values, spec.nret
+                    if isinstance(spec.nret, int) else 1, spec.name,
+                    grant.gpu_ids if grant is not None and grant.gpu_ids else None,
+                    on_item is not None, stream.backpressure if stream is not None else 0),
+                   carrying=[spec.payload, *dep_values])
+            try:
+                kind, result = await asyncio.shield(run.fut)
+            except asyncio.CancelledError:
+                # Cancelled while running: the worker is told (cancel()); wait for it to stop
+                # so it goes back to the pool in a known state.
+                try:
+                    await asyncio.wait_for(asyncio.shield(run.fut), timeout=30)
+                except BaseException:
+                    w.kill()
+                raise
+            except WorkerCrashedError:
+                if w.killed_on_purpose and spec.cancelled:
+                    raise asyncio.CancelledError() from None
+                raise
+            max_calls = spec.opts.get("max_calls") or 0
+            if max_calls:
+                w.calls[fn_id] = w.calls.get(fn_id, 0) + 1
+                retire = w.calls[fn_id] >= max_calls
+        finally:
+            spec.worker = None
+            if stream is not None:
+                stream.on_consumed = None
+            self.rt.workers.release(w, retire=retire)
+        if kind == "failed":
+            raise _AppError(result.as_instanceof_cause())
+        if type(result) is ErrorValue:  # cancelled inside the worker
+            spec.fail(result.error)
+            return
+        self._finish(spec, result)
+
+    # -- cancellation --------------------------------------------------------------------
+    def cancel(self, task_id: bytes, force: bool, recursive: bool) -> bool:
+        """Loop thread. False if the task is not in flight (finished: a no-op)."""
+        spec = self.tasks.get(task_id)
+        if spec is None or spec.cancelled:
+            return False
+        spec.cancelled = True
+        spec.fail(TaskCancelledError(task_id.hex()))
+        if spec.worker is not None:
+            spec.worker.cancel(task_id, force)
+        elif spec.thread_ident is not None:
+            _raise_in_thread(spec.thread_ident, TaskCancelledError)
+        elif spec.atask is not None:
+            spec.atask.cancel()
+        if recursive:
+            for child in spec.children:
+                self.cancel(child, force, recursive)
+        return True
+
+    def fail_all(self, error: BaseException) -> None:
+        for spec in list(self.tasks.values()):
+            spec.cancelled = True
+            spec.fail(error)
+            if spec.atask is not None:
+                spec.atask.cancel()
+        self.tasks.clear()
+
+    def shutdown(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _sink_count(sink: Any) -> int:
+    if isinstance(sink, GeneratorStream):
+        return sink.produced
+    if isinstance(sink, StaticSink):
+        return len(sink.values) + (1 if sink.extra else 0)
+    if isinstance(sink, DynamicSink):
+        return len(sink.refs)
+    return 0
+
+
+def _wait_thread_capacity(stream: GeneratorStream, produced: int) -> None:
+    with stream._thread_cv:
+        while (not stream.dropped and not stream.done
+               and produced - stream.consumed >= stream.backpressure):
+            stream._thread_cv.wait(0.5)
+
+
+def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:
+    """Raise ``exc_type`` in a running Python thread (how a sync task on a thread is cancelled)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))

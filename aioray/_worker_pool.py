@@ -1,0 +1,311 @@
+"""Worker processes for sync task bodies: spawning, reuse, crash detection, replacement.
+
+Each worker is one ``python -m aioray._worker_main`` child connected by a socketpair. Unlike
+``ProcessPoolExecutor`` a dead worker fails only the task it was running (``on_lost``); the pool
+replaces it on demand. Idle workers are reused LIFO (warm caches) and beyond ``max_idle`` they
+are retired.
+
+Pinning across processes: every ref sent to a worker is pinned in ``borrowed`` with the sequence
+number of the frame that carried it; the worker releases it with the number of frames it had
+seen. A pin goes only when no later frame carried the ref — so nothing in flight is ever freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from aioray._protocol import FrameProtocol
+from aioray._serialization import SerializedObject
+from aioray._shared_memory import SharedBuffer
+from aioray.exceptions import WorkerCrashedError
+
+if TYPE_CHECKING:
+    from aioray._runtime import Runtime
+
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def adopt_segments(stored: Any) -> None:
+    """The driver takes ownership of shared memory a worker created for a result."""
+    if type(stored) is SerializedObject:
+        for b in stored.buffers:
+            if isinstance(b, SharedBuffer):
+                b.adopt()
+
+
+class TaskRun:
+    """What the driver waits for while a worker runs one task."""
+
+    __slots__ = ("fut", "on_item", "task_id")
+
+    def __init__(self, task_id: bytes, fut: asyncio.Future[tuple[str, Any]],
+                 on_item: Callable[[Any], None] | None) -> None:
+        self.task_id = task_id
+        self.fut = fut
+        self.on_item = on_item
+
+
+class WorkerHandle:
+    """The driver's view of one worker process."""
+
+    def __init__(self, pool: WorkerPool, proc: subprocess.Popen[bytes]) -> None:
+        self.pool = pool
+        self.proc = proc
+        self.pid = proc.pid
+        self.protocol: FrameProtocol | None = None
+        self.ready: asyncio.Future[None] = pool.loop.create_future()
+        self.known_fns: set[bytes] = set()
+        self.borrowed: dict[bytes, list[Any]] = {}
+        self.run: TaskRun | None = None
+        self.dead = False
+        self.exit_code: int | None = None
+        self.seq = 0
+        self.calls: dict[bytes, int] = {}
+        self.killed_on_purpose = False
+
+    # -- sending ------------------------------------------------------------------------
+    def send(self, msg: tuple[Any, ...], carrying: Iterable[Any] = ()) -> None:
+        """Send ``msg``; ``carrying`` lists the stored values in it whose refs must be pinned."""
+        if self.dead or self.protocol is None:
+            return
+        self.seq += 1
+        seq = self.seq
+        for stored in carrying:
+            if type(stored) is SerializedObject:
+                for ref in stored.refs:
+                    self.borrowed[ref.binary()] = [ref, seq]
+        self.protocol.send(msg)
+
+    def pin_created(self, ref: Any) -> None:
+        """A ref the worker created itself (submit/put): pinned until it releases it."""
+        self.borrowed.setdefault(ref.binary(), [ref, 0])
+
+    def release(self, items: list[tuple[bytes, int]]) -> None:
+        for id, seen in items:
+            pin = self.borrowed.get(id)
+            if pin is not None and pin[1] <= seen:
+                del self.borrowed[id]
+
+    # -- receiving ----------------------------------------------------------------------
+    def on_message(self, msg: Any) -> None:
+        kind = msg[0]
+        run = self.run
+        if kind == "yield":
+            adopt_segments(msg[2])
+            if run is not None and run.task_id == msg[1] and run.on_item is not None:
+                run.on_item(msg[2])
+        elif kind == "done" or kind == "failed":
+            stored = msg[2]
+            if kind == "done":
+                for s in stored if isinstance(stored, list) else (stored,):
+                    adopt_segments(s)
+            if run is not None and run.task_id == msg[1] and not run.fut.done():
+                run.fut.set_result((kind, stored))
+        elif kind == "req":
+            self.pool.runtime.backchannel.request(self, msg[1], msg[2], msg[3])
+        elif kind == "call":
+            self.pool.runtime.backchannel.call(self, msg[1], msg[2])
+        elif kind == "release":
+            self.release(msg[1])
+        elif kind == "ready":
+            if not self.ready.done():
+                self.ready.set_result(None)
+
+    def on_lost(self, exc: Exception | None) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        self.borrowed.clear()
+        self.pool._lost(self)
+        if not self.ready.done():
+            self.ready.set_exception(WorkerCrashedError("A worker process died while starting."))
+        run = self.run
+        if run is not None and not run.fut.done():
+            self.pool.loop.create_task(self._report_crash(run))
+
+    async def _report_crash(self, run: TaskRun) -> None:
+        code = await self.pool.loop.run_in_executor(None, _wait_exit, self.proc)
+        self.exit_code = code
+        how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+               and -code in signal.Signals._value2member_map_ else f"exit code {code}")
+        if not run.fut.done():
+            run.fut.set_exception(WorkerCrashedError(
+                f"The worker process (pid={self.pid}) running this task died ({how}).",
+                exit_code=code))
+
+    def start(self, task_id: bytes, on_item: Callable[[Any], None] | None) -> TaskRun:
+        run = TaskRun(task_id, self.pool.loop.create_future(), on_item)
+        self.run = run
+        return run
+
+    def cancel(self, task_id: bytes, force: bool) -> None:
+        if self.dead:
+            return
+        if force:
+            self.kill()
+        else:
+            self.send(("cancel", task_id))
+
+    def kill(self) -> None:
+        self.killed_on_purpose = True
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+
+    def exit(self) -> None:
+        self.send(("exit",))
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.close()
+
+
+def _wait_exit(proc: subprocess.Popen[bytes]) -> int | None:
+    try:
+        return proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+class WorkerPool:
+    """Spawns and reuses worker processes; owned by one runtime, lives on its loop."""
+
+    def __init__(self, runtime: Runtime, max_idle: int) -> None:
+        self.runtime = runtime
+        self.loop = runtime.loop
+        self.max_idle = max(1, max_idle)
+        self.workers: set[WorkerHandle] = set()
+        self._idle: list[WorkerHandle] = []
+        self._waiters: deque[asyncio.Future[WorkerHandle]] = deque()
+        self._spawning = 0
+        self.started = 0
+        self.closed = False
+
+    async def acquire(self) -> WorkerHandle:
+        while self._idle:
+            w = self._idle.pop()
+            if not w.dead:
+                return w
+        fut: asyncio.Future[WorkerHandle] = self.loop.create_future()
+        self._waiters.append(fut)
+        if self._spawning < len(self._waiters):
+            self._spawning += 1
+            self.loop.create_task(self._spawn_for_waiter())
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(fut.result())
+            raise
+
+    def release(self, w: WorkerHandle, retire: bool = False) -> None:
+        w.run = None
+        if w.dead:
+            return
+        if retire or self.closed:
+            self._retire(w)
+            return
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(w)
+                return
+        if len(self._idle) >= self.max_idle:
+            self._retire(w)
+        else:
+            self._idle.append(w)
+
+    def _retire(self, w: WorkerHandle) -> None:
+        self.workers.discard(w)
+        w.exit()
+
+    def _lost(self, w: WorkerHandle) -> None:
+        self.workers.discard(w)
+        try:
+            self._idle.remove(w)
+        except ValueError:
+            pass
+
+    async def _spawn_for_waiter(self) -> None:
+        try:
+            w = await self.spawn()
+        except BaseException as e:
+            self._spawning -= 1
+            while self._waiters:
+                fut = self._waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(e if isinstance(e, Exception) else RuntimeError(str(e)))
+                    break
+            return
+        self._spawning -= 1
+        self.release(w)
+
+    async def spawn(self) -> WorkerHandle:
+        if self.closed:
+            raise RuntimeError("the worker pool is shut down")
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        env["AIORAY_WORKER"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_PKG_PARENT, env.get("PYTHONPATH", "")) if p)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "aioray._worker_main", str(child.fileno())],
+                pass_fds=[child.fileno()], env=env, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        w = WorkerHandle(self, proc)
+        self.workers.add(w)
+        self.started += 1
+
+        def make_protocol() -> FrameProtocol:
+            proto = FrameProtocol(w.on_message, w.on_lost)
+            w.protocol = proto
+            return proto
+
+        await self.loop.create_unix_connection(make_protocol, sock=parent)
+        rt = self.runtime
+        w.send(("init", rt.driver_pid, list(sys.path), rt.namespace, rt.job_id))
+        await asyncio.wait_for(asyncio.shield(w.ready), timeout=120)
+        return w
+
+    async def shutdown(self, timeout: float = 2.0) -> None:
+        """Ask every worker to exit; kill the ones that do not within ``timeout``."""
+        self.closed = True
+        for fut in self._waiters:
+            if not fut.done():
+                fut.cancel()
+        self._waiters.clear()
+        workers = list(self.workers)
+        for w in workers:
+            w.exit()
+
+        def reap() -> None:
+            for w in workers:
+                try:
+                    w.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    w.proc.kill()
+                    w.proc.wait()
+        await self.loop.run_in_executor(None, reap)
+        self.workers.clear()
+        self._idle.clear()
+
+    def kill_all_now(self) -> None:
+        """Last-resort cleanup when the loop cannot run (interpreter exit)."""
+        for w in list(self.workers):
+            try:
+                w.proc.kill()
+                w.proc.wait(timeout=2)
+            except Exception:
+                pass
+        self.workers.clear()
