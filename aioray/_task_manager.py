@@ -86,7 +86,8 @@ class TaskSpec:
         self.opts = opts
         self.returns: list[ObjectEntry] = []
         self.sink: Any = None
-        self.nret: Any = opts.get("num_returns", 1)
+        # A generator function streams unless the caller asked for a fixed count.
+        self.nret: Any = opts.get("num_returns", None if rf._is_generator else 1)
         self.attempt = 0
         mr = opts.get("max_retries")
         self.max_retries = 3 if mr is None else mr

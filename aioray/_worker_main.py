@@ -250,7 +250,7 @@ class WorkerClient:
         from aioray._generator import WorkerObjectRefGenerator
         payload, deps = pack_args(args, kwargs, rf._name, self.driver_pid)
         task_id = new_task_id()
-        nret = opts.get("num_returns", 1)
+        nret = opts.get("num_returns", None if rf._is_generator else 1)
         self.call("submit", rf, payload, [d.binary() for d in deps], opts, task_id,
                   self.current_task)
         if rf._is_generator and nret in (None, "streaming"):
@@ -357,12 +357,18 @@ def main() -> None:
     _object_ref.reseed_ids()
     CLIENT = WorkerClient(sock)
     _object_ref.rebuild_hook = CLIENT.borrow
+    from aioray import _runtime
+    _runtime.set_worker_client(CLIENT)
     _serialization.OWN_SEGMENTS = False
     try:
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     except Exception:
         pass
-    CLIENT.serve()
+    try:
+        CLIENT.serve()
+    except (EOFError, OSError):
+        pass  # the driver went away (shutdown while we started): nothing to report to
+    os._exit(0)
 
 
 if __name__ == "__main__":
