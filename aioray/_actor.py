@@ -23,7 +23,7 @@ import inspect
 import threading
 import uuid
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DEFAULT_GROUP = "_default"
+GRAVEYARD_SIZE = 10_000
 
 current_actor: contextvars.ContextVar[ActorState | None] = contextvars.ContextVar(
     "aioray_current_actor", default=None)
@@ -620,6 +621,8 @@ class ActorManager:
         self.actors: dict[bytes, ActorState] = {}
         self.named: dict[tuple[str, str], ActorState] = {}
         self.calls: dict[bytes, ActorCall] = {}
+        # Why recently dead actors died, so later calls raise the real cause (bounded).
+        self.graveyard: OrderedDict[bytes, ActorDiedError] = OrderedDict()
         self._named_lock = threading.Lock()
         self.spare_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="aioray-actor-gen")
@@ -707,8 +710,8 @@ class ActorManager:
     def _submit_call(self, actor_id: bytes, call: ActorCall) -> None:
         state = self.actors.get(actor_id)
         if state is None:
-            call.fail(ActorDiedError("The actor is dead (killed, exited, or out of scope).",
-                                     actor_id=actor_id.hex()))
+            call.fail(self.graveyard.get(actor_id) or ActorDiedError(
+                "The actor is dead (killed, exited, or out of scope).", actor_id=actor_id.hex()))
             return
         state.submit(call)
 
@@ -770,6 +773,9 @@ class ActorManager:
 
     def _forget(self, state: ActorState) -> None:
         self.actors.pop(state.actor_id, None)
+        self.graveyard[state.actor_id] = state._dead_error()
+        if len(self.graveyard) > GRAVEYARD_SIZE:
+            self.graveyard.popitem(last=False)
         if state.name is not None:
             key = (state.namespace, state.name)
             with self._named_lock:
