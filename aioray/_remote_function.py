@@ -26,8 +26,8 @@ _REGISTRY: weakref.WeakValueDictionary[bytes, RemoteFunction[Any, Any]] = (
 
 
 def _backend() -> Any:
-    from aioray._runtime import current_backend
-    return current_backend()
+    from aioray import _runtime
+    return _runtime.current_backend()
 
 
 class RemoteFunction(Generic[P, R]):

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from aioray._scheduler import Grant, ResourcePool
     from aioray._worker_pool import WorkerHandle
 
+_NO_RESOURCES: dict[str, float] = {}
+_ONE_CPU: dict[str, float] = {"CPU": 1.0}
+
 current_task: contextvars.ContextVar[TaskSpec | None] = contextvars.ContextVar(
     "aioray_current_task", default=None)
 
@@ -164,7 +167,10 @@ class TaskManager:
             spec.executor = "thread"
         else:
             spec.executor = "process"
-        spec.req = resource_request(opts, 0.0 if rf._is_async else 1.0)
+        if "num_cpus" in opts or "num_gpus" in opts or "resources" in opts:
+            spec.req = resource_request(opts, 0.0 if rf._is_async else 1.0)
+        else:  # the common case: a shared constant, never mutated
+            spec.req = _NO_RESOURCES if rf._is_async else _ONE_CPU
         nret = spec.nret
         if rf._is_generator:
             if nret in (None, "streaming"):
@@ -212,7 +218,35 @@ class TaskManager:
             parent = self.tasks.get(spec.parent)
             if parent is not None:
                 parent.children.append(spec.task_id)
-        spec.atask = self.loop.create_task(self._run(spec))
+        if spec.executor == "loop" and not spec.deps and not spec.req and spec.sink is None:
+            spec.atask = self.loop.create_task(self._run_simple(spec))
+        else:
+            spec.atask = self.loop.create_task(self._run(spec))
+
+    async def _run_simple(self, spec: TaskSpec) -> None:
+        """The hot path: an ``async def`` task with no ref arguments and no resources."""
+        current_task.set(spec)  # the task runs in its own context copy: no reset needed
+        try:
+            try:
+                args, kwargs = unpack_args(spec.payload, ())
+                value = await spec.fn(*args, **kwargs)
+                pid = self.rt.driver_pid
+                values = [serialize(v, pid) for v in split_returns(value, spec.nret, spec.name)]
+            except asyncio.CancelledError:
+                spec.fail(TaskCancelledError(spec.task_id.hex()))
+                return
+            except Exception as e:
+                err = app_error(spec.name, e)
+                if spec.can_retry(err):
+                    spec.attempt += 1
+                    await self._run(spec)
+                else:
+                    spec.fail(err)
+                return
+            for entry, v in zip(spec.returns, values, strict=True):
+                entry.resolve(v)
+        finally:
+            self.tasks.pop(spec.task_id, None)
 
     async def _run(self, spec: TaskSpec) -> None:
         try:
