@@ -159,6 +159,10 @@ class WorkerClient:
                 self._functions[msg[1]] = _load_function(msg[2])
             elif kind == "task":
                 self._run_task(msg)
+                msg = None
+                # The task's arguments died with it: release their borrowed refs now, not at
+                # the next message (an idle worker would otherwise pin them indefinitely).
+                self._flush_releases()
             elif kind == "exit":
                 break
 
