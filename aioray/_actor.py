@@ -52,6 +52,8 @@ GRAVEYARD_SIZE = 10_000
 
 current_actor: contextvars.ContextVar[ActorState | None] = contextvars.ContextVar(
     "aioray_current_actor", default=None)
+current_call: contextvars.ContextVar[ActorCall | None] = contextvars.ContextVar(
+    "aioray_current_call", default=None)
 
 
 class ActorExit(BaseException):
@@ -265,8 +267,8 @@ def _rebuild_handle(actor_id: bytes, class_name: str,
 
 # -- driver side: actor state and execution ------------------------------------------------
 class ActorCall:
-    __slots__ = ("args_payload", "atask", "attempt", "cancelled", "deps", "group", "meta",
-                 "nret", "opts", "returns", "sink", "state", "task_id", "thread_ident")
+    __slots__ = ("args_payload", "atask", "attempt", "cancelled", "deps", "group", "in_thread",
+                 "meta", "nret", "opts", "returns", "sink", "state", "task_id", "thread_ident")
 
     def __init__(self, task_id: bytes, meta: MethodMeta, payload: Any,
                  deps: list[ObjectRef[Any]], opts: dict[str, Any]) -> None:
@@ -281,6 +283,7 @@ class ActorCall:
         self.group = opts.get("concurrency_group") or DEFAULT_GROUP
         self.atask: asyncio.Task[None] | None = None
         self.thread_ident: int | None = None
+        self.in_thread = False  # handed to an actor thread: asyncio cannot stop it any more
         self.cancelled = False
         self.attempt = 0
         self.state = "queued"
@@ -404,7 +407,9 @@ class ActorState:
             for call in list(g.running):
                 self._abort_running(call, cause)
             while g.queue:
-                g.queue.popleft().fail(cause)
+                call = g.queue.popleft()
+                self.manager.calls.pop(call.task_id, None)
+                call.fail(cause)
             if g.threads is not None:
                 g.threads.shutdown(wait=False, cancel_futures=True)
         if self.grant is not None:
@@ -452,15 +457,16 @@ class ActorState:
     # -- calls (loop thread) ------------------------------------------------------------
     def submit(self, call: ActorCall) -> None:
         if self.status == "DEAD":
+            self.manager.calls.pop(call.task_id, None)
             call.fail(self._dead_error())
             return
         group = self.groups.get(call.group)
         if group is None:
+            self.manager.calls.pop(call.task_id, None)
             call.fail(ValueError(
                 f"Concurrency group {call.group!r} is not declared on actor "
                 f"{self.ac.__name__}; declared: {sorted(g for g in self.groups if g != DEFAULT_GROUP)}."))
             return
-        self.manager.calls[call.task_id] = call
         group.queue.append(call)
         if self.status == "ALIVE":
             self._pump(group)
@@ -476,6 +482,7 @@ class ActorState:
         while self.status == "ALIVE" and group.queue and len(group.running) < group.limit:
             call = group.queue.popleft()
             if call.cancelled:
+                self.manager.calls.pop(call.task_id, None)
                 continue
             group.running.add(call)
             call.state = "running"
@@ -526,6 +533,7 @@ class ActorState:
         sink = call.sink
         stream = sink if isinstance(sink, GeneratorStream) else None
         token = current_actor.set(self)
+        call_token = current_call.set(call)
         try:
             if meta.is_async or (self.is_async and not meta.is_generator):
                 try:
@@ -549,6 +557,7 @@ class ActorState:
             else:
                 values = await self._invoke_in_thread(call, group, fn, dep_values, name)
         finally:
+            current_call.reset(call_token)
             current_actor.reset(token)
         if call.cancelled:
             return
@@ -591,6 +600,7 @@ class ActorState:
                 call.thread_ident = None
 
         ctx = contextvars.copy_context()
+        call.in_thread = True
         fut = loop.run_in_executor(executor, ctx.run, body)
         # A sync call cannot be interrupted by asyncio cancellation; wait for the thread.
         return await asyncio.shield(fut)
@@ -699,6 +709,7 @@ class ActorManager:
             if nret in (None, "streaming", "dynamic"):
                 nret = call.nret = 1
             call.returns = [ObjectEntry(object_id(call.task_id, i + 1)) for i in range(nret)]
+        self.calls[call.task_id] = call  # now: cancel() may come before _submit_call runs
         self.rt.call_soon(self._submit_call, handle._actor_id, call)
         if isinstance(call.sink, GeneratorStream):
             return ObjectRefGenerator(call.sink)
@@ -709,7 +720,11 @@ class ActorManager:
 
     def _submit_call(self, actor_id: bytes, call: ActorCall) -> None:
         state = self.actors.get(actor_id)
+        if call.cancelled:  # cancelled before it reached the actor
+            self.calls.pop(call.task_id, None)
+            return
         if state is None:
+            self.calls.pop(call.task_id, None)
             call.fail(self.graveyard.get(actor_id) or ActorDiedError(
                 "The actor is dead (killed, exited, or out of scope).", actor_id=actor_id.hex()))
             return
@@ -745,19 +760,23 @@ class ActorManager:
                 f"in that namespace: {names or 'none'}.")
         return self.handle_for(state.actor_id, state.ac.__name__, state.ac._methods)
 
+    def check_cancel(self, task_id: bytes, force: bool) -> None:
+        """Any thread: refuse ``cancel(force=True)`` of an actor call at the caller (as Ray)."""
+        if force and task_id in self.calls:
+            raise ValueError("force=True is not supported for actor tasks (as in Ray); use "
+                             "aioray.kill(actor) to stop the actor.")
+
     def cancel_call(self, task_id: bytes, force: bool, recursive: bool) -> bool:
         call = self.calls.get(task_id)
         if call is None or call.cancelled:
             return False
-        if force:
-            raise ValueError("force=True is not supported for actor tasks (as in Ray); use "
-                             "aioray.kill(actor) to stop the actor.")
+        self.check_cancel(task_id, force)
         call.cancelled = True
         call.fail(TaskCancelledError(task_id.hex()))
-        if call.state == "running" and call.atask is not None:
-            if call.meta.is_async or call.thread_ident is None:
-                call.atask.cancel()
-            # A running sync actor method is not interrupted (as in Ray); its result is dropped.
+        if call.state == "running" and call.atask is not None and not call.in_thread:
+            call.atask.cancel()
+        # A sync method already on its thread is not interrupted (as in Ray): it runs to the
+        # end (``get_runtime_context().is_canceled()`` tells it), and its result is dropped.
         return True
 
     # -- bookkeeping (loop thread) ------------------------------------------------------

@@ -296,6 +296,7 @@ class Runtime:
             raise TypeError(
                 f"aioray.cancel() expects an ObjectRef or ObjectRefGenerator, got "
                 f"{type(target).__name__}.")
+        self.actors.check_cancel(task_id, force)
         self.call_soon(self._cancel_on_loop, task_id, force, recursive)
 
     def _cancel_on_loop(self, task_id: bytes, force: bool, recursive: bool) -> None:

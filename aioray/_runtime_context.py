@@ -53,6 +53,22 @@ class RuntimeContext:
             return "actor-task"
         return None
 
+    def is_canceled(self) -> bool:
+        """Whether ``cancel()`` was called on the running task or actor call (a sync actor
+        method is not interrupted by cancel; it can poll this to stop early)."""
+        w = _worker()
+        if w is not None:
+            return w.current_task is not None and w._cancel_for == w.current_task
+        from aioray._actor import current_call
+        from aioray._task_manager import current_task
+        call = current_call.get()
+        if call is not None:
+            return bool(call.cancelled)
+        spec = current_task.get()
+        if spec is not None:
+            return bool(spec.cancelled)
+        raise RuntimeError("is_canceled() is only meaningful inside a task or an actor method.")
+
     def get_actor_id(self) -> str | None:
         from aioray._actor import current_actor
         actor = current_actor.get()
