@@ -27,7 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from aioray._generator import GeneratorStream, ObjectRefGenerator
+from aioray._generator import GeneratorStream, ObjectRefGenerator, yield_items
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._object_store import PENDING, ObjectEntry
 from aioray._options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_request, validate
@@ -584,7 +584,9 @@ class ActorState:
                 result = fn(*args, **kwargs)
                 if sink is not None:
                     produced = 0
-                    for item in result:
+                    for item in yield_items(result, name):
+                        if call.cancelled:
+                            break  # cancel() stops a sync generator method at its next yield
                         loop.call_soon_threadsafe(sink.push, serialize(item, pid))
                         produced += 1
                         if stream is not None and stream.backpressure:

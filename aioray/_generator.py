@@ -1,21 +1,42 @@
 """Generator tasks: the stream of refs a running generator feeds, and the three ways to read it.
 
-* :class:`ObjectRefGenerator` (streaming, Ray's default for generator functions): an async
-  queue of refs. ``next``/``for`` block the calling thread, ``async for``/``__anext__`` await.
-* ``num_returns=k``: :class:`StaticSink` fills k ordinary refs from the stream.
-* ``num_returns="dynamic"`` (deprecated in Ray): :class:`DynamicSink` resolves one ref to a
-  :class:`DynamicObjectRefGenerator` when the task ends.
+* :class:`ObjectRefGenerator` (streaming, Ray's default for generator functions; the older
+  ``num_returns="streaming"`` is an alias): an async queue of refs. ``next``/``for`` block the
+  calling thread, ``async for``/``__anext__`` await. The task runs eagerly to completion whether
+  or not anyone reads, unless ``_generator_backpressure_num_objects=N`` pauses the producer while
+  N refs are unconsumed.
+* ``num_returns=k``: :class:`StaticSink` fills k ordinary refs, each as soon as it is yielded.
+* ``num_returns="dynamic"``: :class:`DynamicSink` resolves one ref to a
+  :class:`DynamicObjectRefGenerator` when the task ends. Recent Ray deprecates "dynamic" in
+  favour of streaming; aioray supports it for old code.
 
 Every executor (loop coroutine, thread, worker process, actor) produces items the same way: it
 calls ``push(stored)`` per yield and ``finish(error)`` at the end, on the loop thread.
+
+Rules where Ray leaves a choice:
+
+* **Errors.** An exception raised by the generator becomes the next ref in order (refs yielded
+  before it stay valid), then the stream ends. A system failure (worker crash, cancel) ends the
+  stream the same way with a ``WorkerCrashedError`` / ``TaskCancelledError`` ref.
+* **Retries** (``max_retries``, ``retry_exceptions``, actor ``max_task_retries``): the generator
+  re-runs from the start and its first items — as many as earlier attempts already produced —
+  are dropped, so a ref handed out is never duplicated or replaced (Ray's rule: items are keyed
+  by their index). A non-deterministic generator therefore may mix attempts; use
+  ``max_retries=0`` for those, as Ray recommends.
+* **return value.** ``return v`` inside a generator task is ignored, as in Ray; aioray warns
+  (``RuntimeWarning``) so it does not vanish silently. Yield the value instead.
+* **Passing a generator** to a task or actor, ``put``-ing it or pickling it raises TypeError
+  (Ray's limitation). Pass the refs it yields, or ``gen.completed()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aioray._object_ref import ObjectRef, object_id
@@ -26,6 +47,7 @@ if TYPE_CHECKING:
     from aioray._runtime import Runtime
 
 T = TypeVar("T")
+_log = logging.getLogger("aioray")
 
 
 class GeneratorStream:
@@ -67,6 +89,8 @@ class GeneratorStream:
         if error is not None:
             self.push(ErrorValue(error))
         self.done = True
+        # The error also went into the stream as a ref: report it unretrieved once, not twice.
+        self.completed_entry.retrieved = True
         self.completed_entry.resolve(ErrorValue(error) if error is not None else None)
         self._wake()
         if self._capacity is not None and not self._capacity.done():
@@ -246,59 +270,101 @@ class DynamicObjectRefGenerator(Generic[T]):
 
 
 class StaticSink:
-    """``num_returns=k`` with a generator: k refs resolved when the task ends.
+    """``num_returns=k`` with a generator: k refs, each resolved as soon as it is yielded.
 
-    Exactly k items: every ref gets its value. An error (or a missing item) before ref k: refs
-    already produced keep their values, the rest hold the error. An error or an extra item after
-    all k were produced: every ref holds the error — Ray only logs that case (a known Ray bug).
+    Fewer than k items (or an error before item k): refs already produced keep their values,
+    the rest hold the error. **More** than k items: an error in ref k, which is therefore held
+    back until the generator ends — Ray only logs this case (a known Ray bug, ray#28689); we
+    raise it. An exception *after* all k values were yielded has no ref left to go to: it is
+    logged (as in Ray) and the k values stand.
     """
 
     def __init__(self, entries: list[ObjectEntry], name: str) -> None:
         self.entries = entries
         self.name = name
-        self.values: list[Any] = []
-        self.extra = False
+        self.produced = 0
+        self._last: Any = None
+        self._done = False
 
     def push(self, stored: Any) -> None:
-        if len(self.values) < len(self.entries):
-            self.values.append(stored)
+        if self._done:
+            return
+        self.produced += 1
+        k = len(self.entries)
+        if self.produced < k:
+            self.entries[self.produced - 1].resolve(stored)
+        elif self.produced == k:
+            self._last = stored  # held: an extra item would turn it into an error
         else:
-            self.extra = True
+            self._last = None
 
     def finish(self, error: BaseException | None = None) -> None:
-        k = len(self.entries)
-        if error is None and self.extra:
-            error = ValueError(
-                f"Generator task {self.name} yielded more than num_returns={k} values.")
-        if error is not None and len(self.values) == k:
-            for e in self.entries:
-                e.resolve(ErrorValue(error))
+        if self._done:
             return
-        if error is None and len(self.values) < k:
-            error = ValueError(f"Generator task {self.name} yielded {len(self.values)} values "
-                               f"but num_returns={k}.")
-        for i, e in enumerate(self.entries):
-            e.resolve(self.values[i] if i < len(self.values) else ErrorValue(error))  # type: ignore[arg-type]
+        self._done = True
+        k = len(self.entries)
+        n = self.produced
+        if k == 0:
+            return
+        if n > k:
+            self.entries[-1].resolve(ErrorValue(ValueError(
+                f"Generator task {self.name} yielded more values than num_returns={k}; "
+                "yield exactly num_returns values, or use num_returns='streaming'.")))
+            return
+        if n == k:
+            self.entries[-1].resolve(self._last)
+            self._last = None
+            if error is not None:
+                _log.error("Generator task %s raised after yielding all num_returns=%d values; "
+                           "the error is not stored in any ref: %s", self.name, k, error)
+            return
+        if error is None:
+            error = ValueError(f"Generator task {self.name} yielded {n} values but "
+                               f"num_returns={k}.")
+        ev = ErrorValue(error)
+        for e in self.entries[n:]:
+            e.resolve(ev)
 
 
 class DynamicSink:
-    """``num_returns="dynamic"``: one ref whose value lists the yielded refs."""
+    """``num_returns="dynamic"``: one ref whose value lists the yielded refs (an exception is
+    one extra final ref). Ray deprecates this mode in favour of streaming generators."""
 
     def __init__(self, entry: ObjectEntry, task_id: bytes, driver_pid: int) -> None:
         self.entry = entry
         self.task_id = task_id
         self.driver_pid = driver_pid
         self.refs: list[ObjectRef[Any]] = []
+        self._done = False
+
+    @property
+    def produced(self) -> int:
+        return len(self.refs)
 
     def push(self, stored: Any) -> None:
+        if self._done:
+            return
         e = ObjectEntry(object_id(self.task_id, len(self.refs) + 1), stored)
         self.refs.append(ObjectRef(e.id, e))
 
     def finish(self, error: BaseException | None = None) -> None:
+        if self._done:
+            return
         if error is not None:
             self.push(ErrorValue(error))
+        self._done = True
         self.entry.resolve(serialize_always(DynamicObjectRefGenerator(self.refs),
                                             self.driver_pid))
+
+
+def yield_items(gen: Iterator[Any], name: str) -> Generator[Any, None, None]:
+    """Iterate a sync generator task's body; a ``return value`` is ignored (as in Ray) with a
+    RuntimeWarning."""
+    value = yield from gen
+    if value is not None:
+        warnings.warn(
+            f"Generator task {name} returned {value!r:.60}; the return value of a generator "
+            "task is ignored (as in Ray). Yield it instead.", RuntimeWarning, stacklevel=2)
 
 
 class WorkerObjectRefGenerator(Generic[T]):

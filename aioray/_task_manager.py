@@ -31,6 +31,7 @@ from aioray._generator import (
     GeneratorStream,
     ObjectRefGenerator,
     StaticSink,
+    yield_items,
 )
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._object_store import PENDING, ObjectEntry
@@ -374,7 +375,7 @@ class TaskManager:
                 result = spec.fn(*args, **kwargs)
                 if on_item is not None:
                     produced = 0
-                    for item in result:
+                    for item in yield_items(result, spec.name):
                         emit(item)
                         produced += 1
                         if stream is not None and stream.backpressure:
@@ -482,10 +483,8 @@ class TaskManager:
 def _sink_count(sink: Any) -> int:
     if isinstance(sink, GeneratorStream):
         return sink.produced
-    if isinstance(sink, StaticSink):
-        return len(sink.values) + (1 if sink.extra else 0)
-    if isinstance(sink, DynamicSink):
-        return len(sink.refs)
+    if isinstance(sink, (StaticSink, DynamicSink)):
+        return sink.produced
     return 0
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aioray import _object_ref, _serialization
+from aioray._generator import yield_items
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._protocol import encode, recv_frame
 from aioray._serialization import ErrorValue, deserialize, picklable_exception, serialize
@@ -183,7 +184,7 @@ class WorkerClient:
                     raise _TaskCancelled()
                 result = fn(*args, **kwargs)
                 if streaming:
-                    self._stream(task_id, result, bp)
+                    self._stream(task_id, yield_items(result, name), bp)
                     result = None
             finally:
                 self._interruptible = False
