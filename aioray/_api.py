@@ -8,10 +8,11 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from aioray import _runtime
 from aioray._actor import ActorClass, ActorHandle
+from aioray._generator import ObjectRefGenerator
 from aioray._object_ref import ObjectRef
 from aioray._remote_function import RemoteFunction
 from aioray._runtime import current_backend
@@ -19,11 +20,9 @@ from aioray.exceptions import GetTimeoutError
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-if __import__("sys").version_info >= (3, 10):
-    from typing import ParamSpec
-else:  # pragma: no cover
-    from typing_extensions import ParamSpec
+Y = TypeVar("Y")
+# What wait() accepts and hands back, kept as given (refs and generators).
+W = TypeVar("W", bound="ObjectRef[Any] | ObjectRefGenerator[Any]")
 P = ParamSpec("P")
 
 # init() arguments that only matter on a cluster or for Ray's own processes: accepted, no-ops.
@@ -115,14 +114,55 @@ def is_initialized() -> bool:
     return _runtime.current_runtime() is not None or _runtime._worker_client is not None
 
 
+class _RemoteDecorator(Protocol):
+    """What ``remote(**options)`` returns: the same typing as bare ``@remote``."""
+
+    # The overlaps mypy reports are intended: the first matching overload wins.
+    @overload
+    def __call__(self, fn: type[T], /) -> ActorClass[T]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> RemoteFunction[P, ObjectRef[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, AsyncIterator[Y]], /  # type: ignore[overload-overlap]
+                 ) -> RemoteFunction[P, ObjectRefGenerator[Y]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Iterator[Y]], /  # type: ignore[overload-overlap]
+                 ) -> RemoteFunction[P, ObjectRefGenerator[Y]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> RemoteFunction[P, ObjectRef[R]]: ...
+
+
+class _UntypedReturnDecorator(Protocol):
+    """``remote(num_returns=...)``: arguments stay checked, ``.remote()`` returns ``Any``
+    (a list of refs, one ref, a generator... depending on the value)."""
+
+    @overload
+    def __call__(self, fn: type[T], /) -> ActorClass[T]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[P, Any], /) -> RemoteFunction[P, Any]: ...
+
+
+# Typing: classes first (a class is also a Callable); then async def -> ObjectRef[awaited],
+# generator functions (annotated ``-> Iterator[Y]``/``Generator[Y, ...]`` or the async
+# forms) -> ObjectRefGenerator[Y], anything else -> ObjectRef[return type]. The overlaps mypy
+# reports are intended: the first matching overload wins.
 @overload
-def remote(fn: Callable[P, Coroutine[Any, Any, R]], /) -> RemoteFunction[P, R]: ...
+def remote(fn: type[T], /) -> ActorClass[T]: ...  # type: ignore[overload-overlap]
 @overload
-def remote(fn: Callable[P, R], /) -> RemoteFunction[P, R]: ...
+def remote(fn: Callable[P, Coroutine[Any, Any, R]], /) -> RemoteFunction[P, ObjectRef[R]]: ...
 @overload
-def remote(fn: type[T], /) -> ActorClass[T]: ...
+def remote(  # type: ignore[overload-overlap]
+    fn: Callable[P, AsyncIterator[Y]], /) -> RemoteFunction[P, ObjectRefGenerator[Y]]: ...
 @overload
-def remote(**options: Any) -> Callable[[Any], Any]: ...
+def remote(  # type: ignore[overload-overlap]
+    fn: Callable[P, Iterator[Y]], /) -> RemoteFunction[P, ObjectRefGenerator[Y]]: ...
+@overload
+def remote(fn: Callable[P, R], /) -> RemoteFunction[P, ObjectRef[R]]: ...
+@overload
+def remote(*, num_returns: int | str | None, **options: Any) -> _UntypedReturnDecorator: ...
+@overload
+def remote(**options: Any) -> _RemoteDecorator: ...
 
 
 def remote(*args: Any, **options: Any) -> Any:
@@ -150,7 +190,14 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
     raise TypeError(f"@remote expects a function or a class, got {type(target).__name__}.")
 
 
-def get(refs: Any, *, timeout: float | None = None) -> Any:
+@overload
+def get(refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
+@overload
+def get(refs: Sequence[ObjectRef[T]], *, timeout: float | None = None) -> list[T]: ...
+
+
+def get(refs: ObjectRef[Any] | Sequence[ObjectRef[Any]], *,
+        timeout: float | None = None) -> Any:
     """The value of a ref (or the values of a list of refs), blocking this thread.
 
     Raises the task's error (a ``RayTaskError`` that is also the user's exception class),
@@ -159,7 +206,15 @@ def get(refs: Any, *, timeout: float | None = None) -> Any:
     return current_backend().get(refs, timeout)
 
 
-async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
+@overload
+async def get_async(refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
+@overload
+async def get_async(refs: Sequence[ObjectRef[T]], *,
+                    timeout: float | None = None) -> list[T]: ...
+
+
+async def get_async(refs: ObjectRef[Any] | Sequence[ObjectRef[Any]], *,
+                    timeout: float | None = None) -> Any:
     """``get`` for async code: ``await aioray.get_async([r1, r2], timeout=5)``."""
     backend = current_backend()
     if backend.is_worker:
@@ -168,21 +223,21 @@ async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
     return await backend.get_async(refs, timeout)
 
 
-def put(value: Any, **_ignored: Any) -> ObjectRef[Any]:
+def put(value: T, **_ignored: Any) -> ObjectRef[T]:
     """Store an immutable copy of ``value``; returns its ref."""
     return current_backend().put(value)  # type: ignore[no-any-return]
 
 
-def wait(refs: Sequence[Any], *, num_returns: int = 1, timeout: float | None = None,
-         fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+def wait(refs: Sequence[W], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[W], list[W]]:
     """Split refs (and generators) into ``(ready, not_ready)`` once ``num_returns`` are ready
     or ``timeout`` seconds pass. Order is kept; ``timeout=0`` polls."""
     return current_backend().wait(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
 
 
-async def wait_async(refs: Sequence[Any], *, num_returns: int = 1,
+async def wait_async(refs: Sequence[W], *, num_returns: int = 1,
                      timeout: float | None = None,
-                     fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+                     fetch_local: bool = True) -> tuple[list[W], list[W]]:
     """``wait`` for async code."""
     backend = current_backend()
     if backend.is_worker:
@@ -192,7 +247,8 @@ async def wait_async(refs: Sequence[Any], *, num_returns: int = 1,
     return await backend.wait_async(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
 
 
-def cancel(ref: Any, *, force: bool = False, recursive: bool = True) -> None:
+def cancel(ref: ObjectRef[Any] | ObjectRefGenerator[Any], *, force: bool = False,
+           recursive: bool = True) -> None:
     """Cancel the task behind ``ref`` (or a generator); ``get`` then raises
     ``TaskCancelledError``. A finished task is left alone."""
     current_backend().cancel(ref, force, recursive)

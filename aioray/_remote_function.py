@@ -6,18 +6,15 @@ import inspect
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import cloudpickle
 
 from aioray._options import TASK_OPTIONS, validate
 
-if __import__("sys").version_info >= (3, 10):
-    from typing import ParamSpec
-else:  # pragma: no cover
-    from typing_extensions import ParamSpec
-
 P = ParamSpec("P")
+# What ``.remote()`` returns: ``ObjectRef[T]`` for a plain or async function,
+# ``ObjectRefGenerator[Y]`` for a generator function, ``Any`` once ``num_returns`` is set.
 R = TypeVar("R")
 
 # fn id -> RemoteFunction, so a function pickled into a worker and back is the same object.
@@ -31,7 +28,11 @@ def _backend() -> Any:
 
 
 class RemoteFunction(Generic[P, R]):
-    """A function made remote by ``@aioray.remote``. Call ``.remote(...)`` to run it as a task."""
+    """A function made remote by ``@aioray.remote``. Call ``.remote(...)`` to run it as a task.
+
+    Typed: ``RemoteFunction[P, R]`` checks ``.remote(*args)`` against the function's parameters
+    ``P`` and returns ``R`` (``ObjectRef[T]``, or ``ObjectRefGenerator[Y]`` for generators).
+    """
 
     def __init__(self, function: Callable[P, Any], options: dict[str, Any],
                  fn_id: bytes | None = None, pickled: bytes | None = None) -> None:
@@ -58,11 +59,18 @@ class RemoteFunction(Generic[P, R]):
             f"'{self.__name__}()', try '{self.__name__}.remote()'."
         )
 
-    def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Submit a task; returns an ObjectRef (or several, or an ObjectRefGenerator)."""
-        return _backend().submit_task(self, args, kwargs, self._default_options)
+        return _backend().submit_task(self, args, kwargs, self._default_options)  # type: ignore[no-any-return]
 
-    def options(self, **options: Any) -> _BoundRemoteFunction[P, R]:
+    # num_returns changes what .remote() returns (a list of refs, a dynamic ref...): untyped then.
+    @overload
+    def options(self, *, num_returns: int | str | None,
+                **options: Any) -> _BoundRemoteFunction[P, Any]: ...
+    @overload
+    def options(self, **options: Any) -> _BoundRemoteFunction[P, R]: ...
+
+    def options(self, **options: Any) -> _BoundRemoteFunction[P, Any]:
         """Override options for the calls made through the returned object."""
         opts = validate(options, TASK_OPTIONS, f"{self._name}.options()")
         merged = {**self._default_options, **opts}
@@ -91,10 +99,16 @@ class _BoundRemoteFunction(Generic[P, R]):
         self._rf = rf
         self._options = options
 
-    def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        return _backend().submit_task(self._rf, args, kwargs, self._options)
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return _backend().submit_task(self._rf, args, kwargs, self._options)  # type: ignore[no-any-return]
 
-    def options(self, **options: Any) -> _BoundRemoteFunction[P, R]:
+    @overload
+    def options(self, *, num_returns: int | str | None,
+                **options: Any) -> _BoundRemoteFunction[P, Any]: ...
+    @overload
+    def options(self, **options: Any) -> _BoundRemoteFunction[P, R]: ...
+
+    def options(self, **options: Any) -> _BoundRemoteFunction[P, Any]:
         opts = validate(options, TASK_OPTIONS, f"{self._rf._name}.options()")
         return _BoundRemoteFunction(self._rf, {**self._options, **opts})
 
