@@ -453,8 +453,14 @@ class TaskManager:
     def cancel(self, task_id: bytes, force: bool, recursive: bool) -> bool:
         """Loop thread. False if the task is not in flight (finished: a no-op)."""
         spec = self.tasks.get(task_id)
-        if spec is None or spec.cancelled:
+        if spec is None:
             return False
+        if spec.cancelled:
+            # A second cancel can escalate: force=True kills a worker whose task ignored the
+            # interrupt (its refs already hold TaskCancelledError).
+            if force and spec.worker is not None:
+                spec.worker.cancel(task_id, True)
+            return True
         spec.cancelled = True
         spec.fail(TaskCancelledError(task_id.hex()))
         if spec.worker is not None:
