@@ -18,11 +18,11 @@ HEADER = struct.Struct("!I")
 
 
 def encode(msg: tuple[Any, ...]) -> bytes:
-    data = cloudpickle.dumps(msg, protocol=5)
+    data: bytes = cloudpickle.dumps(msg, protocol=5)
     return HEADER.pack(len(data)) + data
 
 
-def decode(data: bytes | memoryview) -> Any:
+def decode(data: bytes | bytearray | memoryview) -> Any:
     return cloudpickle.loads(data)
 
 
