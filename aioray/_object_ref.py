@@ -73,7 +73,7 @@ class ObjectRef(Generic[T_co]):
         if type(entry) is ObjectEntry and entry.value is not PENDING:
             entry.retrieved = True
             return deserialize(entry.value)  # type: ignore[no-any-return]
-        return (yield from _backend().await_ref(self).__await__())
+        return (yield from _backend().await_ref(self).__await__())  # type: ignore[no-any-return]
 
     def future(self) -> concurrent.futures.Future[T_co]:
         """A ``concurrent.futures.Future`` that completes with the object's value or error."""
