@@ -155,9 +155,9 @@ class Backchannel:
             STORE.register(entry)
             worker.pin_created(ObjectRef(entry.id, entry))
             return
-        for e in spec.returns:
-            STORE.register(e)
-            worker.pin_created(ObjectRef(e.id, e))
+        for ret in spec.returns:
+            STORE.register(ret)
+            worker.pin_created(ObjectRef(ret.id, ret))
         if isinstance(spec.sink, GeneratorStream):
             self.generators[task_id] = ObjectRefGenerator(spec.sink)
             done = spec.sink.completed_entry
