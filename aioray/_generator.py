@@ -357,7 +357,7 @@ class DynamicSink:
                                             self.driver_pid))
 
 
-def yield_items(gen: Iterator[Any], name: str) -> Generator[Any, None, None]:
+def yield_items(gen: Generator[Any, Any, Any], name: str) -> Generator[Any, None, None]:
     """Iterate a sync generator task's body; a ``return value`` is ignored (as in Ray) with a
     RuntimeWarning."""
     value = yield from gen
