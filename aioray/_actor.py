@@ -564,8 +564,8 @@ class ActorState:
         if sink is not None:
             sink.finish(None)
         elif values is not None:
-            for e, v in zip(call.returns, values, strict=True):
-                e.resolve(v)
+            for ret, v in zip(call.returns, values, strict=True):
+                ret.resolve(v)
 
     async def _invoke_in_thread(self, call: ActorCall, group: _Group, fn: Callable[..., Any],
                                 dep_values: list[Any], name: str) -> list[Any] | None:
@@ -715,7 +715,7 @@ class ActorManager:
         self.rt.call_soon(self._submit_call, handle._actor_id, call)
         if isinstance(call.sink, GeneratorStream):
             return ObjectRefGenerator(call.sink)
-        refs = [ObjectRef(e.id, e) for e in call.returns]
+        refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in call.returns]
         if len(refs) == 1:
             return refs[0]
         return refs or None
@@ -817,7 +817,7 @@ class ActorManager:
         from aioray._object_store import STORE
         state = self.actors.get(actor_id)
         name = state.ac.__name__ if state is not None else "actor"
-        handle = ActorHandle(actor_id, name, {}, None, self.rt)
+        handle: ActorHandle[Any] = ActorHandle(actor_id, name, {}, None, self.rt)
         out = self.call(handle, meta, (), {}, opts, task_id=task_id, payload=payload,
                         deps=[ref_for(i) for i in dep_ids])
         refs = out if isinstance(out, list) else [out] if isinstance(out, ObjectRef) else []
