@@ -255,7 +255,7 @@ class WorkerClient:
         from aioray._generator import WorkerObjectRefGenerator
         payload, deps = pack_args(args, kwargs, rf._name, self.driver_pid)
         task_id = new_task_id()
-        nret = opts.get("num_returns", None if rf._is_generator else 1)
+        nret: Any = opts.get("num_returns", None if rf._is_generator else 1)
         self.call("submit", rf, payload, [d.binary() for d in deps], opts, task_id,
                   self.current_task)
         if rf._is_generator and nret in (None, "streaming"):
