@@ -10,6 +10,7 @@ Cheap immutables (int, str, bytes, None, …) are stored as themselves: they nee
 
 from __future__ import annotations
 
+import copyreg
 import pickle
 import threading
 import traceback
@@ -136,8 +137,8 @@ def describe_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any],
         except Exception as e:
             return TypeError(
                 f"Could not serialize argument {i} ({type(a).__name__}) of {func_name}: {e}. "
-                "Arguments to process tasks must be picklable; pass a picklable value, "
-                "or run the function on a thread with .options(executor='thread')."
+                "Task arguments are copied (serialized) when the task is submitted, as in "
+                "Ray; pass a picklable value, or create the object inside the task."
             )
     for k, v in kwargs.items():
         try:
@@ -145,15 +146,43 @@ def describe_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any],
         except Exception as e:
             return TypeError(
                 f"Could not serialize keyword argument {k!r} ({type(v).__name__}) of "
-                f"{func_name}: {e}. Arguments to process tasks must be picklable."
+                f"{func_name}: {e}. Task arguments are copied (serialized) when the task "
+                "is submitted, as in Ray; pass a picklable value."
             )
     return TypeError(f"Could not serialize the call of {func_name}: {exc}")
 
 
 def picklable_exception(exc: BaseException) -> BaseException:
-    """``exc`` if it survives a pickle round trip, else a RuntimeError describing it."""
+    """``exc`` if it survives a pickle round trip, else a RuntimeError describing it.
+
+    Exceptions whose ``__init__`` takes other arguments than it passes to ``super().__init__``
+    (``MyError(code, msg)``) break plain pickling, which re-calls ``cls(*exc.args)``; Ray then
+    reports a system error instead of the user's exception. We rebuild those from their state
+    (``args`` and ``__dict__``) without calling ``__init__``.
+    """
     try:
         return pickle.loads(cloudpickle.dumps(exc))  # type: ignore[no-any-return]
     except Exception:
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return RuntimeError(f"(unpicklable exception) {text}")
+        pass
+    try:
+        if type(exc).__reduce__ is BaseException.__reduce__:  # the default reduce failed
+            copyreg.pickle(type(exc), _reduce_exception_by_state)
+            return pickle.loads(cloudpickle.dumps(exc))  # type: ignore[no-any-return]
+    except Exception:
+        pass
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return RuntimeError(f"(unpicklable exception) {text}")
+
+
+def _reduce_exception_by_state(exc: BaseException) -> Any:
+    return (_rebuild_exception, (type(exc), exc.args, dict(vars(exc))))
+
+
+def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...],
+                       state: dict[str, Any]) -> BaseException:
+    exc = BaseException.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    # This process may pickle it again (to another worker): keep it picklable here too.
+    copyreg.pickle(cls, _reduce_exception_by_state)
+    return exc

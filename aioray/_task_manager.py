@@ -292,9 +292,12 @@ class TaskManager:
         if pending:
             await self.rt.wait_entries(pending)
         values = [e.value for e in entries]
-        for v in values:
+        for e, v in zip(entries, values, strict=True):
             if type(v) is ErrorValue:
-                spec.fail(v.error)  # errors propagate through dependent tasks
+                # Errors propagate through dependent tasks; the dependent's output now carries
+                # it, so only that one is reported if nobody retrieves it.
+                e.retrieved = True
+                spec.fail(v.error)
                 return None
         return values
 

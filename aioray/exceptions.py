@@ -180,8 +180,16 @@ class RayTaskError(RayError):
                  type(self) is not RayTaskError))
 
     def as_instanceof_cause(self) -> RayTaskError:
-        """Return a copy that is also an instance of the cause's class."""
-        cause_cls = type(self.cause)
+        """Return a copy that is also an instance of the cause's class.
+
+        When the cause is itself a task error (a task let a nested ``get`` raise), the copy is
+        an instance of the innermost user exception's class, so ``except ValueError`` still
+        works one or more task levels up; ``cause`` keeps the whole chain.
+        """
+        root = self.cause
+        while isinstance(root, RayTaskError):
+            root = root.cause
+        cause_cls = type(root)
         if isinstance(self, cause_cls) or not issubclass(cause_cls, Exception):
             return self
         cls = _dual_class(cause_cls)
@@ -192,7 +200,7 @@ class RayTaskError(RayError):
         err.__cause__ = self.cause
         # Copy the cause's attributes so handlers that read e.g. ``err.errno`` still work.
         try:
-            for k, v in vars(self.cause).items():
+            for k, v in vars(root).items():
                 err.__dict__.setdefault(k, v)
         except TypeError:
             pass
