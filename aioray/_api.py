@@ -367,7 +367,10 @@ class as_completed(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):
         if self._left == 0:
             raise StopAsyncIteration
         if self._async_q is None:
-            loop = asyncio.get_running_loop()
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # trio (or anyio's trio backend)
+                raise RuntimeError(_runtime.NOT_ASYNCIO) from None
             q: asyncio.Queue[ObjectRef[T]] = asyncio.Queue()
             self._async_q = q
 

@@ -54,6 +54,12 @@ def loop_implementation(loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if mod.startswith("uvloop") else f"asyncio ({type(loop).__name__})"
 
 
+NOT_ASYNCIO = (
+    "aioray refs can only be awaited under asyncio (anyio's asyncio backend); trio is not "
+    "supported. Run with anyio.run(..., backend='asyncio'), or from trio call the blocking "
+    "aioray.get(ref) in a thread: await trio.to_thread.run_sync(aioray.get, ref).")
+
+
 class Runtime:
     """Everything one ``init()`` created; public API calls forward here."""
 
@@ -146,7 +152,12 @@ class Runtime:
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the runtime loop from whatever loop we are on."""
-        if asyncio.get_running_loop() is self.loop:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # awaited outside asyncio: trio, or anyio's trio backend
+            coro.close()
+            raise RuntimeError(NOT_ASYNCIO) from None
+        if running is self.loop:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
