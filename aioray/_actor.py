@@ -60,6 +60,10 @@ class ActorExit(BaseException):
     """Raised by ``exit_actor()``; ends the actor on purpose (no restart)."""
 
 
+class _Interrupted(BaseException):
+    """Raised in an actor thread whose call was stopped by kill or a restart."""
+
+
 # -- the @method decorator and class metadata ---------------------------------------------
 def method(*args: Any, **kwargs: Any) -> Any:
     """Annotate an actor method: ``@aioray.method(num_returns=2, concurrency_group="io")``."""
@@ -251,6 +255,9 @@ class ActorHandle(Generic[T]):
         return f"Actor({self._class_name}, {self._actor_id.hex()})"
 
     def __reduce__(self) -> Any:
+        reduce_handle = getattr(self._backend, "reduce_handle", None)
+        if reduce_handle is not None:  # another backend's handle (e.g. Ray's)
+            return reduce_handle(self)
         note_ref(self)  # a worker holding this handle keeps the actor alive
         return (_rebuild_handle, (self._actor_id, self._class_name, self._methods))
 
@@ -362,6 +369,9 @@ class ActorState:
         except asyncio.CancelledError:
             self._die(ActorDiedError("The actor was killed before it was created.",
                                      actor_id=self.actor_id.hex()))
+        except ActorExit:
+            self._die(ActorDiedError("The actor exited on purpose: exit_actor() was called in "
+                                     "__init__.", actor_id=self.actor_id.hex()))
         except BaseException as e:
             cause = e.error if isinstance(e, _InitError) else e
             self._die(ActorDiedError(
@@ -391,39 +401,71 @@ class ActorState:
             self.ready.set_result(None)
         for g in self.groups.values():
             self._pump(g)
+        self._exit_if_unused()
 
-    def _die(self, cause: BaseException, restart: bool = False) -> None:
+    def can_restart(self) -> bool:
+        return self.max_restarts == -1 or self.restarts < self.max_restarts
+
+    def _idle(self) -> bool:
+        return all(not g.queue and not g.running for g in self.groups.values())
+
+    def _exit_if_unused(self) -> None:
+        """No handle is left (and not named/detached): go once the queued calls are done."""
+        if self.terminate_when_idle and self.status == "ALIVE" and self._idle():
+            self._die(ActorDiedError(
+                f"The actor {self.ac.__name__} went out of scope: every handle to it was "
+                "dropped.", actor_id=self.actor_id.hex()))
+
+    def _die(self, cause: BaseException, restart: bool = False, graceful: bool = False) -> None:
+        """End the actor (or restart it). ``graceful`` (exit_actor, __ray_terminate__): calls
+        already running finish; otherwise (kill) they are interrupted and fail with ``cause``.
+        Queued calls fail with ``cause`` either way."""
         if self.status == "DEAD":
             return
-        if restart and (self.max_restarts == -1 or self.restarts < self.max_restarts):
+        if restart and self.can_restart():
             self._restart(cause)
             return
         self.status = "DEAD"
         self.death_cause = cause
-        self.instance = None
         if not self.ready.done():
             self.ready.set_result(None)
+        running = False
         for g in self.groups.values():
-            for call in list(g.running):
-                self._abort_running(call, cause)
+            if not graceful:
+                for call in list(g.running):
+                    self._abort_running(call, cause)
+            running = running or bool(g.running)
             while g.queue:
                 call = g.queue.popleft()
                 self.manager.calls.pop(call.task_id, None)
                 call.fail(cause)
             if g.threads is not None:
-                g.threads.shutdown(wait=False, cancel_futures=True)
+                g.threads.shutdown(wait=False, cancel_futures=not graceful)
+        self.manager._forget(self)  # the name is free from now on
+        if not (graceful and running):
+            self._release()
+        # else: the last running call releases the resources (see _run)
+
+    def _release(self) -> None:
+        self.instance = None
         if self.grant is not None:
             self.grant.release()
             self.grant = None
-        self.manager._forget(self)
 
     def _abort_running(self, call: ActorCall, cause: BaseException) -> None:
         call.cancelled = True
         call.fail(cause)
-        if call.atask is not None and self.is_async:
-            call.atask.cancel()
+        self._interrupt(call)
+
+    @staticmethod
+    def _interrupt(call: ActorCall) -> None:
+        """Stop a running call's code: cancel its coroutine, or raise in its thread (which
+        takes effect when the thread next runs Python code)."""
+        if not call.in_thread:
+            if call.atask is not None:
+                call.atask.cancel()
         elif call.thread_ident is not None:
-            _raise_in_thread(call.thread_ident, ActorExit)
+            _raise_in_thread(call.thread_ident, _Interrupted)
 
     def _restart(self, cause: BaseException) -> None:
         self.restarts += 1
@@ -433,22 +475,35 @@ class ActorState:
             for call in list(g.running):
                 g.running.discard(call)
                 if call.attempt < self.max_task_retries or self.max_task_retries == -1:
+                    # Retry on the new instance, ahead of the calls queued behind it. The old
+                    # execution is stopped and, being stale (attempt changed), resolves nothing.
                     call.attempt += 1
                     call.state = "queued"
+                    call.in_thread = False
                     g.queue.appendleft(call)
+                    self._interrupt_stale(call)
                 else:
                     self._abort_running(call, ActorDiedError(
                         f"The actor restarted while this call was running: {cause}",
                         cause=cause, actor_id=self.actor_id.hex()))
             if g.threads is not None:
-                g.threads.shutdown(wait=False)
+                g.threads.shutdown(wait=False, cancel_futures=True)
                 g.threads = concurrent.futures.ThreadPoolExecutor(
                     max_workers=g.limit, thread_name_prefix=f"aioray-actor-{g.name}")
-        self.rt.loop.create_task(self._reconstruct())
+        self.create_task = self.rt.loop.create_task(self._reconstruct())
+
+    def _interrupt_stale(self, call: ActorCall) -> None:
+        if call.thread_ident is not None:
+            _raise_in_thread(call.thread_ident, _Interrupted)
+        elif call.atask is not None:
+            call.atask.cancel()
 
     async def _reconstruct(self) -> None:
         try:
             await self._construct()
+        except asyncio.CancelledError:
+            self._die(ActorDiedError("The actor was killed while restarting.",
+                                     actor_id=self.actor_id.hex()))
         except BaseException as e:
             cause = e.error if isinstance(e, _InitError) else e
             self._die(ActorDiedError(f"The actor failed to restart: {cause}", cause=cause,
@@ -488,7 +543,15 @@ class ActorState:
             call.state = "running"
             call.atask = self.rt.loop.create_task(self._run(call, group))
 
+    def _exit(self, call: ActorCall, why: str) -> None:
+        """exit_actor() / __ray_terminate__: the caller sees the actor's death."""
+        call.fail(ActorDiedError(f"The actor exited on purpose: {why}.",
+                                 actor_id=self.actor_id.hex()))
+        self._die(ActorDiedError(f"The actor {self.ac.__name__} exited on purpose: {why}.",
+                                 actor_id=self.actor_id.hex()), graceful=True)
+
     async def _run(self, call: ActorCall, group: _Group) -> None:
+        attempt = call.attempt  # a restart bumps it: this execution is then stale
         try:
             dep_values: list[Any] = []
             if call.deps:
@@ -501,30 +564,32 @@ class ActorState:
                     call.fail(bad.error)
                     return
             if call.meta.name == "__ray_terminate__":
-                self._die(ActorDiedError("The actor was terminated by __ray_terminate__.",
-                                         actor_id=self.actor_id.hex()))
-                call.fail(self._dead_error())
+                self._exit(call, "__ray_terminate__ was called")
                 return
-            await self._invoke(call, group, dep_values)
-        except asyncio.CancelledError:
-            call.fail(TaskCancelledError(call.task_id.hex()))
+            await self._invoke(call, group, dep_values, attempt)
+        except (asyncio.CancelledError, _Interrupted):
+            if call.attempt == attempt:
+                call.fail(TaskCancelledError(call.task_id.hex()))
         except ActorExit:
-            call.fail(ActorDiedError("The actor exited: exit_actor() was called.",
-                                     actor_id=self.actor_id.hex()))
-            self._die(ActorDiedError("The actor exited on purpose: exit_actor() was called.",
-                                     actor_id=self.actor_id.hex()))
+            self._exit(call, "exit_actor() was called")
         except _InitError as e:
-            call.fail(e.error)
+            if call.attempt == attempt:
+                call.fail(e.error)
         except BaseException as e:
-            call.fail(e if isinstance(e, Exception) else RuntimeError(repr(e)))
+            if call.attempt == attempt:
+                call.fail(e if isinstance(e, Exception) else RuntimeError(repr(e)))
         finally:
-            group.running.discard(call)
-            if call.state != "queued":  # not re-queued by a restart
+            if call.attempt == attempt:  # else re-queued by a restart: not ours any more
+                group.running.discard(call)
                 self.manager.calls.pop(call.task_id, None)
             if self.status == "ALIVE":
                 self._pump(group)
+                self._exit_if_unused()
+            elif self.status == "DEAD" and self.instance is not None and self._idle():
+                self._release()  # the last call running at a graceful exit is done
 
-    async def _invoke(self, call: ActorCall, group: _Group, dep_values: list[Any]) -> None:
+    async def _invoke(self, call: ActorCall, group: _Group, dep_values: list[Any],
+                      attempt: int) -> None:
         meta = call.meta
         pid = self.rt.driver_pid
         name = f"{self.ac.__name__}.{meta.name}"
@@ -559,8 +624,8 @@ class ActorState:
         finally:
             current_call.reset(call_token)
             current_actor.reset(token)
-        if call.cancelled:
-            return
+        if call.cancelled or call.attempt != attempt:
+            return  # cancelled, or stale after a restart: someone else resolves the call
         if sink is not None:
             sink.finish(None)
         elif values is not None:
@@ -744,9 +809,12 @@ class ActorManager:
             return
         cause = ActorDiedError("The actor was killed by aioray.kill().",
                                actor_id=actor_id.hex())
-        task = getattr(state, "create_task", None)
-        if state.status == "PENDING" and task is not None and not task.done():
-            task.cancel()
+        if state.status in ("PENDING", "RESTARTING"):
+            if not no_restart and state.can_restart():
+                return  # already on its way to a fresh instance
+            task = getattr(state, "create_task", None)
+            if task is not None and not task.done():
+                task.cancel()
         state._die(cause, restart=not no_restart)
 
     def get_actor(self, name: str, namespace: str | None = None) -> ActorHandle[Any]:
@@ -789,8 +857,8 @@ class ActorManager:
         if state.token_ref is not None and state.token_ref() is not None:
             return  # a new handle was made meanwhile
         # Ray lets queued calls finish before an out-of-scope actor goes away.
-        meta = MethodMeta("__ray_terminate__", lambda: None)
-        state.submit(ActorCall(new_task_id(), meta, ((), {}), [], {}))
+        state.terminate_when_idle = True
+        state._exit_if_unused()
 
     def _forget(self, state: ActorState) -> None:
         self.actors.pop(state.actor_id, None)
@@ -852,6 +920,10 @@ class ActorManager:
 def exit_actor() -> None:
     """End the current actor from inside one of its methods (no restart)."""
     if current_actor.get() is None and current_task.get() is None:
+        from aioray._runtime import ray_backend
+        backend = ray_backend()
+        if backend is not None:  # an actor running on Ray: Ray ends it
+            backend.exit_actor()
         raise TypeError("exit_actor() called outside of an actor method; it ends the actor "
                         "whose method calls it. To stop an actor from outside use "
                         "aioray.kill(handle).")
