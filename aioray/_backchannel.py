@@ -47,6 +47,8 @@ class Backchannel:
             "get": self._get,
             "wait": self._wait,
             "gen_next": self._gen_next,
+            "cluster_resources": self._cluster_resources,
+            "available_resources": self._available_resources,
         }
         self._calls: dict[str, Callable[..., None]] = {
             "submit": self._submit,
@@ -142,6 +144,12 @@ class Backchannel:
         STORE.register(ref._entry)
         worker.borrowed[ref.binary()] = [ref, worker.seq + 1]  # carried by the reply frame
         return ref.binary()  # type: ignore[no-any-return]
+
+    async def _cluster_resources(self, worker: WorkerHandle) -> dict[str, float]:
+        return dict(self.rt.total)
+
+    async def _available_resources(self, worker: WorkerHandle) -> dict[str, float]:
+        return {k: v for k, v in self.rt.node_pool.available.items() if v > 1e-9}
 
     # -- calls --------------------------------------------------------------------------
     def _submit(self, worker: WorkerHandle, rf: Any, payload: Any, dep_ids: list[bytes],

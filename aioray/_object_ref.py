@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -84,6 +85,78 @@ class ObjectRef(Generic[T_co]):
         import asyncio
         return asyncio.ensure_future(_as_coro(self))
 
+    # -- the bit of the Future protocol ``asyncio.wait([ref, ...])`` uses ----------------------
+    # Python 3.11+ no longer wraps awaitables in asyncio.wait: it calls add_done_callback /
+    # remove_done_callback / done() on what it is given and returns those same objects in its
+    # (done, pending) sets, so result() / exception() are here too.
+    def done(self) -> bool:
+        """Whether the object is ready (a value or an error); never blocks."""
+        entry = self._entry
+        if type(entry) is ObjectEntry:
+            return entry.value is not PENDING
+        from aioray._api import wait
+        return bool(wait([self], timeout=0)[0])
+
+    def cancelled(self) -> bool:
+        return False
+
+    def result(self) -> T_co:
+        """The value of a ready object (raises its error); ``InvalidStateError`` if pending."""
+        import asyncio
+        if not self.done():
+            raise asyncio.InvalidStateError(f"{self!r} is not ready yet.")
+        from aioray._api import get
+        return get(self)  # type: ignore[no-any-return]
+
+    def exception(self) -> BaseException | None:
+        """The error of a ready object, or None if it holds a value."""
+        try:
+            self.result()
+        except Exception as e:
+            if type(e).__name__ == "InvalidStateError":
+                raise
+            return e
+        return None
+
+    def add_done_callback(self, fn: Callable[[Any], object], *,
+                          context: Any = None) -> None:
+        """Call ``fn(ref)`` on the running event loop once the object is ready."""
+        import asyncio
+
+        from aioray._api import wait_async
+        loop = asyncio.get_running_loop()
+        waiters = _DONE_CALLBACKS.setdefault(self, {})
+
+        def fire(task: Any = None) -> None:
+            if task is not None and not task.cancelled():
+                task.exception()  # consumed here; the ref itself carries any error
+            if waiters.pop(fn, None) is None:  # removed meanwhile
+                return
+            if not waiters:
+                _DONE_CALLBACKS.pop(self, None)
+            if context is not None:
+                context.run(fn, self)
+            else:
+                fn(self)
+
+        if self.done():
+            waiters[fn] = loop.call_soon(fire)
+            return
+        # Wait for readiness only (not the value): an error is not "retrieved" by waiting.
+        task = loop.create_task(wait_async([self]))
+        task.add_done_callback(fire)
+        waiters[fn] = task
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        waiters = _DONE_CALLBACKS.get(self)
+        handle = waiters.pop(fn, None) if waiters else None
+        if handle is None:
+            return 0
+        if not waiters:
+            _DONE_CALLBACKS.pop(self, None)
+        handle.cancel()
+        return 1
+
     def __reduce__(self) -> Any:
         note_ref(self)
         if type(self._entry) is ObjectEntry:
@@ -98,6 +171,11 @@ class ObjectRef(Generic[T_co]):
 
     def __bool__(self) -> bool:
         return True
+
+
+# ref -> {callback: pending handle or task}, for add/remove_done_callback (asyncio.wait).
+_DONE_CALLBACKS: weakref.WeakKeyDictionary[ObjectRef[Any], dict[Any, Any]] = (
+    weakref.WeakKeyDictionary())
 
 
 async def _as_coro(ref: ObjectRef[T]) -> T:
