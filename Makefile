@@ -32,3 +32,19 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The Ray backend's tests, in their own venv (.venv stays Ray-free so `make test` proves aioray
+# needs no Ray). Starts a local Ray (num_cpus=2) inside the test session.
+RAY_VENV := .venv-ray
+RAY_PY := $(RAY_VENV)/bin/python
+RAY_STAMP := $(RAY_VENV)/.installed
+
+$(RAY_STAMP): pyproject.toml
+	test -x $(RAY_PY) || $(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_PY) -m pip install -q --upgrade pip
+	$(RAY_PY) -m pip install -q -e '.[test,ray]'
+	touch $(RAY_STAMP)
+
+.PHONY: test-ray
+test-ray: $(RAY_STAMP)
+	AIORAY_BACKEND=ray $(RAY_PY) -m pytest -q -p no:cacheprovider tests/test_ray_backend.py

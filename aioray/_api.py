@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from aioray import _runtime
+from aioray import _ray_backend, _runtime
 from aioray._actor import ActorClass, ActorHandle
 from aioray._generator import ObjectRefGenerator
 from aioray._object_ref import ObjectRef
@@ -73,11 +73,17 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             "num_cpus, num_gpus, resources, namespace, local_mode, ignore_reinit_error, "
             f"runtime_env, and (as no-ops) {', '.join(sorted(_INIT_NOOPS))}.")
     address = address or kwargs.get("redis_address")
+    if address != "local" and _ray_backend.wants_ray(address):
+        return _init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                         namespace=namespace, local_mode=local_mode,
+                         ignore_reinit_error=ignore_reinit_error, runtime_env=runtime_env,
+                         **{k: v for k, v in kwargs.items() if k != "redis_address"})
     if address not in (None, "local"):
         raise ValueError(
             f"init(address={address!r}) connects to a Ray cluster, but aioray runs in this "
             "process. Drop the address to use aioray, or run the program on Ray itself "
-            "(import ray) to use a cluster.")
+            "(import ray) to use a cluster. To run this program on Ray through aioray, use "
+            "init(address='ray://host:10001' | 'auto' | 'local-ray') or AIORAY_BACKEND=ray.")
     if runtime_env:
         raise ValueError("runtime_env is not supported by aioray's single-process runtime.")
     for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
@@ -105,13 +111,31 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                        resources=dict(rt.total), loop=_runtime.loop_implementation(rt.loop))
 
 
+def _init_ray(address: str | None, *, ignore_reinit_error: bool, **kwargs: Any) -> RuntimeInfo:
+    """``init`` for the Ray backend (see ``aioray._ray_backend``)."""
+    with _runtime._lock:
+        if _runtime._ray_backend is not None or _runtime.current_runtime() is not None:
+            if not ignore_reinit_error:
+                raise RuntimeError(
+                    "aioray.init() was called twice (maybe by accident?). Pass "
+                    "ignore_reinit_error=True to ignore this, or call aioray.shutdown() first.")
+            b = _runtime.current_backend()
+        else:
+            b = _runtime._ray_backend = _ray_backend.connect(address, **kwargs)
+    if not getattr(b, "is_ray", False):
+        return RuntimeInfo(node_id=b.node_id, job_id=b.job_id, namespace=b.namespace,
+                           resources=dict(b.total), loop=_runtime.loop_implementation(b.loop))
+    return RuntimeInfo(_ray_backend.runtime_info(b))
+
+
 def shutdown() -> None:
     """Stop aioray: in-flight work resolves to ``RuntimeShutdownError``, workers exit."""
     _runtime.shutdown()
 
 
 def is_initialized() -> bool:
-    return _runtime.current_runtime() is not None or _runtime._worker_client is not None
+    return (_runtime.current_runtime() is not None or _runtime._worker_client is not None
+            or _runtime._ray_backend is not None)
 
 
 class _RemoteDecorator(Protocol):
@@ -275,6 +299,8 @@ def cluster_resources() -> dict[str, float]:
     b = _driver()
     if b.is_worker:
         return b.generic("cluster_resources")  # type: ignore[no-any-return]
+    if getattr(b, "is_ray", False):
+        return b.cluster_resources()  # type: ignore[no-any-return]
     return dict(b.total)
 
 
@@ -283,11 +309,15 @@ def available_resources() -> dict[str, float]:
     b = _driver()
     if b.is_worker:
         return b.generic("available_resources")  # type: ignore[no-any-return]
+    if getattr(b, "is_ray", False):
+        return b.available_resources()  # type: ignore[no-any-return]
     return {k: v for k, v in b.node_pool.available.items() if v > 1e-9}
 
 
 def nodes() -> list[dict[str, Any]]:
     b = _driver()
+    if getattr(b, "is_ray", False):
+        return b.nodes()  # type: ignore[no-any-return]
     total = cluster_resources()
     return [{"NodeID": getattr(b, "node_id", ""), "Alive": True, "Resources": total,
              "NodeManagerAddress": "127.0.0.1"}]
@@ -296,6 +326,9 @@ def nodes() -> list[dict[str, Any]]:
 def get_gpu_ids() -> list[int]:
     """GPU ids assigned to the current task or actor (also in ``CUDA_VISIBLE_DEVICES``)."""
     from aioray._runtime_context import current_gpu_ids
+    rb = _runtime.ray_backend()
+    if rb is not None:
+        return rb.gpu_ids()  # type: ignore[no-any-return]
     return current_gpu_ids()
 
 

@@ -158,6 +158,12 @@ class ObjectRef(Generic[T_co]):
         return 1
 
     def __reduce__(self) -> Any:
+        entry = self._entry
+        if type(entry) is not ObjectEntry:
+            # Another backend's ref (e.g. Ray's) pickles as that backend says.
+            reduce_ref = getattr(entry, "reduce_ref", None)
+            if reduce_ref is not None:
+                return reduce_ref()
         note_ref(self)
         if type(self._entry) is ObjectEntry:
             _register(self._entry)

@@ -46,6 +46,15 @@ def _int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _ray_selected() -> bool:
+    """The Ray backend is (or will be, per the environment) in use: runtime_env is Ray's."""
+    import os
+
+    from aioray import _runtime
+    return (_runtime._ray_backend is not None
+            or os.environ.get("AIORAY_BACKEND", "").strip().lower() == "ray")
+
+
 def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> dict[str, Any]:
     """Check names and types; returns a plain dict copy. Raises ValueError/TypeError."""
     unknown = sorted(set(options) - valid)
@@ -106,7 +115,7 @@ def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> di
     if lt not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {lt!r}")
     renv = opts.get("runtime_env")
-    if renv:
+    if renv and not _ray_selected():
         raise ValueError(
             "runtime_env is not supported by aioray's single-process runtime: everything runs "
             "in this Python environment. Drop the option, or use the Ray backend."

@@ -17,6 +17,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import os
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ T = TypeVar("T")
 _lock = threading.RLock()
 _runtime: Runtime | None = None
 _worker_client: Any = None
+# The Ray backend (aioray._ray_backend.RayBackend) when selected; takes precedence.
+_ray_backend: Any = None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -542,6 +545,9 @@ def current_runtime() -> Runtime | None:
 
 def current_backend() -> Any:
     """The runtime to forward API calls to, starting one implicitly as Ray does."""
+    rb = _ray_backend
+    if rb is not None:
+        return rb
     rt = _runtime
     if rt is not None and not rt.closed:
         if not (rt.adopted and rt.loop.is_closed()):
@@ -555,16 +561,39 @@ def current_backend() -> Any:
         if rt is not None:
             # The loop this runtime adopted has closed (an asyncio.run() or a test ended).
             rt.shutdown()
+        rb = ray_backend(start=True)
+        if rb is not None:
+            return rb
         return start()
 
 
+def ray_backend(start: bool = False) -> Any:
+    """The Ray backend if one is in use: set by ``init``, found inside a Ray worker, or (with
+    ``start``) started because ``AIORAY_BACKEND=ray``. None when aioray runs embedded."""
+    global _ray_backend
+    if _ray_backend is not None:
+        return _ray_backend
+    if "ray" not in sys.modules and not (start and os.environ.get("AIORAY_BACKEND")):
+        return None
+    from aioray import _ray_backend as rbm
+    with _lock:
+        if _ray_backend is None:
+            _ray_backend = rbm.attach_worker()
+        if _ray_backend is None and start and rbm.wants_ray(None):
+            _ray_backend = rbm.connect(None)
+        return _ray_backend
+
+
 def shutdown() -> None:
-    global _runtime
+    global _runtime, _ray_backend
     with _lock:
         rt = _runtime
         _runtime = None
         if rt is not None:
             rt.shutdown()
+        rb, _ray_backend = _ray_backend, None
+        if rb is not None:
+            rb.shutdown()
 
 
 def set_worker_client(client: Any) -> None:

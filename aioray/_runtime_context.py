@@ -116,4 +116,7 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
+    rb = _runtime.ray_backend()
+    if rb is not None:  # on the Ray backend, Ray's own context (same methods)
+        return rb.runtime_context()  # type: ignore[no-any-return]
     return RuntimeContext()

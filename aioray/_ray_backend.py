@@ -1,0 +1,690 @@
+"""The Ray backend: the same public API, forwarded to a real Ray (local or a cluster).
+
+Selected by ``aioray.init(address="ray://host:10001" | "auto" | "local-ray")`` or the
+environment (``AIORAY_BACKEND=ray``, optional ``AIORAY_ADDRESS``). Inside Ray's worker
+processes it attaches by itself, so tasks and actors that call aioray work there too.
+
+User code keeps seeing aioray's types: an :class:`ObjectRef` whose ``_entry`` is a
+:class:`RayEntry` holding the ``ray.ObjectRef``, :class:`RayObjectRefGenerator` (an
+:class:`ObjectRefGenerator`), :class:`ActorHandle` whose token is the Ray handle, and aioray's
+exception classes (Ray's errors are mapped, see :func:`map_error`). What Ray cannot run as
+written is adapted: ``async def`` tasks run under ``asyncio.run`` in the Ray worker, ``async
+def`` generator tasks are driven by a sync generator that steps an event loop.
+
+``ray`` is imported only when this backend is selected; it is an optional extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import os
+import re
+import sys
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from aioray import exceptions as aex
+from aioray._generator import DynamicObjectRefGenerator, ObjectRefGenerator
+from aioray._object_ref import ObjectRef
+
+T = TypeVar("T")
+
+INSTALL_HINT = "pip install 'aioray[ray]'"
+
+# init(address=...) values that select this backend (besides any "ray://..." address).
+RAY_ADDRESSES = ("auto", "local-ray")
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(
+            f"The Ray backend was selected but Ray is not installed ({e}). Install it with "
+            f"`{INSTALL_HINT}`, or use aioray's embedded runtime (no address, "
+            "AIORAY_BACKEND unset).") from e
+    return ray
+
+
+def wants_ray(address: str | None) -> bool:
+    """Whether ``init(address)`` (or the environment, when ``address`` is None) picks Ray."""
+    if address is None:
+        kind = os.environ.get("AIORAY_BACKEND", "").strip().lower()
+        if kind in ("", "embedded", "aioray", "local"):
+            return False
+        if kind == "ray":
+            return True
+        raise ValueError(f"AIORAY_BACKEND={kind!r} is not a backend; use 'ray' or leave it "
+                         "unset for the embedded runtime.")
+    return address in RAY_ADDRESSES or address.startswith("ray://")
+
+
+def _ray_address(address: str | None) -> str | None:
+    if address is None:
+        address = os.environ.get("AIORAY_ADDRESS") or None
+    if address == "local-ray":
+        return "local"  # Ray's spelling for "start a new local instance"
+    return address
+
+
+def in_ray_worker() -> bool:
+    """True inside a process Ray started to run tasks or actors (cheap when ray isn't loaded)."""
+    if "ray" not in sys.modules:
+        return False
+    try:
+        from ray._private import worker as ray_worker
+        return bool(ray_worker.global_worker.mode == ray_worker.WORKER_MODE)
+    except Exception:
+        return False
+
+
+# -- refs ---------------------------------------------------------------------------------
+class RayEntry:
+    """What a Ray-backed :class:`ObjectRef` holds instead of a store entry: the Ray ref."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def reduce_ref(self) -> Any:
+        # Pickle the Ray ref itself, so Ray's serializer records it and borrowing works.
+        return (_rebuild_ray_ref, (self.ref,))
+
+    def add_callback(self, cb: Callable[[], None]) -> None:
+        """Run ``cb()`` (on a Ray thread) once the object is ready or failed."""
+        self.ref.future().add_done_callback(lambda _f: cb())
+
+
+def wrap_ref(ray_ref: Any) -> ObjectRef[Any]:
+    return ObjectRef(ray_ref.binary(), RayEntry(ray_ref))
+
+
+def _rebuild_ray_ref(ray_ref: Any) -> ObjectRef[Any]:
+    return wrap_ref(ray_ref)
+
+
+def _ray_ref(ref: Any, fn: str) -> Any:
+    entry = ref._entry
+    if type(entry) is not RayEntry:
+        raise TypeError(
+            f"aioray.{fn}() got {ref!r}, which belongs to aioray's embedded runtime, not to "
+            "the Ray backend in use; refs cannot cross backends.")
+    return entry.ref
+
+
+def _unwrap_arg(a: Any) -> Any:
+    """Top-level ref arguments become Ray refs, so Ray resolves them before the call."""
+    if type(a) is ObjectRef and type(a._entry) is RayEntry:
+        return a._entry.ref
+    return a
+
+
+def _unwrap_args(args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return (tuple(_unwrap_arg(a) for a in args),
+            {k: _unwrap_arg(v) for k, v in kwargs.items()})
+
+
+# -- generators ---------------------------------------------------------------------------
+class RayObjectRefGenerator(ObjectRefGenerator[T]):
+    """A streaming generator task running on Ray: yields aioray refs, in order.
+
+    ``next``/``for`` block, ``async for`` awaits; an error the task raised arrives as the next
+    ref. ``isinstance(gen, aioray.ObjectRefGenerator)`` holds on both backends.
+    """
+
+    def __init__(self, ray_gen: Any) -> None:  # no super().__init__: there is no local stream
+        self._ray_gen = ray_gen
+        self._stream = ray_gen  # identity for wait()'s duplicate check
+
+    def __next__(self) -> ObjectRef[T]:
+        return wrap_ref(next(self._ray_gen))
+
+    async def __anext__(self) -> ObjectRef[T]:
+        return wrap_ref(await self._ray_gen.__anext__())
+
+    def completed(self) -> ObjectRef[None]:
+        return wrap_ref(self._ray_gen.completed())
+
+    def is_finished(self) -> bool:
+        return bool(self._ray_gen.is_finished())
+
+    def next_ready(self) -> bool:
+        return bool(self._ray_gen.next_ready())
+
+    def task_id(self) -> str:
+        return str(self._ray_gen.completed().task_id().hex())
+
+    def __del__(self) -> None:
+        pass  # Ray's generator frees its own stream
+
+    def __repr__(self) -> str:
+        return f"ObjectRefGenerator(ray, {self.task_id()})"
+
+
+def _convert_value(v: Any) -> Any:
+    """A ``num_returns="dynamic"`` task's value: Ray's generator of Ray refs -> aioray's."""
+    if type(v).__name__ == "DynamicObjectRefGenerator" and type(v).__module__.startswith("ray"):
+        return DynamicObjectRefGenerator([wrap_ref(r) for r in v])
+    return v
+
+
+# -- errors -------------------------------------------------------------------------------
+def map_error(e: BaseException) -> BaseException:
+    """Ray's exception -> aioray's class, so ``except`` clauses work on both backends.
+
+    A task's own error becomes aioray's ``RayTaskError`` that is also the user's exception
+    class (as on the embedded runtime); system errors map by kind. Anything else (including
+    aioray's own errors and plain ``ValueError`` from bad arguments) is returned unchanged.
+    """
+    if isinstance(e, aex.RayError) or "ray" not in sys.modules:
+        return e
+    import ray.exceptions as rex
+    if not isinstance(e, rex.RayError):
+        return e
+    out: BaseException
+    if isinstance(e, rex.RayTaskError):
+        cause = e.cause
+        if isinstance(cause, rex.TaskCancelledError):
+            return map_error(cause)
+        if isinstance(cause, BaseException):
+            cause = map_error(cause)
+        else:  # pragma: no cover - Ray always stores an exception
+            cause = aex.RaySystemError(str(cause))
+        name, tb, pid = _task_error_parts(e)
+        return aex.RayTaskError(name, tb, cause, pid).as_instanceof_cause()
+    msg = str(e)
+    if isinstance(e, rex.GetTimeoutError):
+        out = aex.GetTimeoutError(msg)
+    elif isinstance(e, rex.TaskCancelledError):
+        tid: Any = getattr(e, "task_id", None)
+        out = aex.TaskCancelledError(tid.hex() if tid is not None else None, msg)
+    elif isinstance(e, rex.ActorUnavailableError):
+        out = aex.ActorUnavailableError(msg, actor_id=getattr(e, "actor_id", None))
+    elif isinstance(e, rex.RayActorError):
+        out = aex.ActorDiedError(msg, actor_id=getattr(e, "actor_id", None))
+    elif isinstance(e, (rex.WorkerCrashedError, rex.LocalRayletDiedError, rex.NodeDiedError,
+                        rex.OutOfMemoryError)):
+        out = aex.WorkerCrashedError(msg)
+    elif isinstance(e, rex.ObjectFreedError):
+        out = aex.ObjectFreedError(getattr(e, "object_ref_hex", ""), msg)
+    elif isinstance(e, rex.OwnerDiedError):
+        out = aex.OwnerDiedError(getattr(e, "object_ref_hex", ""), msg)
+    elif isinstance(e, rex.ObjectLostError):
+        out = aex.ObjectLostError(getattr(e, "object_ref_hex", ""), msg)
+    elif isinstance(e, rex.TaskUnschedulableError):
+        out = aex.TaskUnschedulableError(msg)
+    elif isinstance(e, rex.ActorUnschedulableError):
+        out = aex.ActorUnschedulableError(msg)
+    elif isinstance(e, (rex.TaskPlacementGroupRemoved, rex.ActorPlacementGroupRemoved)):
+        out = aex.PlacementGroupRemovedError(msg)
+    elif isinstance(e, rex.AsyncioActorExit):
+        out = aex.AsyncioActorExit(msg)
+    else:
+        out = aex.RaySystemError(f"{type(e).__name__}: {msg}")
+    out.__cause__ = e
+    return out
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _task_error_parts(e: BaseException) -> tuple[str, str, int | None]:
+    """(function name, remote traceback, pid) of a Ray task error. The instance Ray raises is
+    a dual class that keeps only ``cause`` and its message, so read them from the message."""
+    d = vars(e)
+    if "function_name" in d and "traceback_str" in d:
+        return d["function_name"], d["traceback_str"] or "", d.get("pid")
+    text = _ANSI.sub("", str(e))
+    first, _, rest = text.partition("\n")
+    m = re.search(r"ray::(\S+?)(?:\(\))?(?:\s|$)", first)
+    pid = re.search(r"pid=(\d+)", first)
+    return (m.group(1) if m else "task", rest or text,
+            int(pid.group(1)) if pid else None)
+
+
+def _raise_mapped(e: BaseException) -> Any:
+    m = map_error(e)
+    if m is e:
+        raise e
+    m.__suppress_context__ = True  # keep __cause__, hide "during handling of Ray's error"
+    raise m
+
+
+# -- adapting what Ray cannot run as written ------------------------------------------------
+def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function Ray runs for ``fn``: itself when Ray can, else an adapter."""
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        def drive_async_gen(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            # Ray rejects async generator tasks; step the generator on a private loop.
+            loop = asyncio.new_event_loop()
+            agen = fn(*args, **kwargs)
+            try:
+                while True:
+                    try:
+                        item = loop.run_until_complete(agen.__anext__())
+                    except StopAsyncIteration:
+                        return
+                    yield item
+            finally:
+                try:
+                    loop.run_until_complete(agen.aclose())
+                finally:
+                    loop.close()
+        del drive_async_gen.__wrapped__  # Ray must see the sync generator, not fn
+        return drive_async_gen
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        def run_coroutine(*args: Any, **kwargs: Any) -> Any:
+            # Ray rejects `async def` tasks; run the coroutine on a loop in the worker.
+            return asyncio.run(fn(*args, **kwargs))
+        del run_coroutine.__wrapped__
+        return run_coroutine
+    return fn
+
+
+# aioray option -> how it reaches Ray. Options Ray does not know are dropped (documented).
+_TASK_DROP = frozenset({"executor"})
+_ACTOR_DROP = frozenset({"_generator_backpressure_num_objects"})
+_METHOD_ATTRS = {"num_returns": "__ray_num_returns__",
+                 "max_task_retries": "__ray_max_task_retries__",
+                 "retry_exceptions": "__ray_retry_exceptions__",
+                 "concurrency_group": "__ray_concurrency_group__",
+                 "_generator_backpressure_num_objects":
+                     "__ray_generator_backpressure_num_objects__",
+                 "enable_task_events": "__ray_enable_task_events__"}
+
+
+def _convert_strategy(strategy: Any) -> Any:
+    """aioray scheduling strategies / placement groups -> Ray's (by class name and fields)."""
+    if strategy is None or isinstance(strategy, str):
+        return strategy
+    if not type(strategy).__module__.startswith("aioray"):
+        return strategy  # already Ray's
+    import ray.util.scheduling_strategies as rss
+    name = type(strategy).__name__
+    cls = getattr(rss, name, None)
+    if cls is None:
+        raise ValueError(f"scheduling_strategy {name} has no Ray equivalent.")
+    fields = {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
+    if "placement_group" in fields:
+        fields["placement_group"] = _convert_pg(fields["placement_group"])
+    return cls(**fields)
+
+
+def _convert_pg(pg: Any) -> Any:
+    if pg is None or isinstance(pg, str):
+        return pg
+    ray_pg = getattr(pg, "_ray_pg", None)
+    if ray_pg is not None:
+        return ray_pg
+    if type(pg).__module__.startswith("ray"):
+        return pg
+    raise ValueError(
+        "This placement group was created by aioray's embedded runtime; on the Ray backend "
+        "create placement groups after init() so they are Ray's.")
+
+
+def _ray_options(opts: dict[str, Any], drop: frozenset[str]) -> dict[str, Any]:
+    out = {k: v for k, v in opts.items() if k not in drop}
+    if "scheduling_strategy" in out:
+        out["scheduling_strategy"] = _convert_strategy(out["scheduling_strategy"])
+    if "placement_group" in out:
+        out["placement_group"] = _convert_pg(out["placement_group"])
+    return out
+
+
+def _returns(result: Any, nret: Any, is_gen: bool) -> Any:
+    if is_gen and nret in (None, "streaming"):
+        return RayObjectRefGenerator(result)
+    if result is None:
+        return None
+    if isinstance(result, list):
+        return [wrap_ref(r) for r in result]
+    return wrap_ref(result)
+
+
+class RayBackend:
+    """The public API's forwards, implemented with ``ray`` in this process."""
+
+    is_worker = False
+    is_ray = True
+
+    def __init__(self, ray: Any, owns: bool) -> None:
+        self.ray = ray
+        self.owns = owns  # we called ray.init(), so shutdown() calls ray.shutdown()
+        self.closed = False
+        self._fns: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._classes: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        ctx = ray.get_runtime_context()
+        self.job_id = str(ctx.get_job_id())
+        self.node_id = str(ctx.get_node_id())
+        self.namespace = str(ctx.namespace)
+
+    # -- the loop-free helpers other modules call -------------------------------------------
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        fn(*args)  # nothing to hop to: Ray's callbacks are thread-safe
+
+    # -- tasks -------------------------------------------------------------------------------
+    def _ray_function(self, rf: Any) -> Any:
+        f = self._fns.get(rf)
+        if f is None:
+            f = self.ray.remote(_task_body(rf._function))
+            self._fns[rf] = f
+        return f
+
+    def submit_task(self, rf: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    opts: dict[str, Any]) -> Any:
+        ropts = _ray_options(opts, _TASK_DROP)
+        nret = ropts.get("num_returns")
+        if rf._is_generator and nret is None:
+            ropts["num_returns"] = "streaming"  # aioray's default for generator functions
+        a, kw = _unwrap_args(args, kwargs)
+        fn = self._ray_function(rf)
+        result = (fn.options(**ropts) if ropts else fn).remote(*a, **kw)
+        return _returns(result, nret, rf._is_generator)
+
+    def put(self, value: Any) -> ObjectRef[Any]:
+        from aioray._runtime import _check_put
+        _check_put(value)
+        return wrap_ref(self.ray.put(value))
+
+    # -- getting values ----------------------------------------------------------------------
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        from aioray._runtime import _as_ref_list, _check_timeout
+        single, lst = _as_ref_list(refs, "get")
+        _check_timeout(timeout)
+        ray_refs = [_ray_ref(r, "get") for r in lst]
+        try:
+            values = self.ray.get(ray_refs, timeout=timeout)
+        except BaseException as e:
+            _raise_mapped(e)
+        values = [_convert_value(v) for v in values]
+        return values[0] if single else values
+
+    async def get_async(self, refs: Any, timeout: float | None = None) -> Any:
+        from aioray._runtime import _as_ref_list, _check_timeout
+        single, lst = _as_ref_list(refs, "get_async")
+        _check_timeout(timeout)
+        futs = [asyncio.wrap_future(_ray_ref(r, "get_async").future()) for r in lst]
+        if not futs:
+            return []
+        _done, pending = await asyncio.wait(futs, timeout=timeout)
+        if pending:
+            for f in futs:
+                f.cancel()
+            raise aex.GetTimeoutError(
+                f"Get timed out: {len(pending)} of {len(futs)} objects not ready after "
+                f"{timeout} seconds.")
+        values = []
+        for f in futs:  # the first error in list order, as the sync get
+            err = f.exception()
+            if err is not None:
+                _raise_mapped(err)
+            values.append(_convert_value(f.result()))
+        return values[0] if single else values
+
+    async def await_ref(self, ref: ObjectRef[Any]) -> Any:
+        return await self.get_async(ref)
+
+    def ref_future(self, ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
+        src = _ray_ref(ref, "ObjectRef.future")
+        out: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def done(f: concurrent.futures.Future[Any]) -> None:
+            err = f.exception()
+            if err is not None:
+                out.set_exception(map_error(err))
+            else:
+                out.set_result(_convert_value(f.result()))
+        src.future().add_done_callback(done)
+        return out
+
+    # -- waiting -----------------------------------------------------------------------------
+    @staticmethod
+    def _waitable(item: Any) -> Any:
+        if isinstance(item, RayObjectRefGenerator):
+            return item._ray_gen
+        if isinstance(item, ObjectRefGenerator):
+            raise TypeError("aioray.wait() got a generator of aioray's embedded runtime; it "
+                            "cannot be waited on with the Ray backend.")
+        return _ray_ref(item, "wait")
+
+    @staticmethod
+    def _key(ray_item: Any) -> Any:
+        return ray_item.binary() if hasattr(ray_item, "binary") else id(ray_item)
+
+    def wait(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
+             fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+        from aioray._runtime import _check_wait_args, _split_ready
+        items = _check_wait_args(refs, num_returns, timeout)
+        if num_returns == 0 or not items:
+            return [], items
+        ray_items = [self._waitable(i) for i in items]
+        index = {self._key(r): i for i, r in enumerate(ray_items)}
+        try:
+            ready, _ = self.ray.wait(ray_items, num_returns=num_returns, timeout=timeout,
+                                     fetch_local=fetch_local)
+        except BaseException as e:
+            _raise_mapped(e)
+        return _split_ready(items, {index[self._key(r)] for r in ready}, num_returns)
+
+    async def wait_async(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
+                         fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+        from aioray._runtime import _check_wait_args, _split_ready
+        items = _check_wait_args(refs, num_returns, timeout)
+        if num_returns == 0 or not items:
+            return [], items
+        if any(isinstance(i, ObjectRefGenerator) for i in items):
+            # Ray has no async wait for generators: one blocking wait on a helper thread.
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.wait, items, num_returns, timeout, fetch_local)
+        futs = [asyncio.wrap_future(_ray_ref(r, "wait_async").future()) for r in items]
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while sum(f.done() for f in futs) < num_returns:
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    break
+                await asyncio.wait([f for f in futs if not f.done()], timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in futs:
+                if f.done() and not f.cancelled():
+                    f.exception()  # retrieved: no "exception never retrieved" noise
+                else:
+                    f.cancel()
+        ready = {i for i, f in enumerate(futs) if f.done() and not f.cancelled()}
+        return _split_ready(items, ready, num_returns)
+
+    def cancel(self, target: Any, force: bool = False, recursive: bool = True) -> None:
+        if isinstance(target, RayObjectRefGenerator):
+            ray_target = target._ray_gen
+        elif isinstance(target, ObjectRef):
+            ray_target = _ray_ref(target, "cancel")
+        else:
+            raise TypeError(
+                f"aioray.cancel() expects an ObjectRef or ObjectRefGenerator, got "
+                f"{type(target).__name__}.")
+        self.ray.cancel(ray_target, force=force, recursive=recursive)
+
+    # -- actors ------------------------------------------------------------------------------
+    def _ray_class(self, ac: Any) -> Any:
+        c = self._classes.get(ac)
+        if c is None:
+            cls = ac._cls
+            # Method options live on the functions where Ray reads them, so a handle that
+            # get_actor() returns (in any process) knows them too.
+            for name, meta in ac._methods.items():
+                fn = inspect.getattr_static(cls, name, None)
+                for key, value in meta.options.items():
+                    attr = _METHOD_ATTRS.get(key)
+                    if attr is not None and fn is not None:
+                        try:
+                            setattr(fn, attr, value)
+                        except (AttributeError, TypeError):
+                            pass
+            c = self.ray.remote(cls)
+            self._classes[ac] = c
+        return c
+
+    def create_actor(self, ac: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     opts: dict[str, Any]) -> Any:
+        from aioray._actor import ActorHandle
+        ropts = _ray_options(opts, _ACTOR_DROP)
+        a, kw = _unwrap_args(args, kwargs)
+        c = self._ray_class(ac)
+        try:
+            handle = (c.options(**ropts) if ropts else c).remote(*a, **kw)
+        except BaseException as e:
+            _raise_mapped(e)
+        methods = dict(ac._methods)
+        bp = opts.get("_generator_backpressure_num_objects")
+        if bp is not None:
+            from aioray._actor import MethodMeta
+            for name, m in list(methods.items()):
+                if m.is_generator and "_generator_backpressure_num_objects" not in m.options:
+                    m2 = MethodMeta.__new__(MethodMeta)
+                    m2.name, m2.is_async, m2.is_generator = m.name, m.is_async, m.is_generator
+                    m2.options = {**m.options, "_generator_backpressure_num_objects": bp}
+                    methods[name] = m2
+        return ActorHandle(handle._actor_id.binary(), ac.__name__, methods, handle, self)
+
+    def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   opts: dict[str, Any]) -> Any:
+        ray_method = getattr(handle._token, meta.name)
+        ropts = dict(opts)
+        nret = ropts.get("num_returns")
+        if meta.is_generator and nret is None:
+            ropts["num_returns"] = "streaming"
+        a, kw = _unwrap_args(args, kwargs)
+        try:
+            result = (ray_method.options(**ropts) if ropts else ray_method).remote(*a, **kw)
+        except BaseException as e:
+            _raise_mapped(e)
+        return _returns(result, nret, meta.is_generator)
+
+    def kill(self, handle: Any, no_restart: bool = True) -> None:
+        self.ray.kill(handle._token, no_restart=no_restart)
+
+    def get_actor(self, name: str, namespace: str | None = None) -> Any:
+        try:
+            ray_handle = self.ray.get_actor(name, namespace=namespace)
+        except ValueError as e:
+            raise ValueError(str(e)) from None  # Ray's message names the actor and namespace
+        return self.wrap_handle(ray_handle)
+
+    def wrap_handle(self, ray_handle: Any) -> Any:
+        from aioray._actor import ActorHandle, MethodMeta
+        descriptor = getattr(ray_handle, "_ray_actor_creation_function_descriptor", None)
+        class_name = getattr(descriptor, "class_name", None) or "Actor"
+        class_name = class_name.rsplit(".", 1)[-1]
+        sigs = getattr(ray_handle, "_ray_method_signatures", {}) or {}
+        is_gen = getattr(ray_handle, "_ray_method_is_generator", {}) or {}
+        nrets = getattr(ray_handle, "_ray_method_num_returns", {}) or {}
+        methods = {}
+        for m in sigs:
+            if m.startswith("__") and m != "__call__":
+                continue
+            meta = MethodMeta.__new__(MethodMeta)
+            meta.name, meta.is_async, meta.is_generator = m, False, bool(is_gen.get(m))
+            meta.options = {}
+            n = nrets.get(m)
+            if n not in (None, 1, "streaming"):
+                meta.options["num_returns"] = n
+            methods[m] = meta
+        return ActorHandle(ray_handle._actor_id.binary(), class_name, methods, ray_handle, self)
+
+    def reduce_handle(self, handle: Any) -> Any:
+        """Pickle an aioray handle as the Ray handle (Ray tracks it) plus aioray's metadata."""
+        return (_rebuild_handle, (handle._token, handle._class_name, handle._methods))
+
+    # -- the cluster ---------------------------------------------------------------------------
+    def cluster_resources(self) -> dict[str, float]:
+        return dict(self.ray.cluster_resources())
+
+    def available_resources(self) -> dict[str, float]:
+        return dict(self.ray.available_resources())
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self.ray.nodes())
+
+    def gpu_ids(self) -> list[int]:
+        return list(self.ray.get_gpu_ids())
+
+    def runtime_context(self) -> Any:
+        return self.ray.get_runtime_context()
+
+    def exit_actor(self) -> None:
+        self.ray.actor.exit_actor()
+
+    def shutdown(self) -> None:
+        self.closed = True
+        if self.owns and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def _rebuild_handle(ray_handle: Any, class_name: str, methods: dict[str, Any]) -> Any:
+    from aioray._actor import ActorHandle
+    from aioray._runtime import current_backend
+    backend = current_backend()
+    return ActorHandle(ray_handle._actor_id.binary(), class_name, methods, ray_handle, backend)
+
+
+# -- selection ------------------------------------------------------------------------------
+def attach_worker() -> RayBackend | None:
+    """Inside a Ray worker: the backend for user code there (Ray is already connected)."""
+    if not in_ray_worker():
+        return None
+    return RayBackend(_import_ray(), owns=False)
+
+
+def connect(address: str | None, *, num_cpus: float | None = None,
+            num_gpus: float | None = None, resources: dict[str, float] | None = None,
+            namespace: str | None = None, runtime_env: dict[str, Any] | None = None,
+            local_mode: bool = False, **ray_kwargs: Any) -> RayBackend:
+    """Connect to (or start) Ray; the caller installs the returned backend."""
+    ray = _import_ray()
+    if ray.is_initialized():  # the program (or Ray, in a worker) already connected
+        return RayBackend(ray, owns=False)
+    if local_mode:
+        warnings.warn("local_mode is ignored by the Ray backend (Ray removed local mode); "
+                      "use the embedded runtime with local_mode=True to debug.", stacklevel=3)
+    kwargs: dict[str, Any] = {k: v for k, v in ray_kwargs.items() if v is not None}
+    if namespace is not None:
+        kwargs["namespace"] = namespace
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
+    sizes = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
+                               ("resources", resources)) if v is not None}
+    ray_address = _ray_address(address)
+    try:
+        ray.init(address=ray_address, **sizes, **kwargs)
+    except ValueError as e:
+        # Sizes are for a Ray this call starts; a script that sets them (for the embedded
+        # runtime) must still run unchanged against an existing cluster.
+        if not sizes or "existing cluster" not in str(e):
+            raise
+        warnings.warn(f"Connecting to an existing Ray cluster: ignoring {sorted(sizes)}.",
+                      stacklevel=3)
+        ray.init(address=ray_address, **kwargs)
+    return RayBackend(ray, owns=True)
+
+
+def runtime_info(backend: RayBackend) -> dict[str, Any]:
+    return {"node_id": backend.node_id, "job_id": backend.job_id,
+            "namespace": backend.namespace, "resources": backend.cluster_resources(),
+            "loop": "ray", "backend": "ray"}
+
+
+__all__ = ["INSTALL_HINT", "RayBackend", "RayEntry", "RayObjectRefGenerator", "attach_worker",
+           "connect", "in_ray_worker", "map_error", "wants_ray", "wrap_ref"]
+
