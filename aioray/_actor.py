@@ -358,8 +358,8 @@ class ActorState:
                     if type(d._entry.value) is ErrorValue:
                         raise d._entry.value.error
             req = resource_request(self.opts, 0.0)
+            pool = self.rt.pool_for(self.opts)  # raises for a removed placement group, ...
             if req:
-                pool = self.rt.pool_for(self.opts)
                 if not pool.feasible(req):
                     raise ActorUnschedulableError(
                         f"Actor {self.ac.__name__} can never be created: "

@@ -120,6 +120,9 @@ def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> di
             "runtime_env is not supported by aioray's single-process runtime: everything runs "
             "in this Python environment. Drop the option, or use the Ray backend."
         )
+    if opts.get("scheduling_strategy") is not None:
+        from aioray.util.scheduling_strategies import check_strategy
+        check_strategy(opts["scheduling_strategy"])
     name = opts.get("name")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string, got {name!r}")

@@ -336,6 +336,9 @@ class Runtime:
 
     def pool_for(self, opts: dict[str, Any]) -> ResourcePool:
         strategy = opts.get("scheduling_strategy")
+        check = getattr(strategy, "_check_runtime", None)
+        if check is not None:  # e.g. a hard node affinity to a node that is not this one
+            check(self)
         pg = opts.get("placement_group")
         if pg is None and strategy is not None and hasattr(strategy, "placement_group"):
             pg = strategy.placement_group

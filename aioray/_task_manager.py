@@ -204,7 +204,11 @@ class TaskManager:
 
     # -- life of a task (loop thread) ----------------------------------------------------
     def start(self, spec: TaskSpec) -> None:
-        pool = self.rt.pool_for(spec.opts)
+        try:
+            pool = self.rt.pool_for(spec.opts)
+        except Exception as e:  # removed placement group, unsatisfiable node affinity, ...
+            spec.fail(e)
+            return
         spec.pool = pool
         if spec.req and not pool.feasible(spec.req):
             key = tuple(sorted(spec.req.items()))

@@ -1,0 +1,724 @@
+"""Placement groups: gang-reserve bundles of resources, then schedule tasks and actors into them.
+
+``placement_group(bundles)`` reserves the **sum** of all bundles from the node's resource pool
+in one acquire, so a group is either fully reserved or not at all (no partial reservation
+holds resources while the rest waits). Once reserved, every bundle is its own
+:class:`~aioray._scheduler.ResourcePool`; a task or actor with
+``scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)``
+acquires its resources from bundle ``i``. Index ``-1`` ("any bundle") takes the first bundle,
+in index order, that can grant the request right now; if none can, it waits on every bundle
+that could ever fit it and takes the first that frees up.
+
+Choices where a single node differs from a cluster:
+
+* **Infeasible groups** (more than the node has in total, or ``STRICT_SPREAD`` with more than
+  one bundle — it needs one node per bundle) warn at creation, ``pg.ready()`` resolves to
+  :class:`PlacementGroupInfeasibleError` and ``pg.wait()`` returns False at once (Ray would
+  stay pending forever, waiting for an autoscaler). Tasks scheduled into such a group fail
+  with the same error.
+* ``PACK``, ``SPREAD`` and ``STRICT_PACK`` behave alike: every bundle is on the one node.
+* ``remove_placement_group(pg)`` takes effect before it returns: the group's actors are
+  killed (``ActorDiedError`` caused by :class:`~aioray.exceptions.PlacementGroupRemovedError`),
+  its queued and running tasks fail with ``PlacementGroupRemovedError`` (running ones are
+  stopped, as ``cancel(force=True)`` would), and its resources go back to the node.
+* Bundle resources named ``memory`` / ``object_store_memory`` are accepted and not reserved
+  (aioray does not account memory).
+* Tasks and actors that request no resources (async tasks default to ``num_cpus=0``) do not
+  wait for the group to be reserved; give them a resource to gang-schedule them.
+* From worker processes every function here works through the driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._object_store import PENDING, ObjectEntry
+from aioray._scheduler import Grant, ResourcePool
+from aioray._serialization import ErrorValue, serialize
+from aioray.exceptions import (
+    ActorDiedError,
+    PlacementGroupRemovedError,
+    RaySystemError,
+    TaskUnschedulableError,
+)
+
+if TYPE_CHECKING:
+    from aioray._runtime import Runtime
+
+__all__ = [
+    "PlacementGroup",
+    "PlacementGroupID",
+    "PlacementGroupInfeasibleError",
+    "get_current_placement_group",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+]
+
+VALID_PLACEMENT_GROUP_STRATEGIES = frozenset({"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"})
+_NOT_RESERVED = frozenset({"memory", "object_store_memory"})
+_KEEP_REMOVED = 1000  # removed groups kept for placement_group_table(), per runtime
+
+
+class PlacementGroupInfeasibleError(RaySystemError):
+    """The placement group can never be reserved on this node."""
+
+
+class PlacementGroupID:
+    """A placement group's id (``.hex()``, ``.binary()``)."""
+
+    __slots__ = ("_id",)
+
+    def __init__(self, id: bytes) -> None:
+        self._id = id
+
+    @classmethod
+    def nil(cls) -> PlacementGroupID:
+        return cls(b"\0" * 18)
+
+    @classmethod
+    def from_random(cls) -> PlacementGroupID:
+        return cls(uuid.uuid4().bytes + b"\0\1")
+
+    def binary(self) -> bytes:
+        return self._id
+
+    def hex(self) -> str:
+        return self._id.hex()
+
+    def is_nil(self) -> bool:
+        return not any(self._id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlacementGroupID) and other._id == self._id
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __repr__(self) -> str:
+        return f"PlacementGroupID({self.hex()})"
+
+    def __reduce__(self) -> Any:
+        return (PlacementGroupID, (self._id,))
+
+
+class PlacementGroup:
+    """A handle to a placement group (picklable: pass it to tasks and actors)."""
+
+    def __init__(self, id: PlacementGroupID, bundle_cache: list[dict[str, float]] | None = None
+                 ) -> None:
+        self.id = id
+        self.bundle_cache = bundle_cache
+
+    @staticmethod
+    def empty() -> PlacementGroup:
+        return PlacementGroup(PlacementGroupID.nil())
+
+    @property
+    def is_empty(self) -> bool:
+        return self.id.is_nil()
+
+    @property
+    def bundle_specs(self) -> list[dict[str, float]]:
+        """The bundles, as given at creation (values as floats)."""
+        if self.bundle_cache is None:
+            info = placement_group_table(self)
+            self.bundle_cache = list(info.get("bundles", {}).values())
+        return self.bundle_cache
+
+    @property
+    def bundle_count(self) -> int:
+        return len(self.bundle_specs)
+
+    def ready(self) -> ObjectRef[PlacementGroup]:
+        """A ref that resolves to this placement group once every bundle is reserved
+        (``aioray.get(pg.ready())`` or ``await pg.ready()``). It raises
+        ``PlacementGroupRemovedError`` if the group is removed first, and
+        :class:`PlacementGroupInfeasibleError` if it can never be reserved."""
+        if self.is_empty:
+            from aioray._api import put
+            return put(self)
+        b = _backend()
+        if b.is_worker:
+            return _remote_ready.remote(self)  # type: ignore[no-any-return]
+        st = _state(b, self)
+        if st is None:
+            entry = ObjectEntry(object_id(new_task_id(), 0), ErrorValue(_gone(b, self)))
+            entry.retrieved = True
+            return ObjectRef(entry.id, entry)
+        return ObjectRef(st.ready_entry.id, st.ready_entry)
+
+    def wait(self, timeout_seconds: float = 30) -> bool:
+        """Block up to ``timeout_seconds`` for the group to be reserved; True if it is.
+        False at once if it was removed or can never be reserved."""
+        b = _backend()
+        if b.is_worker:
+            ref = self.ready()
+            done, _ = b.wait([ref], 1, timeout_seconds, True)
+            return bool(done) and _succeeded(b, ref)
+        st = _state(b, self)
+        if st is None or st.infeasible is not None:
+            return False
+        entry = st.ready_entry
+        if entry.value is PENDING:
+            b.run_sync(b.wait_entries([entry], timeout=timeout_seconds), None,
+                       "PlacementGroup.wait()", "await pg.wait_async(timeout_seconds)")
+        return st.state == "CREATED"
+
+    async def wait_async(self, timeout_seconds: float = 30) -> bool:
+        """:meth:`wait` for async code."""
+        from aioray._api import get_async, wait_async
+        ref = self.ready()
+        done, _ = await wait_async([ref], timeout=timeout_seconds)
+        if not done:
+            return False
+        try:
+            await get_async(ref)
+            return True
+        except Exception:
+            return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlacementGroup) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"PlacementGroup({self.id.hex()})"
+
+    def __reduce__(self) -> Any:
+        return (PlacementGroup, (self.id, self.bundle_cache))
+
+    # -- used by the runtime (loop thread) ------------------------------------------------
+    def _pool_for(self, index: int) -> ResourcePool:
+        """The pool a task or actor in bundle ``index`` (-1: any) acquires from."""
+        from aioray._runtime import current_runtime
+        rt = current_runtime()
+        st = _state(rt, self) if rt is not None else None
+        if st is None:
+            raise _gone(rt, self)
+        if index == -1:
+            return st.any_pool
+        if isinstance(index, bool) or not isinstance(index, int) or not (
+                0 <= index < len(st.pools)):
+            raise ValueError(f"placement group bundle index {index!r} is invalid. Valid "
+                             f"indexes: 0-{len(st.pools) - 1} (or -1 for any bundle).")
+        return st.pools[index]
+
+
+# -- the driver side ---------------------------------------------------------------------
+class _AnyBundlePool(ResourcePool):
+    """Bundle index -1: acquire from whichever bundle can grant the request first."""
+
+    def __init__(self, group: _GroupState) -> None:
+        super().__init__({}, [], name=f"placement group {group.label}")
+        self.group = group
+
+    def feasible(self, req: Mapping[str, float]) -> bool:
+        return any(p.feasible(req) for p in self.group.pools)
+
+    def describe_infeasible(self, req: Mapping[str, float]) -> str:
+        return (f"it requires {dict(req)} but no bundle of placement group "
+                f"{self.group.label} is that big (bundles: {self.group.specs})")
+
+    async def acquire(self, req: Mapping[str, float], _reclaim: bool = False) -> Grant:
+        if self.closed is not None:
+            raise self.closed
+        candidates = [p for p in self.group.pools if p.feasible(req)]
+        if not candidates:
+            raise TaskUnschedulableError(self.describe_infeasible(req))
+        for p in candidates:
+            if not p._queues and p.closed is None:  # keep each bundle's FIFO order
+                grant = p.try_acquire(req)
+                if grant is not None:
+                    return grant
+        waits = [asyncio.ensure_future(p.acquire(req)) for p in candidates]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            _settle(waits, keep=False)
+            raise
+        return _settle(waits, keep=True)  # type: ignore[return-value]
+
+    def close(self, error: BaseException) -> None:
+        self.closed = error
+
+
+def _settle(waits: list[asyncio.Future[Grant]], keep: bool) -> Grant | None:
+    """Take the first grant (if ``keep``), give back any other, stop the rest waiting."""
+    winner: Grant | None = None
+    error: BaseException | None = None
+    for w in waits:
+        if not w.done():
+            w.cancel()  # a grant that races this cancel is given back inside acquire()
+        elif not w.cancelled():
+            exc = w.exception()
+            if exc is not None:
+                error = error or exc
+            elif keep and winner is None:
+                winner = w.result()
+            else:
+                w.result().release()
+    if keep and winner is None:
+        raise error or RuntimeError("placement group bundle wait ended without a grant")
+    return winner
+
+
+class _GroupState:
+    """One placement group in the driver: its bundle pools and its reservation."""
+
+    def __init__(self, rt: Runtime, handle: PlacementGroup, specs: list[dict[str, float]],
+                 strategy: str, name: str, lifetime: str | None, namespace: str) -> None:
+        self.rt = rt
+        self.handle = handle
+        self.hex = handle.id.hex()
+        self.specs = specs
+        self.strategy = strategy
+        self.name = name
+        self.lifetime = lifetime
+        self.namespace = namespace
+        self.label = repr(name) if name else self.hex[:12]
+        self.requests = [{k: v for k, v in b.items() if v and k not in _NOT_RESERVED}
+                         for b in specs]
+        self.total: dict[str, float] = {}
+        for r in self.requests:
+            for k, v in r.items():
+                self.total[k] = self.total.get(k, 0.0) + v
+        self.pools: list[ResourcePool] = []
+        for i, r in enumerate(self.requests):
+            pool = ResourcePool(r, [], name=f"bundle {i} of placement group {self.label}")
+            pool.available = {k: 0.0 for k in pool.total}  # nothing until reserved
+            self.pools.append(pool)
+        self.any_pool = _AnyBundlePool(self)
+        self.state = "PENDING"
+        self.scheduling_state = "QUEUED"
+        self.infeasible: str | None = None
+        self.grant: Grant | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.ready_entry = ObjectEntry(object_id(new_task_id(), 0))
+        self.created_at = time.monotonic()
+        self.latency_ms = 0.0
+
+    # -- loop thread --------------------------------------------------------------------
+    def start(self) -> None:
+        if self.state != "PENDING":
+            return
+        if self.infeasible is not None:
+            err = PlacementGroupInfeasibleError(self.infeasible)
+            self.scheduling_state = "INFEASIBLE"
+            self._fail_pools(err)
+            self.ready_entry.retrieved = True  # reported by the warning already
+            self.ready_entry.resolve(ErrorValue(err))
+            return
+        grant = self.rt.node_pool.try_acquire(self.total) if not self.rt.node_pool._queues \
+            else None
+        if grant is not None:
+            self._reserved(grant)
+        else:
+            self.task = self.rt.loop.create_task(self._reserve())
+
+    async def _reserve(self) -> None:
+        try:
+            grant = await self.rt.node_pool.acquire(self.total)
+        except asyncio.CancelledError:
+            return
+        except BaseException as e:  # the node pool closed (shutdown)
+            self._fail_pools(e)
+            self.ready_entry.resolve(ErrorValue(e))
+            return
+        if self.state != "PENDING":
+            grant.release()
+            return
+        self._reserved(grant)
+
+    def _reserved(self, grant: Grant) -> None:
+        self.grant = grant
+        self.state = "CREATED"
+        self.scheduling_state = "FINISHED"
+        self.latency_ms = (time.monotonic() - self.created_at) * 1000.0
+        for pool, gpu_ids in zip(self.pools, _split_gpus(grant, self.requests), strict=True):
+            pool._gpu_free = gpu_ids
+            pool.available = dict(pool.total)
+        self.ready_entry.resolve(serialize(self.handle, self.rt.driver_pid))
+        for pool in self.pools:
+            pool._dispatch()
+
+    def _fail_pools(self, err: BaseException) -> None:
+        for pool in self.pools:
+            pool.close(err)
+        self.any_pool.close(err)
+
+    def remove(self) -> None:
+        """``remove_placement_group``: kill what runs in the group, free its resources."""
+        if self.state == "REMOVED":
+            return
+        err = PlacementGroupRemovedError(
+            f"Placement group {self.label} was removed (remove_placement_group).")
+        self._close(err)
+        rt = self.rt
+        for actor in list(rt.actors.actors.values()):
+            if _group_of(actor.opts) == self.handle:
+                task = getattr(actor, "create_task", None)
+                if actor.status == "PENDING" and task is not None and not task.done():
+                    task.cancel()
+                actor._die(ActorDiedError(
+                    f"The actor was killed because its placement group {self.label} was "
+                    "removed.", cause=err, actor_id=actor.actor_id.hex()))
+        mine = {id(p) for p in self.pools} | {id(self.any_pool)}
+        for spec in list(rt.tasks.tasks.values()):
+            if id(spec.pool) in mine or _group_of(spec.opts) == self.handle:
+                spec.fail(err)
+                rt.tasks.cancel(spec.task_id, True, True)
+        _forget(rt, self)
+
+    def _close(self, error: BaseException) -> None:
+        """Fail waiters and give the reservation back (removal, runtime shutdown)."""
+        if self.state == "REMOVED":
+            return
+        self.state = "REMOVED"
+        self.scheduling_state = "REMOVED"
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._fail_pools(error)
+        self.ready_entry.retrieved = True
+        self.ready_entry.resolve(ErrorValue(error))
+        if self.grant is not None:
+            self.grant.release()
+            self.grant = None
+
+    # -- any thread -----------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        created = self.state == "CREATED"
+        return {
+            "placement_group_id": self.hex,
+            "name": self.name,
+            "bundles": {i: dict(b) for i, b in enumerate(self.specs)},
+            "bundles_to_node_id": {i: self.rt.node_id if created else ""
+                                   for i in range(len(self.specs))},
+            "strategy": self.strategy,
+            "state": self.state,
+            "lifetime": self.lifetime,
+            "stats": {
+                "end_to_end_creation_latency_ms": self.latency_ms,
+                "scheduling_latency_ms": self.latency_ms,
+                "scheduling_attempt": 1,
+                "highest_retry_delay_ms": 0,
+                "scheduling_state": self.scheduling_state,
+            },
+        }
+
+
+def _split_gpus(grant: Grant, requests: list[dict[str, float]]) -> list[dict[int, float]]:
+    """Hand the GPU devices the node granted to the bundles (whole devices first come,
+    fractions share a device while it has room)."""
+    ids = list(grant.gpu_ids)
+    out: list[dict[int, float]] = []
+    cursor, left = 0, 1.0
+    for req in requests:
+        g = req.get("GPU", 0.0)
+        mine: dict[int, float] = {}
+        if g >= 1:
+            if left < 1.0:
+                cursor, left = cursor + 1, 1.0
+            for _ in range(round(g)):
+                if cursor < len(ids):
+                    mine[ids[cursor]] = 1.0
+                cursor += 1
+        elif g > 0:
+            if left + 1e-9 < g:
+                cursor, left = cursor + 1, 1.0
+            if cursor < len(ids):
+                mine[ids[cursor]] = g
+            left -= g
+        out.append(mine)
+    return out
+
+
+class _Registry:
+    """Per-runtime bookkeeping beside ``rt.placement_groups`` (live groups, by id hex)."""
+
+    def __init__(self) -> None:
+        # id hex -> placement_group_table() entry, kept after removal (bounded)
+        self.removed: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+
+_REGISTRIES: weakref.WeakKeyDictionary[Any, _Registry] = weakref.WeakKeyDictionary()
+
+
+def _registry(rt: Runtime) -> _Registry:
+    reg = _REGISTRIES.get(rt)
+    if reg is None:
+        reg = _REGISTRIES[rt] = _Registry()
+    return reg
+
+
+def _forget(rt: Runtime, st: _GroupState) -> None:
+    rt.placement_groups.pop(st.hex, None)
+    removed = _registry(rt).removed
+    removed[st.hex] = st.info()
+    while len(removed) > _KEEP_REMOVED:
+        removed.popitem(last=False)
+
+
+def _state(rt: Any, pg: PlacementGroup) -> _GroupState | None:
+    return rt.placement_groups.get(pg.id.hex())  # type: ignore[no-any-return]
+
+
+def _gone(rt: Any, pg: PlacementGroup) -> BaseException:
+    if rt is not None and pg.id.hex() in _registry(rt).removed:
+        return PlacementGroupRemovedError(f"Placement group {pg.id.hex()[:12]} was removed.")
+    return ValueError(f"Unknown placement group {pg.id.hex()}: it was not created by this "
+                      "aioray runtime (was aioray shut down and started again?).")
+
+
+def _group_of(opts: Mapping[str, Any]) -> PlacementGroup | None:
+    pg = opts.get("placement_group")
+    if not isinstance(pg, PlacementGroup):
+        pg = getattr(opts.get("scheduling_strategy"), "placement_group", None)
+    return pg if isinstance(pg, PlacementGroup) else None
+
+
+def _backend() -> Any:
+    from aioray._runtime import current_backend
+    return current_backend()
+
+
+def _succeeded(b: Any, ref: ObjectRef[Any]) -> bool:
+    try:
+        b.get(ref, 0)
+        return True
+    except Exception:
+        return False
+
+
+def _validate(bundles: Any, strategy: Any, name: Any, lifetime: Any) -> list[dict[str, float]]:
+    if strategy not in VALID_PLACEMENT_GROUP_STRATEGIES:
+        raise ValueError(f"Invalid placement group strategy {strategy!r}. Supported strategies "
+                         f"are: {sorted(VALID_PLACEMENT_GROUP_STRATEGIES)}.")
+    if not isinstance(bundles, list):
+        raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
+    if not bundles:
+        raise ValueError('Bundles must be a non-empty list of resource dictionaries. For '
+                         'example: `[{"CPU": 1.0}, {"GPU": 1.0}]`. Got empty list instead.')
+    for b in bundles:
+        if (not isinstance(b, dict) or not all(isinstance(k, str) for k in b)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           for v in b.values())):
+            raise ValueError('Bundles must be a non-empty list of resource dictionaries. For '
+                             'example: `[{"CPU": 1.0}, {"GPU": 1.0}]`.')
+        if not b or all(v == 0 for v in b.values()):
+            raise ValueError("Bundles cannot be an empty dictionary or resources with only 0 "
+                             f"values. Bundles: {bundles}")
+        if any(v < 0 for v in b.values()):
+            raise ValueError(f"Bundle resources must be non-negative. Bundles: {bundles}")
+    if lifetime not in (None, "detached"):
+        raise ValueError("Placement group `lifetime` argument must be either `None` or "
+                         f"'detached'. Got {lifetime}.")
+    if not isinstance(name, str):
+        raise TypeError(f"Placement group name must be a string, got {name!r}.")
+    return [{k: float(v) for k, v in b.items()} for b in bundles]
+
+
+def _create(rt: Runtime, specs: list[dict[str, float]], strategy: str, name: str,
+            lifetime: str | None, namespace: str | None) -> tuple[PlacementGroup, str | None]:
+    """Register a group and start reserving it (any thread). Returns (handle, infeasible)."""
+    rt._check_open()
+    ns = namespace or rt.namespace
+    if name:
+        for other in list(rt.placement_groups.values()):
+            if other.name == name and other.namespace == ns:
+                raise ValueError(f"A placement group named {name!r} already exists in "
+                                 f"namespace {ns!r}; remove it first or pick another name.")
+    handle = PlacementGroup(PlacementGroupID.from_random(), [dict(b) for b in specs])
+    st = _GroupState(rt, handle, specs, strategy, name, lifetime, ns)
+    if strategy == "STRICT_SPREAD" and len(specs) > 1:
+        st.infeasible = (
+            f"Placement group {st.label} with strategy STRICT_SPREAD needs each of its "
+            f"{len(specs)} bundles on a different node, but aioray runs on one node: it can "
+            "never be created. Use PACK or SPREAD (all bundles share the node).")
+    elif not rt.node_pool.feasible(st.total):
+        st.infeasible = (f"Placement group {st.label} can never be created: "
+                         f"{rt.node_pool.describe_infeasible(st.total)}.")
+    rt.placement_groups[st.hex] = st
+    rt.call_soon(st.start)
+    return handle, st.infeasible
+
+
+# -- the public API ------------------------------------------------------------------------
+def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
+                    lifetime: str | None = None, _soft_target_node_id: str | None = None,
+                    bundle_label_selector: list[dict[str, str]] | None = None
+                    ) -> PlacementGroup:
+    """Reserve ``bundles`` (a list of resource dicts) as one gang; returns at once.
+
+    ``pg.ready()`` / ``pg.wait()`` tell when the reservation is made. ``strategy`` is one of
+    ``PACK``, ``SPREAD``, ``STRICT_PACK``, ``STRICT_SPREAD`` (the last is infeasible with more
+    than one bundle on aioray's single node: it warns and ``ready()`` raises).
+    ``name`` makes it retrievable with :func:`get_placement_group`. ``lifetime`` (None or
+    "detached") is recorded; ``_soft_target_node_id`` and ``bundle_label_selector`` are
+    accepted and ignored (one node).
+    """
+    strategy = "PACK" if strategy is None else strategy
+    specs = _validate(bundles, strategy, name, lifetime)
+    b = _backend()
+    if b.is_worker:
+        handle, infeasible = b.get(_remote_create.remote(specs, strategy, name, lifetime,
+                                                         b.namespace), None)
+    else:
+        handle, infeasible = _create(b, specs, strategy, name, lifetime, None)
+    if infeasible is not None:
+        warnings.warn(infeasible, stacklevel=2)
+    return handle  # type: ignore[no-any-return]
+
+
+def remove_placement_group(placement_group: PlacementGroup) -> None:
+    """Remove a group: its actors die, its tasks fail with ``PlacementGroupRemovedError``
+    and its resources return to the node — all done when this returns."""
+    if not isinstance(placement_group, PlacementGroup):
+        raise TypeError(f"remove_placement_group() expects a PlacementGroup, got "
+                        f"{type(placement_group).__name__}.")
+    b = _backend()
+    if b.is_worker:
+        b.get(_remote_remove.remote(placement_group), None)
+        return
+    _remove_on(b, placement_group)
+
+
+def _remove_on(rt: Runtime, pg: PlacementGroup) -> None:
+    st = _state(rt, pg)
+    if st is None:
+        if pg.id.hex() in _registry(rt).removed:
+            return  # removing twice is harmless
+        raise _gone(rt, pg)
+    if rt.in_loop_thread():
+        st.remove()
+        return
+
+    async def on_loop() -> None:
+        st.remove()
+    rt.run_sync(on_loop(), None, "remove_placement_group()", "remove_placement_group(pg)")
+
+
+def get_placement_group(placement_group_name: str) -> PlacementGroup:
+    """The live placement group named ``placement_group_name`` in the current namespace
+    (ValueError if there is none)."""
+    if not placement_group_name:
+        raise ValueError("Please supply a non-empty value to get_placement_group")
+    b = _backend()
+    if b.is_worker:
+        return b.get(_remote_get.remote(placement_group_name, b.namespace),  # type: ignore[no-any-return]
+                     None)
+    return _get_on(b, placement_group_name, None)
+
+
+def _get_on(rt: Runtime, name: str, namespace: str | None) -> PlacementGroup:
+    ns = namespace or rt.namespace
+    for st in list(rt.placement_groups.values()):
+        if st.name == name and st.namespace == ns:
+            return st.handle
+    names = sorted(st.name for st in rt.placement_groups.values()
+                   if st.name and st.namespace == ns)
+    raise ValueError(f"Failed to look up placement group with name: {name} (named groups in "
+                     f"namespace {ns!r}: {names or 'none'}).")
+
+
+def placement_group_table(placement_group: PlacementGroup | None = None) -> dict[Any, Any]:
+    """State of one group (a dict) or of all groups (id hex -> dict), live and removed —
+    Ray's keys: placement_group_id, name, bundles, bundles_to_node_id, strategy, state
+    (PENDING / CREATED / REMOVED), stats."""
+    b = _backend()
+    if b.is_worker:
+        return b.get(_remote_table.remote(placement_group), None)  # type: ignore[no-any-return]
+    return _table_on(b, placement_group)
+
+
+def _table_on(rt: Runtime, pg: PlacementGroup | None) -> dict[Any, Any]:
+    removed = _registry(rt).removed
+    live = dict(rt.placement_groups)
+    if pg is not None:
+        st = live.get(pg.id.hex())
+        return st.info() if st is not None else dict(removed.get(pg.id.hex(), {}))
+    return {**{h: dict(i) for h, i in removed.items()}, **{h: st.info() for h, st in live.items()}}
+
+
+def get_current_placement_group() -> PlacementGroup | None:
+    """The group the calling task or actor was scheduled into; None in the driver or when
+    it was not scheduled into one."""
+    from aioray import _runtime
+    client = _runtime._worker_client
+    if client is not None:
+        if client.current_task is None:
+            return None
+        return client.get(_remote_current.remote(client.current_task),  # type: ignore[no-any-return]
+                          None)
+    from aioray._actor import current_actor
+    from aioray._task_manager import current_task
+    spec = current_task.get()
+    if spec is not None:
+        return _group_of(spec.opts)
+    actor = current_actor.get()
+    if actor is not None:
+        return _group_of(actor.opts)
+    return None
+
+
+# -- worker processes: the same operations, run on the driver's loop ----------------------
+def _driver() -> Runtime:
+    from aioray._runtime import current_runtime
+    rt = current_runtime()
+    if rt is None:
+        raise RuntimeError("aioray is not running in this process")
+    return rt
+
+
+async def _create_op(specs: list[dict[str, float]], strategy: str, name: str,
+                     lifetime: str | None, namespace: str) -> tuple[PlacementGroup, str | None]:
+    return _create(_driver(), specs, strategy, name, lifetime, namespace)
+
+
+async def _ready_op(pg: PlacementGroup) -> PlacementGroup:
+    rt = _driver()
+    st = _state(rt, pg)
+    if st is None:
+        raise _gone(rt, pg)
+    return await ObjectRef(st.ready_entry.id, st.ready_entry)  # type: ignore[no-any-return]
+
+
+async def _remove_op(pg: PlacementGroup) -> None:
+    _remove_on(_driver(), pg)
+
+
+async def _get_op(name: str, namespace: str) -> PlacementGroup:
+    return _get_on(_driver(), name, namespace)
+
+
+async def _table_op(pg: PlacementGroup | None) -> dict[Any, Any]:
+    return _table_on(_driver(), pg)
+
+
+async def _current_op(task_id: bytes) -> PlacementGroup | None:
+    spec = _driver().tasks.tasks.get(task_id)
+    return _group_of(spec.opts) if spec is not None else None
+
+
+def _remote(fn: Any) -> Any:
+    from aioray._api import remote
+    return remote(max_retries=0)(fn)
+
+
+_remote_create = _remote(_create_op)
+_remote_ready = _remote(_ready_op)
+_remote_remove = _remote(_remove_op)
+_remote_get = _remote(_get_op)
+_remote_table = _remote(_table_op)
+_remote_current = _remote(_current_op)

@@ -1,0 +1,433 @@
+"""``Queue``: a FIFO queue shared by tasks and actors, Ray's ``ray.util.queue``.
+
+As in Ray, the queue lives in an async actor (``queue.actor``) and a :class:`Queue` is a
+picklable handle to it: pass it to tasks (also sync tasks in worker processes) and actors.
+A blocking ``get``/``put`` waits inside the actor's coroutine on the runtime loop, so a worker
+blocked in ``queue.get(timeout=...)`` holds no thread of the driver and never stalls the loop.
+
+Beyond Ray:
+
+* In the driver, calls made **on the runtime's loop thread** (async tasks and actors, async
+  apps) skip the actor and touch the queue directly — they cost a function call, not an actor
+  round trip. There the sync forms work whenever they need not wait (``put_nowait``,
+  ``get_nowait``, the batches, ``qsize``/``empty``/``full``, ``put`` with room, ``get`` with an
+  item); a sync call that would have to wait raises ``RuntimeError`` naming
+  ``await queue.put_async(...)`` / ``await queue.get_async(...)`` instead of freezing the loop.
+  Items are still copied on ``put`` (a later change to the object you put is not seen by the
+  consumer), as with the actor.
+* The actor is created with an unbounded ``max_concurrency`` (Ray: 1000), so any number of
+  blocked consumers cannot starve a producer's ``put``. Override with ``actor_options``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import queue as _stdlib_queue
+import uuid
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import cloudpickle
+
+from aioray._api import get, kill, remote, wait
+from aioray._object_ref import ObjectRef
+from aioray._object_store import PENDING
+from aioray._serialization import IMMUTABLE_TYPES, deserialize
+
+__all__ = ["Empty", "Full", "Queue"]
+
+_MAX_CONCURRENCY = 1_000_000_000
+
+
+class Empty(_stdlib_queue.Empty):
+    """``get`` found no item (non-blocking, or after ``timeout``)."""
+
+
+class Full(_stdlib_queue.Full):
+    """``put`` found no room (non-blocking, or after ``timeout``)."""
+
+
+class _Fail:
+    """What the actor's internal methods return instead of raising (cheaper than an error
+    travelling back as a task failure)."""
+
+    __slots__ = ("full", "msg")
+
+    def __init__(self, full: bool, msg: str = "") -> None:
+        self.full = full
+        self.msg = msg
+
+    def __reduce__(self) -> Any:
+        return (_Fail, (self.full, self.msg))
+
+
+def _check(result: Any) -> Any:
+    if type(result) is _Fail:
+        raise (Full if result.full else Empty)(result.msg) if result.msg else (
+            Full() if result.full else Empty())
+    return result
+
+
+# -- the operations, on an asyncio.Queue (actor methods and the loop-thread fast path) -----
+def _put_nowait(q: asyncio.Queue[Any], item: Any) -> _Fail | None:
+    if q.full():
+        return _Fail(True)
+    q.put_nowait(item)
+    return None
+
+
+def _get_nowait(q: asyncio.Queue[Any]) -> Any:
+    if q.empty():
+        return _Fail(False)
+    return q.get_nowait()
+
+
+def _put_batch(q: asyncio.Queue[Any], maxsize: int, items: list[Any]) -> _Fail | None:
+    if maxsize > 0 and len(items) + q.qsize() > maxsize:
+        return _Fail(True, f"Cannot add {len(items)} items to queue of size {q.qsize()} and "
+                           f"maxsize {maxsize}.")
+    for item in items:
+        q.put_nowait(item)
+    return None
+
+
+def _get_batch(q: asyncio.Queue[Any], num_items: int) -> Any:
+    if num_items > q.qsize():
+        return _Fail(False, f"Cannot get {num_items} items from queue of size {q.qsize()}.")
+    return [q.get_nowait() for _ in range(num_items)]
+
+
+async def _put(q: asyncio.Queue[Any], item: Any, timeout: float | None) -> _Fail | None:
+    if not q.full():
+        q.put_nowait(item)
+        return None
+    if timeout is not None and timeout <= 0:
+        return _Fail(True)
+    try:
+        await asyncio.wait_for(q.put(item), timeout)
+    except asyncio.TimeoutError:
+        return _Fail(True)
+    return None
+
+
+async def _get(q: asyncio.Queue[Any], timeout: float | None) -> Any:
+    if not q.empty():
+        return q.get_nowait()
+    if timeout is not None and timeout <= 0:
+        return _Fail(False)
+    try:
+        return await asyncio.wait_for(q.get(), timeout)
+    except asyncio.TimeoutError:
+        return _Fail(False)
+
+
+# Queues of this process by id: a Queue made in the driver shares its asyncio.Queue with the
+# actor (which runs in the driver too) so loop-thread calls can use it directly.
+_LOCAL: weakref.WeakValueDictionary[str, asyncio.Queue[Any]] = weakref.WeakValueDictionary()
+
+
+class _QueueActor:
+    """The actor behind a :class:`Queue`. Ray's method names (raising ``Empty``/``Full``)
+    plus the ``_``-prefixed ones the handle uses."""
+
+    def __init__(self, maxsize: int, qid: str | None = None) -> None:
+        self.maxsize = maxsize
+        q = _LOCAL.get(qid) if qid else None
+        if q is None:
+            q = asyncio.Queue(maxsize)
+            if qid:
+                _LOCAL[qid] = q
+        self.queue = q
+
+    def qsize(self) -> int:
+        return self.queue.qsize()
+
+    def empty(self) -> bool:
+        return self.queue.empty()
+
+    def full(self) -> bool:
+        return self.queue.full()
+
+    async def put(self, item: Any, timeout: float | None = None) -> None:
+        _check(await _put(self.queue, item, timeout))
+
+    async def get(self, timeout: float | None = None) -> Any:
+        return _check(await _get(self.queue, timeout))
+
+    def put_nowait(self, item: Any) -> None:
+        _check(_put_nowait(self.queue, item))
+
+    def put_nowait_batch(self, items: Iterable[Any]) -> None:
+        _check(_put_batch(self.queue, self.maxsize, list(items)))
+
+    def get_nowait(self) -> Any:
+        return _check(_get_nowait(self.queue))
+
+    def get_nowait_batch(self, num_items: int) -> list[Any]:
+        return _check(_get_batch(self.queue, num_items))  # type: ignore[no-any-return]
+
+    async def _put(self, item: Any, timeout: float | None) -> _Fail | None:
+        return await _put(self.queue, item, timeout)
+
+    async def _get(self, timeout: float | None) -> Any:
+        return await _get(self.queue, timeout)
+
+    def _put_nowait(self, item: Any) -> _Fail | None:
+        return _put_nowait(self.queue, item)
+
+    def _get_nowait(self) -> Any:
+        return _get_nowait(self.queue)
+
+    def _put_batch(self, items: list[Any]) -> _Fail | None:
+        return _put_batch(self.queue, self.maxsize, items)
+
+    def _get_batch(self, num_items: int) -> Any:
+        return _get_batch(self.queue, num_items)
+
+
+_QueueActorClass = remote(_QueueActor)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+
+
+def _would_block(what: str, await_form: str) -> RuntimeError:
+    return RuntimeError(
+        f"Queue.{what} would block the event loop that runs aioray (it has to wait). In async "
+        f"code use `{await_form}`.")
+
+
+class Queue:
+    """A first-in, first-out queue usable from the driver, tasks and actors.
+
+    ``maxsize <= 0`` means unbounded. ``actor_options`` go to the backing actor's
+    ``.options(...)`` (e.g. ``{"num_cpus": 1}``, ``{"name": "q"}``).
+    """
+
+    def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
+        from aioray._runtime import current_backend
+        self.maxsize = maxsize
+        self._qid = uuid.uuid4().hex
+        backend = current_backend()
+        self._local: asyncio.Queue[Any] | None = None
+        self._rt: Any = None
+        if not backend.is_worker:
+            self._local = asyncio.Queue(maxsize)
+            _LOCAL[self._qid] = self._local
+            self._rt = weakref.ref(backend)
+        opts = {"max_concurrency": _MAX_CONCURRENCY, **(actor_options or {})}
+        self.actor: Any = _QueueActorClass.options(**opts).remote(maxsize, self._qid)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (self.maxsize, self.actor, self._qid))
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _handle(self) -> Any:
+        if self.actor is None:
+            raise RuntimeError("This Queue was shut down (Queue.shutdown()).")
+        return self.actor
+
+    def _fast(self) -> asyncio.Queue[Any] | None:
+        """The queue itself, when called on the loop thread of the runtime that owns it."""
+        local = self._local
+        if local is None or self.actor is None:
+            return None
+        rt = self._rt()
+        if rt is None or rt.closed or not rt.in_loop_thread():
+            return None
+        return local
+
+    @staticmethod
+    def _loop_running() -> bool:
+        try:
+            asyncio.get_running_loop()
+            return True
+        except RuntimeError:
+            return False
+
+    @staticmethod
+    def _on_runtime_loop() -> bool:
+        from aioray._runtime import current_runtime
+        rt = current_runtime()
+        return rt is not None and rt.in_loop_thread() and rt.loop.is_running()
+
+    @staticmethod
+    def _copy(item: Any, what: str) -> Any:
+        """What the actor would store for ``item``: a copy; a top-level ref's value."""
+        if type(item) in IMMUTABLE_TYPES:
+            return item
+        if isinstance(item, ObjectRef):
+            if item._entry.value is PENDING:
+                raise _would_block(what, f"await queue.{what.split('(')[0]}_async(...)")
+            return deserialize(item._entry.value)
+        # In-band pickle round trip: the same copy the actor would hold, without shared memory.
+        return pickle.loads(cloudpickle.dumps(item, protocol=5))
+
+    # -- size -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.size()
+
+    def size(self) -> int:
+        """The number of items in the queue."""
+        fast = self._fast()
+        if fast is not None:
+            return fast.qsize()
+        return get(self._handle().qsize.remote())  # type: ignore[no-any-return]
+
+    def qsize(self) -> int:
+        """The number of items in the queue."""
+        return self.size()
+
+    def empty(self) -> bool:
+        """Whether the queue is empty."""
+        fast = self._fast()
+        if fast is not None:
+            return fast.empty()
+        return get(self._handle().empty.remote())  # type: ignore[no-any-return]
+
+    def full(self) -> bool:
+        """Whether the queue is full."""
+        fast = self._fast()
+        if fast is not None:
+            return fast.full()
+        return get(self._handle().full.remote())  # type: ignore[no-any-return]
+
+    # -- put ---------------------------------------------------------------------------------
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Add ``item``; if the queue is full wait up to ``timeout`` seconds (None: forever)
+        for room, or with ``block=False`` raise :class:`Full` at once."""
+        actor = self._handle()
+        if block:
+            _check_timeout(timeout)
+        fast = self._fast()
+        if fast is not None:
+            copy = self._copy(item, "put()")
+            if not fast.full():
+                fast.put_nowait(copy)
+                return
+            if not block or timeout == 0:
+                raise Full
+            if self._loop_running():
+                raise _would_block("put()", "await queue.put_async(item)")
+        if not block:
+            _check(get(actor._put_nowait.remote(item)))
+        else:
+            _check(get(actor._put.remote(item, timeout)))
+
+    async def put_async(self, item: Any, block: bool = True,
+                        timeout: float | None = None) -> None:
+        """:meth:`put` for async code."""
+        actor = self._handle()
+        if block:
+            _check_timeout(timeout)
+        fast = self._fast()
+        if fast is not None:
+            if isinstance(item, ObjectRef):
+                item = await item
+            else:
+                item = self._copy(item, "put_async()")
+            _check(await _put(fast, item, timeout if block else 0))
+            return
+        if not block:
+            _check(await actor._put_nowait.remote(item))
+        else:
+            _check(await actor._put.remote(item, timeout))
+
+    def put_nowait(self, item: Any) -> None:
+        """``put(item, block=False)``."""
+        self.put(item, block=False)
+
+    def put_nowait_batch(self, items: Iterable[Any]) -> None:
+        """Add all ``items`` in order, or none of them (:class:`Full`) if they do not fit."""
+        if not isinstance(items, Iterable):
+            raise TypeError("Argument 'items' must be an Iterable")
+        actor = self._handle()
+        fast = self._fast()
+        if fast is not None:
+            _check(_put_batch(fast, self.maxsize, self._copy(list(items), "put_nowait_batch()")))
+            return
+        _check(get(actor._put_batch.remote(list(items))))
+
+    # -- get ---------------------------------------------------------------------------------
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the next item; if the queue is empty wait up to ``timeout``
+        seconds (None: forever), or with ``block=False`` raise :class:`Empty` at once."""
+        actor = self._handle()
+        if block:
+            _check_timeout(timeout)
+        fast = self._fast()
+        if fast is not None:
+            if not fast.empty():
+                return fast.get_nowait()
+            if not block or timeout == 0:
+                raise Empty
+            if self._loop_running():
+                raise _would_block("get()", "await queue.get_async()")
+        if not block:
+            return _check(get(actor._get_nowait.remote()))
+        return _check(get(actor._get.remote(timeout)))
+
+    async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
+        """:meth:`get` for async code."""
+        actor = self._handle()
+        if block:
+            _check_timeout(timeout)
+        fast = self._fast()
+        if fast is not None:
+            return _check(await _get(fast, timeout if block else 0))
+        if not block:
+            return _check(await actor._get_nowait.remote())
+        return _check(await actor._get.remote(timeout))
+
+    def get_nowait(self) -> Any:
+        """``get(block=False)``."""
+        return self.get(block=False)
+
+    def get_nowait_batch(self, num_items: int) -> list[Any]:
+        """Remove and return ``num_items`` items in order, or none (:class:`Empty`) if fewer
+        are queued."""
+        if not isinstance(num_items, int):
+            raise TypeError("Argument 'num_items' must be an int")
+        if num_items < 0:
+            raise ValueError("'num_items' must be nonnegative")
+        actor = self._handle()
+        fast = self._fast()
+        if fast is not None:
+            return _check(_get_batch(fast, num_items))  # type: ignore[no-any-return]
+        return _check(get(actor._get_batch.remote(num_items)))  # type: ignore[no-any-return]
+
+    # -- end ---------------------------------------------------------------------------------
+    def shutdown(self, force: bool = False, grace_period_s: float = 5) -> None:
+        """Terminate the backing actor (pending ``get``/``put`` calls then raise
+        ``ActorDiedError``). Gracefully unless ``force``; after ``grace_period_s`` seconds
+        the actor is killed anyway. On the loop thread the graceful stop is not waited for."""
+        actor = self.actor
+        if actor is not None:
+            if force:
+                kill(actor, no_restart=True)
+            else:
+                done_ref = actor.__ray_terminate__.remote()
+                if not self._on_runtime_loop():
+                    done, _ = wait([done_ref], timeout=grace_period_s)
+                    if not done:
+                        kill(actor, no_restart=True)
+        self.actor = None
+        self._local = None
+
+
+def _rebuild(maxsize: int, actor: Any, qid: str) -> Queue:
+    from aioray._runtime import current_runtime
+    q = Queue.__new__(Queue)
+    q.maxsize = maxsize
+    q.actor = actor
+    q._qid = qid
+    q._local = _LOCAL.get(qid)
+    rt = current_runtime() if q._local is not None else None
+    q._rt = weakref.ref(rt) if rt is not None else None
+    if q._rt is None:
+        q._local = None
+    return q
