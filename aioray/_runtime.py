@@ -147,6 +147,8 @@ class Runtime:
         try:
             return cf.result(timeout)
         except concurrent.futures.TimeoutError:
+            if cf.done():  # the coroutine's own timeout error (e.g. get's): keep its message
+                raise
             cf.cancel()
             raise GetTimeoutError(f"{what} timed out after {timeout} seconds.") from None
         except KeyboardInterrupt:

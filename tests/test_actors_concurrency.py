@@ -104,7 +104,7 @@ def test_long_sync_method_does_not_stall_loop_or_other_actors(ray: Any) -> None:
     assert aioray.get(other.work.remote(1), timeout=TIMEOUT) == 1
     assert aioray.get(on_loop.remote(), timeout=TIMEOUT) == "loop ok"
     assert aioray.get(aioray.put("x")) == "x"
-    with pytest.raises(GetTimeoutError):
+    with pytest.raises(GetTimeoutError, match=r"after 0\.1 seconds"):
         aioray.get(queued, timeout=0.1)
     GATE.set()
     assert aioray.get([stuck, queued], timeout=TIMEOUT) == ["released", 99]
