@@ -26,7 +26,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aioray import _object_ref, _serialization
-from aioray._generator import yield_items
+from aioray._generator import (
+    WorkerObjectRefGenerator,
+    check_no_generator,
+    worker_wait,
+    yield_items,
+)
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._protocol import encode, recv_frame
 from aioray._serialization import ErrorValue, deserialize, picklable_exception, serialize
@@ -53,8 +58,9 @@ class BorrowToken:
             pass
 
 
-class _TaskCancelled(BaseException):
-    pass
+class _TaskCancelled(KeyboardInterrupt):
+    """Raised in the task's code by ``cancel()``: a KeyboardInterrupt, as in Ray, so code that
+    cleans up on Ctrl-C cleans up on cancel too."""
 
 
 class WorkerClient:
@@ -81,6 +87,8 @@ class WorkerClient:
         self.current_name = ""
         self._interruptible = False
         self._cancel_for: bytes | None = None
+        self._sending = False  # the main thread is writing a frame: a cancel must wait
+        self._deferred_cancel = False
         self._credit: dict[bytes, int] = {}
         self._credit_cv = threading.Condition()
         self.gpu_ids: list[int] = []
@@ -88,8 +96,23 @@ class WorkerClient:
     # -- wire ----------------------------------------------------------------------------
     def send(self, msg: tuple[Any, ...]) -> None:
         data = encode(msg)
-        with self._send_lock:
-            self.sock.sendall(data)
+        on_main = threading.current_thread() is threading.main_thread()
+        if not on_main:
+            with self._send_lock:
+                self.sock.sendall(data)
+            return
+        # A cancel interrupt must not land mid-frame (the driver would lose the stream):
+        # the handler defers it while we write, and we raise it once the frame is out.
+        self._sending = True
+        try:
+            with self._send_lock:
+                self.sock.sendall(data)
+        finally:
+            self._sending = False
+        if self._deferred_cancel:
+            self._deferred_cancel = False
+            if self._interruptible and self._cancel_for == self.current_task:
+                raise _TaskCancelled()
 
     def _flush_releases(self) -> None:
         if self._releases:
@@ -100,9 +123,9 @@ class WorkerClient:
         rid = next(self._rids)
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._replies[rid] = fut
-        self._flush_releases()
-        self.send(("req", rid, op, args))
         try:
+            self._flush_releases()
+            self.send(("req", rid, op, args))
             ok, value = fut.result(timeout)
         finally:
             self._replies.pop(rid, None)
@@ -143,6 +166,9 @@ class WorkerClient:
         # Only user code is interruptible; a SIGINT that lands while we talk to the driver
         # would corrupt a frame.
         if self._interruptible and self._cancel_for == self.current_task:
+            if self._sending:
+                self._deferred_cancel = True
+                return
             raise _TaskCancelled()
 
     # -- main loop -----------------------------------------------------------------------
@@ -171,7 +197,7 @@ class WorkerClient:
         _, task_id, fn_id, payload, dep_values, nret, name, gpu_ids, streaming, bp = msg
         self.current_task = task_id
         self.current_name = name
-        self._cancel_for = None
+        # _cancel_for is not reset: a cancel that arrived before this task started counts.
         self.gpu_ids = list(gpu_ids or ())
         if gpu_ids is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
@@ -223,6 +249,8 @@ class WorkerClient:
         produced = 0
         for item in gen:
             self._interruptible = False
+            if self._cancel_for == task_id:  # arrived while the item was produced
+                self._cancel_at_yield(gen)
             stored = serialize(item, self.driver_pid)
             self._flush_releases()
             self.send(("yield", task_id, stored))
@@ -230,13 +258,26 @@ class WorkerClient:
             if backpressure > 0:
                 with self._credit_cv:
                     while produced - self._credit.get(task_id, 0) >= backpressure:
+                        if self._cancel_for == task_id:
+                            self._cancel_at_yield(gen)
                         self._interruptible = True
                         try:
                             self._credit_cv.wait(0.5)
                         finally:
                             self._interruptible = False
+            if self._cancel_for == task_id:  # arrived while we were sending (not interruptible)
+                self._cancel_at_yield(gen)
             self._interruptible = True
         self._credit.pop(task_id, None)
+
+    @staticmethod
+    def _cancel_at_yield(gen: Iterable[Any]) -> None:
+        """Raise the cancel inside the generator, at its ``yield``, so its code sees the
+        KeyboardInterrupt as it would have mid-body; if it swallows that, stop anyway."""
+        throw = getattr(gen, "throw", None)
+        if throw is not None:
+            throw(_TaskCancelled())
+        raise _TaskCancelled()
 
     # -- the API, from inside a task ------------------------------------------------------
     def borrow(self, id: bytes) -> ObjectRef[Any]:
@@ -274,6 +315,7 @@ class WorkerClient:
         return ref
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
+        check_no_generator(refs, "get")
         single = isinstance(refs, ObjectRef)
         lst = [refs] if single else list(refs)
         try:
@@ -285,6 +327,8 @@ class WorkerClient:
 
     def wait(self, refs: list[Any], num_returns: int = 1, timeout: float | None = None,
              fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+        if any(isinstance(r, WorkerObjectRefGenerator) for r in refs):
+            return worker_wait(self, refs, num_returns, timeout)
         ids = [r.binary() for r in refs]
         ready_ids = set(self.request("wait", ids, num_returns, timeout))
         ready = [r for r in refs if r.binary() in ready_ids][:num_returns]
@@ -306,7 +350,9 @@ class WorkerClient:
         return fut
 
     def cancel(self, ref: Any, force: bool = False, recursive: bool = True) -> None:
-        self.call("cancel", ref.binary(), force, recursive)
+        id = (object_id(ref._task_id, 0) if isinstance(ref, WorkerObjectRefGenerator)
+              else ref.binary())
+        self.call("cancel", id, force, recursive)
 
     # -- actors, through the driver --------------------------------------------------------
     def create_actor(self, ac: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
