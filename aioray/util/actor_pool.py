@@ -106,9 +106,9 @@ class ActorPool(Generic[A]):
             self.submit(*self._pending_submits.pop(0))
 
     # -- taking results: shared bookkeeping ---------------------------------------------
-    def _check_next(self, ordered: bool) -> None:
+    def _check_next(self, ordered: bool, stop: type[Exception] = StopIteration) -> None:
         if not self.has_next():
-            raise StopIteration("No more results to get")
+            raise stop("No more results to get")
         if ordered and self._next_return_index >= self._next_task_index:
             raise ValueError("It is not allowed to call get_next() after get_next_unordered().")
 
@@ -250,8 +250,9 @@ class ActorPool(Generic[A]):
     # -- async API -------------------------------------------------------------------------
     async def get_next_async(self, timeout: float | None = None,
                              ignore_if_timedout: bool = False) -> Any:
-        """:meth:`get_next` for async code."""
-        self._check_next(ordered=True)
+        """:meth:`get_next` for async code (``StopAsyncIteration`` when nothing is pending:
+        a coroutine cannot raise ``StopIteration``)."""
+        self._check_next(ordered=True, stop=StopAsyncIteration)
         future = self._index_to_future[self._next_return_index]
         refs = _refs(future)
         done, _ = await wait_async(refs, num_returns=len(refs), timeout=timeout)
@@ -263,8 +264,9 @@ class ActorPool(Generic[A]):
 
     async def get_next_unordered_async(self, timeout: float | None = None,
                                        ignore_if_timedout: bool = False) -> Any:
-        """:meth:`get_next_unordered` for async code."""
-        self._check_next(ordered=False)
+        """:meth:`get_next_unordered` for async code (``StopAsyncIteration`` when nothing is
+        pending)."""
+        self._check_next(ordered=False, stop=StopAsyncIteration)
         deadline = None if timeout is None else time.monotonic() + timeout
         future = None
         while True:
