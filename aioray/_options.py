@@ -57,6 +57,13 @@ def _ray_selected() -> bool:
 
 def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> dict[str, Any]:
     """Check names and types; returns a plain dict copy. Raises ValueError/TypeError."""
+    if "num_return_vals" in options and "num_returns" in valid:
+        # Ray's pre-1.0 spelling (the old API docs use it): a harmless alias.
+        renamed = dict(options)
+        alias = renamed.pop("num_return_vals")
+        if renamed.setdefault("num_returns", alias) != alias:
+            raise ValueError("num_return_vals is the old name of num_returns; pass only one.")
+        options = renamed
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ValueError(
