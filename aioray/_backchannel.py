@@ -47,6 +47,7 @@ class Backchannel:
             "get": self._get,
             "wait": self._wait,
             "gen_next": self._gen_next,
+            "gen_wait": self._gen_wait,
             "cluster_resources": self._cluster_resources,
             "available_resources": self._available_resources,
         }
@@ -150,6 +151,27 @@ class Backchannel:
 
     async def _available_resources(self, worker: WorkerHandle) -> dict[str, float]:
         return {k: v for k, v in self.rt.node_pool.available.items() if v > 1e-9}
+
+    async def _gen_wait(self, worker: WorkerHandle, keys: list[tuple[str, bytes]], num: int,
+                        timeout: float | None) -> list[int]:
+        """wait() over refs and generators: indices of the ready ones."""
+        from aioray._runtime import _ready_now
+        items: list[Any] = []
+        for kind, id in keys:
+            gen = self.generators.get(id) if kind == "g" else None
+            # A generator we no longer hold can only have ended: its completed() ref is ready.
+            items.append(gen if gen is not None else ref_for(
+                object_id(id, 0) if kind == "g" else id))
+        spec = self._task_of(worker)
+        grant = spec.grant if spec is not None else None
+        if grant is not None:
+            grant.lend_cpu()
+        try:
+            await self.rt._wait_items(items, num, timeout)
+        finally:
+            if grant is not None:
+                await grant.reclaim_cpu()
+        return sorted(_ready_now(items))
 
     # -- calls --------------------------------------------------------------------------
     def _submit(self, worker: WorkerHandle, rf: Any, payload: Any, dep_ids: list[bytes],

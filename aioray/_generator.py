@@ -36,7 +36,7 @@ import logging
 import threading
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aioray._object_ref import ObjectRef, object_id
@@ -367,15 +367,13 @@ def yield_items(gen: Generator[Any, Any, Any], name: str) -> Generator[Any, None
             "task is ignored (as in Ray). Yield it instead.", RuntimeWarning, stacklevel=2)
 
 
-class WorkerObjectRefGenerator(Generic[T]):
-    """A streaming generator consumed from inside a worker process (through the driver)."""
+class WorkerObjectRefGenerator(ObjectRefGenerator[T]):
+    """A streaming generator consumed from inside a worker process: each ``next`` asks the
+    driver (``gen_next``), which holds the real :class:`ObjectRefGenerator`."""
 
     def __init__(self, client: Any, task_id: bytes) -> None:
         self._client = client
         self._task_id = task_id
-
-    def __iter__(self) -> WorkerObjectRefGenerator[T]:
-        return self
 
     def __next__(self) -> ObjectRef[T]:
         id = self._client.request("gen_next", self._task_id)
@@ -383,20 +381,25 @@ class WorkerObjectRefGenerator(Generic[T]):
             raise StopIteration
         return self._client.borrow(id)  # type: ignore[no-any-return]
 
-    def __aiter__(self) -> AsyncIterator[ObjectRef[T]]:
-        return self._aiter()
-
-    async def _aiter(self) -> AsyncIterator[ObjectRef[T]]:
-        loop = asyncio.get_running_loop()
-        sentinel = object()
-        while True:
-            ref = await loop.run_in_executor(None, next, self, sentinel)
-            if ref is sentinel:
-                return
-            yield ref  # type: ignore[misc]
+    async def __anext__(self) -> ObjectRef[T]:
+        # The worker has no runtime loop: a thread blocks on the driver for us.
+        ref = await asyncio.get_running_loop().run_in_executor(None, next, self, None)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref  # type: ignore[no-any-return]
 
     def completed(self) -> ObjectRef[None]:
         return self._client.borrow(object_id(self._task_id, 0))  # type: ignore[no-any-return]
+
+    def next_ready(self) -> bool:
+        return bool(self._client.wait([self], timeout=0)[0])
+
+    def is_finished(self) -> bool:
+        raise NotImplementedError("is_finished() is not available inside a worker process; "
+                                  "use next(gen) / StopIteration.")
+
+    def task_id(self) -> str:
+        return self._task_id.hex()
 
     def __del__(self) -> None:
         try:
@@ -404,5 +407,28 @@ class WorkerObjectRefGenerator(Generic[T]):
         except Exception:
             pass
 
-    def __reduce__(self) -> Any:
-        raise TypeError("An ObjectRefGenerator cannot be passed to another task or actor.")
+    def __repr__(self) -> str:
+        return f"ObjectRefGenerator({self._task_id.hex()})"
+
+
+_GET_GENERATOR = ("aioray.{fn}() does not accept an ObjectRefGenerator. Use next(gen) / "
+                  "`async for ref in gen` to take its refs, or gen.completed() to wait for the "
+                  "task.")
+
+
+def check_no_generator(refs: Any, fn: str) -> None:
+    """Worker side of get(): a generator is never a ref (it would be iterated to its end)."""
+    if isinstance(refs, ObjectRefGenerator) or (
+            isinstance(refs, (list, tuple)) and any(isinstance(r, ObjectRefGenerator)
+                                                    for r in refs)):
+        raise TypeError(_GET_GENERATOR.format(fn=fn))
+
+
+def worker_wait(client: Any, refs: list[Any], num_returns: int,
+                timeout: float | None) -> tuple[list[Any], list[Any]]:
+    """Worker side of ``wait`` over refs and generators (the driver decides readiness)."""
+    keys = [("g", r._task_id) if isinstance(r, WorkerObjectRefGenerator) else ("r", r.binary())
+            for r in refs]
+    ready = set(sorted(client.request("gen_wait", keys, num_returns, timeout))[:num_returns])
+    return ([r for i, r in enumerate(refs) if i in ready],
+            [r for i, r in enumerate(refs) if i not in ready])

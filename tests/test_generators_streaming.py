@@ -328,3 +328,67 @@ def test_generator_error_consumed_inside_worker_process(ray: Any) -> None:
         return out
 
     assert aioray.get(consumer.remote(), timeout=60) == ["1", "KeyError"]
+
+
+@aioray.remote
+def forever() -> Iterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1
+        time.sleep(0.01)
+
+
+def test_worker_side_get_wait_cancel_of_generator(ray: Any, tmp_path: Path) -> None:
+    @aioray.remote
+    def inside(gate: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        gen = gated.remote(gate)
+        assert isinstance(gen, ObjectRefGenerator)  # the seed's isinstance check works here
+        try:
+            aioray.get(gen)  # would otherwise iterate the generator to its end
+        except TypeError as e:
+            out["get"] = str(e)
+        out["first"] = aioray.get(next(gen))
+        ref = aioray.put(1)
+        out["wait0"] = aioray.wait([gen, ref], num_returns=2, timeout=0)[0] == [ref]
+        open(gate, "w").close()
+        ready, unready = aioray.wait([gen, ref], num_returns=2, timeout=60)
+        out["wait"] = ready == [gen, ref] and unready == []
+        out["rest"] = [aioray.get(r) for r in gen]
+        inf = forever.options(num_cpus=0).remote()
+        next(inf)
+        aioray.cancel(inf)
+        out["cancelled_ends"] = len(list(inf)) < 1000
+        try:
+            aioray.get(inf.completed(), timeout=60)
+        except aioray.exceptions.TaskCancelledError:
+            out["cancelled"] = True
+        try:
+            count.remote(inf)
+        except TypeError:
+            out["pass_refused"] = True
+        return out
+
+    out = aioray.get(inside.remote(str(tmp_path / "gate")), timeout=90)
+    assert "does not accept an ObjectRefGenerator" in out["get"]
+    assert out["first"] == "first"
+    assert out["wait0"] and out["wait"]
+    assert out["rest"] == ["second"]
+    assert out["cancelled_ends"] and out["cancelled"] and out["pass_refused"]
+
+
+def test_worker_side_anext(ray: Any) -> None:
+    @aioray.remote
+    def inside() -> list[Any]:
+        async def main() -> list[Any]:
+            gen = count.remote(1)
+            first = aioray.get(await gen.__anext__())
+            try:
+                await gen.__anext__()
+            except StopAsyncIteration:
+                return [first, "stop"]
+            return [first]
+        return asyncio.run(main())
+
+    assert aioray.get(inside.remote(), timeout=60) == [0, "stop"]
