@@ -280,6 +280,15 @@ def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
                     loop.close()
         del drive_async_gen.__wrapped__  # Ray must see the sync generator, not fn
         return drive_async_gen
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def iterate(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            # Ray resumes generator tasks with send(); a body that does `yield from range(n)`
+            # (any non-generator iterator) then fails in Ray with "no attribute 'send'".
+            for item in fn(*args, **kwargs):  # noqa: UP028 - yield from would forward send()
+                yield item
+        del iterate.__wrapped__
+        return iterate
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         def run_coroutine(*args: Any, **kwargs: Any) -> Any:

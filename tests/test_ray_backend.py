@@ -1,0 +1,522 @@
+"""The Ray backend: the same programs on a real (local) Ray, and on the embedded runtime.
+
+Tests taking ``backend`` run twice, on aioray's embedded runtime and on Ray, and must behave
+the same. Ray is started once per module (``num_cpus=2``); without Ray installed the Ray
+variants skip (``make test-ray`` runs them in ``.venv-ray``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import aioray
+from aioray import _runtime
+from aioray.exceptions import (
+    ActorDiedError,
+    GetTimeoutError,
+    RayActorError,
+    RayError,
+    RayTaskError,
+    TaskCancelledError,
+)
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+NO_RAY = "Ray is not installed here: run `make test-ray` (a venv with pip install 'aioray[ray]')"
+
+
+# -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _no_leftover_runtime() -> Iterator[None]:
+    """Overrides conftest's: the module's Ray must outlive each test (starting it is slow)."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[Any]:
+    """One local Ray for the module; yields the RayBackend."""
+    if not HAVE_RAY:
+        pytest.skip(NO_RAY)
+    aioray.shutdown()
+    info = aioray.init(address="local-ray", num_cpus=2, include_dashboard=False,
+                       log_to_driver=False)
+    assert info["backend"] == "ray"
+    rb = _runtime._ray_backend
+    yield rb
+    _runtime._ray_backend = rb
+    aioray.shutdown()
+
+
+def _use_ray(rb: Any) -> None:
+    _runtime._ray_backend = rb
+
+
+@pytest.fixture
+def on_ray(ray_session: Any) -> Iterator[Any]:
+    """The test runs on the module's Ray; yields the RayBackend."""
+    _use_ray(ray_session)
+    yield ray_session
+
+
+@pytest.fixture(params=["embedded", "ray"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test on each backend: the embedded runtime (fresh) and the module's Ray."""
+    if request.param == "ray":
+        _use_ray(request.getfixturevalue("ray_session"))
+        yield "ray"
+        return
+    saved = _runtime._ray_backend
+    _runtime._ray_backend = None  # detach Ray without stopping it
+    aioray.init(address="local", num_cpus=2)  # "local": embedded even with AIORAY_BACKEND=ray
+    try:
+        yield "embedded"
+    finally:
+        _runtime.shutdown()
+        _runtime._ray_backend = saved
+
+
+# -- functions and classes the tests run -------------------------------------------------------
+@aioray.remote
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+@aioray.remote
+async def async_add(a: int, b: int = 0) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@aioray.remote
+def total(xs: list[Any]) -> int:
+    assert all(isinstance(x, aioray.ObjectRef) for x in xs)  # nested refs stay refs
+    return sum(aioray.get(xs))
+
+
+@aioray.remote
+def fail(msg: str) -> None:
+    raise ValueError(msg)
+
+
+@aioray.remote
+def fail_via(ref: Any) -> Any:
+    return aioray.get(ref[0])
+
+
+@aioray.remote
+def sleeper(seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "slept"
+
+
+@aioray.remote
+def count(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+@aioray.remote
+def count_then_fail(n: int) -> Iterator[int]:
+    yield from range(n)
+    raise KeyError("after")
+
+
+@aioray.remote
+async def acount(n: int) -> Any:
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i * 10
+
+
+@aioray.remote(num_returns=2)
+def pair(a: int) -> tuple[int, int]:
+    return a, -a
+
+
+@aioray.remote
+def in_task_backend() -> tuple[str, int, int]:
+    # User code in a task uses aioray too: put/get/nested submit work where the task runs.
+    r = aioray.put(20)
+    return (type(_runtime.current_backend()).__name__, aioray.get(add.remote(r, 1)),
+            os.getpid())
+
+
+@aioray.remote
+def call_actor(h: Any, x: int) -> int:
+    return int(aioray.get(h.incr.remote(x)))
+
+
+@aioray.remote
+class Counter:
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+
+    def incr(self, by: int = 1) -> int:
+        self.n += by
+        return self.n
+
+    @aioray.method(num_returns=2)
+    def split(self) -> tuple[int, int]:
+        return self.n, -self.n
+
+    def gen(self, k: int) -> Iterator[int]:
+        for i in range(k):
+            yield self.n + i
+
+    def quit(self) -> None:
+        from aioray.actor import exit_actor
+        exit_actor()
+
+
+@aioray.remote
+class AsyncBox:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait_open(self) -> str:
+        await self.event.wait()  # only returns if another call runs meanwhile
+        return "opened"
+
+    async def open(self) -> None:
+        self.event.set()
+
+    async def agen(self, k: int) -> Any:
+        for i in range(k):
+            await asyncio.sleep(0)
+            yield i
+
+    async def add_remote(self, a: int) -> int:
+        return int(await add.remote(a, 1))
+
+
+@aioray.remote(max_concurrency=2)
+class Threaded:
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=60)
+
+    def meet(self) -> int:
+        return self.barrier.wait()  # both calls must run at once to pass
+
+
+@aioray.remote
+class BadInit:
+    def __init__(self) -> None:
+        raise RuntimeError("no")
+
+    def ping(self) -> int:
+        return 1
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+def test_tasks_args_and_chains(backend: str) -> None:
+    r = add.remote(1, b=2)
+    assert isinstance(r, aioray.ObjectRef)
+    x = r
+    for _ in range(3):
+        x = add.remote(x, 1)  # top-level refs resolve before the call
+    assert aioray.get(x) == 6
+    assert aioray.get([r, add.remote(a=aioray.put(4))]) == [3, 4]
+    assert aioray.get(total.remote([aioray.put(1), add.remote(2)])) == 3
+
+
+def test_async_def_tasks(backend: str) -> None:
+    assert aioray.get(async_add.remote(async_add.remote(1), 2)) == 3
+
+
+def test_num_returns(backend: str) -> None:
+    a, b = pair.remote(5)
+    assert aioray.get([a, b]) == [5, -5]
+
+
+def test_put_get_and_timeout(backend: str) -> None:
+    big = list(range(1000))
+    assert aioray.get(aioray.put(big)) == big
+    slow = sleeper.remote(60)
+    with pytest.raises(GetTimeoutError):
+        aioray.get(slow, timeout=0.2)
+    with pytest.raises(TimeoutError):  # GetTimeoutError is also the builtin
+        aioray.get([slow], timeout=0)
+    aioray.cancel(slow, force=True)
+
+
+def test_put_rejects_refs(backend: str) -> None:
+    with pytest.raises(TypeError):
+        aioray.put(aioray.put(1))
+
+
+def test_wait(backend: str) -> None:
+    slow = sleeper.remote(60)
+    fast = [add.remote(i) for i in range(3)]
+    ready, rest = aioray.wait([slow, *fast], num_returns=3, timeout=60)
+    assert ready == fast and rest == [slow]
+    ready, rest = aioray.wait([slow], timeout=0.1)
+    assert ready == [] and rest == [slow]
+    with pytest.raises(ValueError):
+        aioray.wait([slow, slow])
+    aioray.cancel(slow, force=True)
+
+
+def test_task_error_is_users_class_and_ray_task_error(backend: str) -> None:
+    with pytest.raises(ValueError, match="bad thing") as ei:
+        aioray.get(fail.remote("bad thing"))
+    assert isinstance(ei.value, RayTaskError)
+    assert isinstance(ei.value, aioray.exceptions.RayError)
+    assert isinstance(ei.value.cause, ValueError)
+    assert "fail" in str(ei.value)
+    # A task that fails because a ref it read failed: still a RayTaskError.
+    with pytest.raises(RayTaskError):
+        aioray.get(fail_via.remote([fail.remote("inner")]))
+
+
+def test_cancel_running_task(backend: str) -> None:
+    r = sleeper.remote(60)
+    aioray.cancel(r, force=True)
+    with pytest.raises((TaskCancelledError, aioray.exceptions.WorkerCrashedError)):
+        aioray.get(r, timeout=60)
+
+
+def test_cancel_pending_task_raises_task_cancelled(backend: str) -> None:
+    blockers = [sleeper.remote(60) for _ in range(2)]  # take both CPUs
+    queued = add.options(num_cpus=2).remote(1)  # cannot start before both blockers end
+    aioray.cancel(queued)
+    with pytest.raises(TaskCancelledError):
+        aioray.get(queued, timeout=60)
+    for b in blockers:
+        aioray.cancel(b, force=True)
+
+
+# -- generators ------------------------------------------------------------------------------------
+def test_streaming_generator(backend: str) -> None:
+    gen = count.remote(4)
+    assert isinstance(gen, aioray.ObjectRefGenerator)
+    refs = list(gen)
+    assert all(isinstance(r, aioray.ObjectRef) for r in refs)
+    assert aioray.get(refs) == [0, 1, 2, 3]
+
+
+def test_async_generator_task(backend: str) -> None:
+    assert [aioray.get(r) for r in acount.remote(3)] == [0, 10, 20]
+
+
+def test_generator_error_is_next_ref(backend: str) -> None:
+    gen = count_then_fail.remote(2)
+    assert aioray.get(next(gen)) == 0
+    assert aioray.get(next(gen)) == 1
+    with pytest.raises(KeyError):
+        aioray.get(next(gen))
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_generator_completed_and_wait(backend: str) -> None:
+    gen = count.remote(2)
+    ready, _ = aioray.wait([gen], timeout=60)
+    assert ready == [gen]
+    assert aioray.get(gen.completed(), timeout=60) is None
+    assert [aioray.get(r) for r in gen] == [0, 1]
+
+
+async def test_generator_async_iteration(backend: str) -> None:
+    out = [await r async for r in acount.remote(3)]
+    assert out == [0, 10, 20]
+
+
+# -- actors ------------------------------------------------------------------------------------------
+def test_sync_actor_in_order(backend: str) -> None:
+    c = Counter.remote(10)
+    assert aioray.get([c.incr.remote() for _ in range(5)]) == [11, 12, 13, 14, 15]
+    a, b = c.split.remote()  # @aioray.method(num_returns=2)
+    assert aioray.get([a, b]) == [15, -15]
+    assert [aioray.get(r) for r in c.gen.remote(3)] == [15, 16, 17]
+
+
+def test_async_actor_runs_calls_concurrently(backend: str) -> None:
+    box = AsyncBox.remote()
+    waiting = box.wait_open.remote()
+    box.open.remote()
+    assert aioray.get(waiting, timeout=60) == "opened"
+    assert [aioray.get(r) for r in box.agen.remote(3)] == [0, 1, 2]
+    assert aioray.get(box.add_remote.remote(1)) == 2  # awaits a task from inside the actor
+
+
+def test_threaded_actor(backend: str) -> None:
+    t = Threaded.remote()
+    assert sorted(aioray.get([t.meet.remote(), t.meet.remote()], timeout=60)) == [0, 1]
+
+
+def test_handle_passed_to_task(backend: str) -> None:
+    c = Counter.remote()
+    assert aioray.get(call_actor.remote(c, 5)) == 5
+    assert aioray.get(c.incr.remote()) == 6
+
+
+def test_named_actor_and_get_actor(backend: str) -> None:
+    name = f"counter-{backend}-{os.getpid()}"
+    c = Counter.options(name=name).remote(1)
+    h = aioray.get_actor(name)
+    assert isinstance(h, aioray.ActorHandle)
+    assert aioray.get(h.incr.remote()) == 2
+    a, b = h.split.remote()  # method options survive get_actor
+    assert aioray.get([a, b]) == [2, -2]
+    assert aioray.get(c.incr.remote()) == 3
+    with pytest.raises(ValueError):
+        aioray.get_actor(f"no-such-actor-{backend}")
+    aioray.kill(c)
+
+
+def test_kill_actor(backend: str) -> None:
+    c = Counter.remote()
+    assert aioray.get(c.incr.remote()) == 1
+    aioray.kill(c)
+    with pytest.raises(ActorDiedError):
+        aioray.get(c.incr.remote(), timeout=60)
+
+
+def test_exit_actor(backend: str) -> None:
+    c = Counter.remote()
+    assert aioray.get(c.incr.remote()) == 1
+    c.quit.remote()
+    with pytest.raises(RayActorError):
+        aioray.get(c.incr.remote(), timeout=60)
+
+
+def test_actor_init_error(backend: str) -> None:
+    a = BadInit.remote()
+    with pytest.raises(ActorDiedError):
+        aioray.get(a.ping.remote(), timeout=60)
+
+
+# -- aioray's additions ----------------------------------------------------------------------
+async def test_await_get_async_wait_async(backend: str) -> None:
+    r = add.remote(1, 1)
+    assert await r == 2
+    assert await aioray.get_async([r, async_add.remote(2)]) == [2, 2]
+    with pytest.raises(ValueError):
+        await fail.remote("async")
+    slow = sleeper.remote(60)
+    with pytest.raises(GetTimeoutError):
+        await aioray.get_async(slow, timeout=0.2)
+    ready, rest = await aioray.wait_async([slow, r], num_returns=1, timeout=60)
+    assert ready == [r] and rest == [slow]
+    aioray.cancel(slow, force=True)
+
+
+def test_as_completed_sync(backend: str) -> None:
+    refs = [add.remote(i) for i in range(4)]
+    got = [aioray.get(r) for r in aioray.as_completed(refs, timeout=60)]
+    assert sorted(got) == [0, 1, 2, 3]
+
+
+async def test_as_completed_async(backend: str) -> None:
+    slow = sleeper.remote(60)
+    fast = add.remote(7)
+    it = aioray.as_completed([slow, fast], timeout=60)
+    first = await it.__anext__()
+    assert first == fast and await first == 7
+    aioray.cancel(slow, force=True)
+
+
+def test_ref_future(backend: str) -> None:
+    assert add.remote(2, 3).future().result(timeout=60) == 5
+    with pytest.raises(ValueError):
+        fail.remote("f").future().result(timeout=60)
+
+
+def test_cluster_resources(backend: str) -> None:
+    assert aioray.cluster_resources()["CPU"] == 2
+    assert "CPU" in aioray.available_resources() or aioray.available_resources() == {}
+    assert aioray.is_initialized()
+
+
+# -- Ray only: selection, worker attach, what differs -------------------------------------------
+def test_inside_ray_workers_aioray_uses_ray(on_ray: Any) -> None:
+    name, value, pid = aioray.get(in_task_backend.remote())
+    assert name == "RayBackend" and value == 21 and pid != os.getpid()
+
+
+def test_runtime_context_is_rays(on_ray: Any) -> None:
+    ctx = aioray.get_runtime_context()
+    assert ctx.get_job_id() == _runtime._ray_backend.job_id
+    assert aioray.nodes() and aioray.nodes()[0]["Alive"]
+
+
+def test_dynamic_num_returns(on_ray: Any) -> None:
+    gen = aioray.get(count.options(num_returns="dynamic").remote(3))
+    assert isinstance(gen, aioray.DynamicObjectRefGenerator)
+    assert aioray.get(list(gen)) == [0, 1, 2]
+
+
+def test_runtime_env_option_accepted_on_ray(on_ray: Any) -> None:
+    assert aioray.get(add.options(runtime_env={"env_vars": {"X": "1"}}).remote(1)) == 1
+
+
+def test_init_twice_and_ignore_reinit(on_ray: Any) -> None:
+    with pytest.raises(RuntimeError, match="twice"):
+        aioray.init(address="local-ray")
+    info = aioray.init(address="local-ray", ignore_reinit_error=True)
+    assert info["backend"] == "ray"
+
+
+def test_refs_cannot_cross_backends(on_ray: Any) -> None:
+    _runtime._ray_backend = None
+    aioray.init(address="local", num_cpus=1)
+    embedded_ref = aioray.put(1)
+    _runtime.shutdown()
+    _use_ray(on_ray)
+    with pytest.raises(TypeError, match="refs cannot cross backends"):
+        aioray.get(embedded_ref)
+
+
+# -- selection rules (run without Ray too) ---------------------------------------------------------
+def test_selection_from_address_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aioray._ray_backend import wants_ray
+    monkeypatch.delenv("AIORAY_BACKEND", raising=False)
+    assert wants_ray("auto") and wants_ray("local-ray") and wants_ray("ray://head:10001")
+    assert not wants_ray(None)
+    monkeypatch.setenv("AIORAY_BACKEND", "ray")
+    assert wants_ray(None)
+    monkeypatch.setenv("AIORAY_BACKEND", "spark")
+    with pytest.raises(ValueError, match="AIORAY_BACKEND"):
+        wants_ray(None)
+
+
+def test_cluster_address_without_scheme_explains_options() -> None:
+    with pytest.raises(ValueError, match="local-ray"):
+        aioray.init(address="10.0.0.1:6379")
+
+
+def test_selecting_ray_without_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = _runtime._ray_backend
+    _runtime._ray_backend = None
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    try:
+        with pytest.raises(ImportError, match=r"pip install 'aioray\[ray\]'"):
+            aioray.init(address="local-ray")
+    finally:
+        _runtime._ray_backend = saved
+
+
+def test_error_mapping_of_ray_system_errors(ray_session: Any) -> None:
+    import ray.exceptions as rex
+
+    from aioray._ray_backend import map_error
+    assert isinstance(map_error(rex.GetTimeoutError("t")), GetTimeoutError)
+    assert isinstance(map_error(rex.TaskCancelledError()), TaskCancelledError)
+    assert isinstance(map_error(rex.WorkerCrashedError()),
+                      aioray.exceptions.WorkerCrashedError)
+    assert isinstance(map_error(rex.ActorDiedError()), ActorDiedError)
+    assert isinstance(map_error(rex.ObjectLostError("00" * 28, None, "")),
+                      aioray.exceptions.ObjectLostError)
+    other = map_error(rex.RaySystemError("boom"))
+    assert isinstance(other, RayError) and "boom" in str(other)
+    plain = ValueError("x")
+    assert map_error(plain) is plain
