@@ -364,7 +364,8 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true", help="show each figure as measured")
     args = ap.parse_args()
 
-    if args.python and os.path.realpath(args.python) != os.path.realpath(sys.executable):
+    # abspath, not realpath: a venv's python is a symlink to the base interpreter.
+    if args.python and os.path.abspath(args.python) != os.path.abspath(sys.executable):
         argv = [a for a in sys.argv[1:]]
         if "--python" in argv:
             i = argv.index("--python")
