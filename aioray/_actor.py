@@ -36,6 +36,7 @@ from aioray._task_args import pack_args, split_returns, unpack_args
 from aioray._task_manager import _raise_in_thread, app_error, current_task
 from aioray.exceptions import (
     ActorDiedError,
+    ActorShutdownError,
     ActorUnschedulableError,
     RayActorError,
     RayTaskError,
@@ -873,7 +874,7 @@ class ActorManager:
 
     def shutdown(self, error: BaseException) -> None:
         for state in list(self.actors.values()):
-            state._die(error if isinstance(error, RayActorError) else ActorDiedError(
+            state._die(error if isinstance(error, RayActorError) else ActorShutdownError(
                 f"The actor was stopped by aioray.shutdown(): {error}", cause=error,
                 actor_id=state.actor_id.hex()))
         self.spare_threads.shutdown(wait=False, cancel_futures=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "ActorDiedError",
+    "ActorShutdownError",
     "ActorUnavailableError",
     "ActorUnschedulableError",
     "AioRayError",
@@ -116,6 +117,13 @@ class ActorDiedError(RayActorError):
 
 class ActorUnavailableError(RayActorError):
     """The actor is temporarily unreachable (restarting)."""
+
+
+class ActorShutdownError(ActorDiedError, RuntimeShutdownError):
+    """An actor call was in flight when :func:`aioray.shutdown` ran.
+
+    Both an actor death (``except RayActorError``) and a shutdown (``except
+    RuntimeShutdownError``, like every other ref pending at shutdown)."""
 
 
 class AsyncioActorExit(RayError):
