@@ -186,6 +186,9 @@ class _QueueActor:
     def _get_batch(self, num_items: int) -> Any:
         return _get_batch(self.queue, num_items)
 
+    def _barrier(self) -> None:
+        """A no-op: its completion means every call submitted before it was applied."""
+
 
 _QueueActorClass = remote(_QueueActor)
 
@@ -402,21 +405,30 @@ class Queue:
 
     # -- end ---------------------------------------------------------------------------------
     def shutdown(self, force: bool = False, grace_period_s: float = 5) -> None:
-        """Terminate the backing actor (pending ``get``/``put`` calls then raise
-        ``ActorDiedError``). Gracefully unless ``force``; after ``grace_period_s`` seconds
-        the actor is killed anyway. On the loop thread the graceful stop is not waited for."""
+        """Terminate the backing actor; ``get``/``put`` calls still waiting in it then raise
+        ``ActorDiedError``. Gracefully (unless ``force``): calls already submitted are
+        applied first (waiting at most ``grace_period_s`` seconds for them), then the actor
+        is killed. On the loop thread that happens in the background."""
         actor = self.actor
-        if actor is not None:
-            if force:
-                kill(actor, no_restart=True)
-            else:
-                done_ref = actor.__ray_terminate__.remote()
-                if not self._on_runtime_loop():
-                    done, _ = wait([done_ref], timeout=grace_period_s)
-                    if not done:
-                        kill(actor, no_restart=True)
         self.actor = None
         self._local = None
+        if actor is None:
+            return
+        if force:
+            kill(actor, no_restart=True)
+        elif self._on_runtime_loop():
+            asyncio.get_running_loop().create_task(_stop(actor, grace_period_s))
+        else:
+            # Calls on one handle reach the actor in order: once this one ran, every call
+            # submitted before it has been applied (or is waiting, and will fail).
+            wait([actor._barrier.remote()], timeout=grace_period_s)
+            kill(actor, no_restart=True)
+
+
+async def _stop(actor: Any, grace_period_s: float) -> None:
+    from aioray._api import wait_async
+    await wait_async([actor._barrier.remote()], timeout=grace_period_s)
+    kill(actor, no_restart=True)
 
 
 def _rebuild(maxsize: int, actor: Any, qid: str) -> Queue:
