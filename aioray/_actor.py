@@ -605,8 +605,9 @@ class ActorState:
                 try:
                     args, kwargs = unpack_args(call.args_payload, dep_values)
                     if meta.is_generator:
+                        push = sink.pusher()  # a retry after a restart skips items sent
                         async for item in fn(*args, **kwargs):
-                            sink.push(serialize(item, pid))
+                            push(serialize(item, pid))
                             if stream is not None and stream.backpressure:
                                 await stream.wait_capacity()
                         values = None
@@ -639,6 +640,7 @@ class ActorState:
         pid = self.rt.driver_pid
         sink = call.sink
         stream = sink if isinstance(sink, GeneratorStream) else None
+        push = sink.pusher() if sink is not None else None  # a retry skips items already sent
         executor = group.threads
         if executor is None:  # sync generator method of an async actor: its own thread
             executor = self.manager.spare_threads
@@ -648,12 +650,12 @@ class ActorState:
             try:
                 args, kwargs = unpack_args(call.args_payload, dep_values)
                 result = fn(*args, **kwargs)
-                if sink is not None:
+                if push is not None:
                     produced = 0
                     for item in yield_items(result, name):
                         if call.cancelled:
                             break  # cancel() stops a sync generator method at its next yield
-                        loop.call_soon_threadsafe(sink.push, serialize(item, pid))
+                        loop.call_soon_threadsafe(push, serialize(item, pid))
                         produced += 1
                         if stream is not None and stream.backpressure:
                             from aioray._task_manager import _wait_thread_capacity

@@ -50,7 +50,39 @@ T = TypeVar("T")
 _log = logging.getLogger("aioray")
 
 
-class GeneratorStream:
+class Sink:
+    """What a generator task feeds: ``push(stored)`` per item, ``finish(error)`` once."""
+
+    produced: int
+    _epoch = 0
+
+    def push(self, stored: Any) -> None:
+        raise NotImplementedError
+
+    def finish(self, error: BaseException | None = None) -> None:
+        raise NotImplementedError
+
+    def pusher(self) -> Callable[[Any], None]:
+        """A ``push`` for one run of the task (loop thread, when the run starts).
+
+        A retry re-runs the generator from the start: its first items — as many as earlier runs
+        produced — are dropped, so refs already handed out are never duplicated or replaced.
+        Once a newer run started, an older one still winding down pushes nothing.
+        """
+        self._epoch += 1
+        epoch, skip, seen = self._epoch, self.produced, 0
+
+        def push(stored: Any) -> None:
+            nonlocal seen
+            if self._epoch != epoch:
+                return
+            seen += 1
+            if seen > skip:
+                self.push(stored)
+        return push
+
+
+class GeneratorStream(Sink):
     """The refs a generator task produced and nobody has taken yet (loop thread writes)."""
 
     def __init__(self, runtime: Runtime, task_id: bytes, backpressure: int = -1) -> None:
@@ -269,7 +301,7 @@ class DynamicObjectRefGenerator(Generic[T]):
         return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
 
 
-class StaticSink:
+class StaticSink(Sink):
     """``num_returns=k`` with a generator: k refs, each resolved as soon as it is yielded.
 
     Fewer than k items (or an error before item k): refs already produced keep their values,
@@ -326,7 +358,7 @@ class StaticSink:
             e.resolve(ev)
 
 
-class DynamicSink:
+class DynamicSink(Sink):
     """``num_returns="dynamic"``: one ref whose value lists the yielded refs (an exception is
     one extra final ref). Ray deprecates this mode in favour of streaming generators."""
 
@@ -335,16 +367,14 @@ class DynamicSink:
         self.task_id = task_id
         self.driver_pid = driver_pid
         self.refs: list[ObjectRef[Any]] = []
+        self.produced = 0
         self._done = False
-
-    @property
-    def produced(self) -> int:
-        return len(self.refs)
 
     def push(self, stored: Any) -> None:
         if self._done:
             return
-        e = ObjectEntry(object_id(self.task_id, len(self.refs) + 1), stored)
+        self.produced += 1
+        e = ObjectEntry(object_id(self.task_id, self.produced), stored)
         self.refs.append(ObjectRef(e.id, e))
 
     def finish(self, error: BaseException | None = None) -> None:

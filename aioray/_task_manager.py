@@ -319,20 +319,9 @@ class TaskManager:
             await self._execute_process(spec, dep_values, grant, on_item)
 
     def _item_handler(self, spec: TaskSpec) -> Callable[[Any], None] | None:
-        sink = spec.sink
-        if sink is None:
-            return None
         # On a retry, items the earlier attempt already produced are skipped (Ray's rule:
         # refs already handed out are never duplicated or replaced).
-        skip = _sink_count(sink)
-        seen = 0
-
-        def on_item(stored: Any) -> None:
-            nonlocal seen
-            seen += 1
-            if seen > skip:
-                sink.push(stored)
-        return on_item
+        return spec.sink.pusher() if spec.sink is not None else None
 
     def _finish(self, spec: TaskSpec, values: list[Any] | None) -> None:
         if spec.sink is not None:
@@ -491,14 +480,6 @@ class TaskManager:
 
     def shutdown(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
-
-
-def _sink_count(sink: Any) -> int:
-    if isinstance(sink, GeneratorStream):
-        return sink.produced
-    if isinstance(sink, (StaticSink, DynamicSink)):
-        return sink.produced
-    return 0
 
 
 def _wait_thread_capacity(stream: GeneratorStream, produced: int) -> None:

@@ -205,3 +205,31 @@ def test_actor_generator_consumed_inside_worker_process(ray: Any) -> None:
 
     for cls in (SyncActor, AsyncActor):
         assert aioray.get(consumer.remote(cls.remote()), timeout=60) == [0, 1, 2, 3]
+
+
+@aioray.remote(max_restarts=1, max_task_retries=1)
+class Restartable:
+    def gen(self, name: str) -> Iterator[int]:
+        for i in range(6):
+            yield i
+            if i == 2:
+                _gate(name).wait(60)
+
+    async def agen(self, name: str) -> AsyncIterator[int]:
+        for i in range(6):
+            yield i
+            if i == 2:
+                while not _gate(name).is_set():
+                    await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("method", ["gen", "agen"])
+def test_actor_restart_retry_does_not_duplicate_refs(ray: Any, method: str) -> None:
+    actor = Restartable.remote()
+    gen = getattr(actor, method).remote(method)
+    taken = [next(gen) for _ in range(3)]
+    assert aioray.get(taken) == [0, 1, 2]
+    aioray.kill(actor, no_restart=False)  # the call is retried on the new instance
+    _gate(method).set()
+    rest = list(gen)
+    assert aioray.get(taken + rest, timeout=60) == [0, 1, 2, 3, 4, 5]
