@@ -169,10 +169,59 @@ class RayObjectRefGenerator(ObjectRefGenerator[T]):
 
 
 def _convert_value(v: Any) -> Any:
-    """A ``num_returns="dynamic"`` task's value: Ray's generator of Ray refs -> aioray's."""
-    if type(v).__name__ == "DynamicObjectRefGenerator" and type(v).__module__.startswith("ray"):
-        return DynamicObjectRefGenerator([wrap_ref(r) for r in v])
+    """Ray's types a value can be -> aioray's: a ``num_returns="dynamic"`` task's generator
+    of refs, and the placement group ``pg.ready()`` resolves to."""
+    t = type(v)
+    if t.__module__.startswith("ray"):
+        if t.__name__ == "DynamicObjectRefGenerator":
+            return DynamicObjectRefGenerator([wrap_ref(r) for r in v])
+        if t.__name__ == "PlacementGroup":
+            return wrap_placement_group(v)
     return v
+
+
+def _pg_module() -> Any:
+    # The module, not the function ray.util re-exports under the same name.
+    import importlib
+    return importlib.import_module("ray.util.placement_group")
+
+
+def wrap_placement_group(ray_pg: Any) -> Any:
+    """Ray's placement group as an aioray ``PlacementGroup``."""
+    return _pg_class()(ray_pg)
+
+
+@functools.cache
+def _pg_class() -> Any:
+    # Defined lazily: aioray.util imports the public API, which imports this module.
+    from aioray.util.placement_group import PlacementGroup, PlacementGroupID
+
+    class RayPlacementGroup(PlacementGroup):
+        """An aioray ``PlacementGroup`` (so strategies and isinstance accept it) that is a
+        Ray placement group underneath."""
+
+        def __init__(self, ray_pg: Any) -> None:
+            super().__init__(PlacementGroupID(ray_pg.id.binary()), None)
+            self._ray_pg = ray_pg
+
+        @property
+        def bundle_specs(self) -> list[dict[str, float]]:
+            return list(self._ray_pg.bundle_specs)
+
+        @property
+        def is_empty(self) -> bool:
+            return bool(self._ray_pg.is_empty)
+
+        def ready(self) -> ObjectRef[Any]:
+            return wrap_ref(self._ray_pg.ready())
+
+        def wait(self, timeout_seconds: float = 30) -> bool:
+            return bool(self._ray_pg.wait(timeout_seconds))
+
+        def __reduce__(self) -> Any:
+            return (wrap_placement_group, (self._ray_pg,))
+
+    return RayPlacementGroup
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -312,20 +361,29 @@ _METHOD_ATTRS = {"num_returns": "__ray_num_returns__",
 
 
 def _convert_strategy(strategy: Any) -> Any:
-    """aioray scheduling strategies / placement groups -> Ray's (by class name and fields)."""
+    """aioray's scheduling strategies (``aioray.util.scheduling_strategies``) -> Ray's."""
     if strategy is None or isinstance(strategy, str):
         return strategy
     if not type(strategy).__module__.startswith("aioray"):
         return strategy  # already Ray's
     import ray.util.scheduling_strategies as rss
     name = type(strategy).__name__
-    cls = getattr(rss, name, None)
-    if cls is None:
-        raise ValueError(f"scheduling_strategy {name} has no Ray equivalent.")
-    fields = {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
-    if "placement_group" in fields:
-        fields["placement_group"] = _convert_pg(fields["placement_group"])
-    return cls(**fields)
+    if name == "PlacementGroupSchedulingStrategy":
+        return rss.PlacementGroupSchedulingStrategy(
+            _convert_pg(strategy.placement_group), strategy.placement_group_bundle_index,
+            strategy.placement_group_capture_child_tasks)
+    if name == "NodeAffinitySchedulingStrategy":
+        return rss.NodeAffinitySchedulingStrategy(
+            strategy.node_id, strategy.soft,
+            _spill_on_unavailable=getattr(strategy, "_spill_on_unavailable", False),
+            _fail_on_unavailable=getattr(strategy, "_fail_on_unavailable", False))
+    if name == "NodeLabelSchedulingStrategy":
+        def labels(exprs: dict[str, Any]) -> dict[str, Any]:
+            return {k: getattr(rss, type(v).__name__)(*getattr(v, "values", ()))
+                    for k, v in exprs.items()}
+        return rss.NodeLabelSchedulingStrategy(labels(strategy.hard),
+                                               soft=labels(strategy.soft) or None)
+    raise ValueError(f"scheduling_strategy {name} has no Ray equivalent.")
 
 
 def _convert_pg(pg: Any) -> Any:
@@ -380,6 +438,9 @@ class RayBackend:
     # -- the loop-free helpers other modules call -------------------------------------------
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)  # nothing to hop to: Ray's callbacks are thread-safe
+
+    def in_loop_thread(self) -> bool:
+        return False  # no aioray loop here: helpers take their general (actor) path
 
     # -- tasks -------------------------------------------------------------------------------
     def _ray_function(self, rf: Any) -> Any:
@@ -631,6 +692,31 @@ class RayBackend:
 
     def runtime_context(self) -> Any:
         return self.ray.get_runtime_context()
+
+    # -- placement groups (aioray.util.placement_group forwards here) -------------------------
+    def placement_group(self, bundles: list[dict[str, float]], strategy: str, name: str,
+                        lifetime: str | None, **kwargs: Any) -> Any:
+        pgm = _pg_module()
+        return wrap_placement_group(pgm.placement_group(
+            bundles, strategy=strategy, name=name, lifetime=lifetime,
+            **{k: v for k, v in kwargs.items() if v is not None}))
+
+    def remove_placement_group(self, pg: Any) -> None:
+        pgm = _pg_module()
+        pgm.remove_placement_group(_convert_pg(pg))
+
+    def get_placement_group(self, name: str) -> Any:
+        pgm = _pg_module()
+        return wrap_placement_group(pgm.get_placement_group(name))
+
+    def placement_group_table(self, pg: Any = None) -> dict[Any, Any]:
+        pgm = _pg_module()
+        return dict(pgm.placement_group_table(None if pg is None else _convert_pg(pg)))
+
+    def current_placement_group(self) -> Any:
+        pgm = _pg_module()
+        pg = pgm.get_current_placement_group()
+        return None if pg is None else wrap_placement_group(pg)
 
     def exit_actor(self) -> None:
         self.ray.actor.exit_actor()

@@ -449,6 +449,7 @@ def test_runtime_context_is_rays(on_ray: Any) -> None:
     assert aioray.nodes() and aioray.nodes()[0]["Alive"]
 
 
+@pytest.mark.filterwarnings("ignore:num_returns='dynamic' is deprecated")
 def test_dynamic_num_returns(on_ray: Any) -> None:
     gen = aioray.get(count.options(num_returns="dynamic").remote(3))
     assert isinstance(gen, aioray.DynamicObjectRefGenerator)
@@ -520,3 +521,49 @@ def test_error_mapping_of_ray_system_errors(ray_session: Any) -> None:
     assert isinstance(other, RayError) and "boom" in str(other)
     plain = ValueError("x")
     assert map_error(plain) is plain
+
+
+# -- aioray.util on both backends ------------------------------------------------------------------
+@aioray.remote
+class Doubler:
+    def double(self, x: int) -> int:
+        return 2 * x
+
+
+@aioray.remote
+def produce(q: Any, n: int) -> int:
+    for i in range(n):
+        q.put(i)
+    return n
+
+
+def test_actor_pool(backend: str) -> None:
+    from aioray.util import ActorPool
+    pool = ActorPool([Doubler.remote(), Doubler.remote()])
+    out = list(pool.map(lambda a, v: a.double.remote(v), range(5)))
+    assert out == [0, 2, 4, 6, 8]
+    assert sorted(pool.map_unordered(lambda a, v: a.double.remote(v), range(3))) == [0, 2, 4]
+
+
+def test_queue_between_driver_and_task(backend: str) -> None:
+    from aioray.util.queue import Empty, Queue
+    q = Queue(maxsize=10)
+    assert aioray.get(produce.remote(q, 3)) == 3
+    assert [q.get(timeout=60) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(Empty):
+        q.get(timeout=0.1)
+
+
+def test_placement_group(backend: str) -> None:
+    from aioray.util import placement_group, placement_group_table, remove_placement_group
+    from aioray.util.placement_group import PlacementGroup
+    from aioray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    pg = placement_group([{"CPU": 1}], strategy="PACK")
+    assert isinstance(pg, PlacementGroup)
+    assert pg.wait(60)
+    assert aioray.get(pg.ready(), timeout=60) == pg
+    assert pg.bundle_count == 1
+    strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
+    assert aioray.get(add.options(scheduling_strategy=strategy, num_cpus=1).remote(2)) == 2
+    assert placement_group_table(pg)["state"] == "CREATED"
+    remove_placement_group(pg)

@@ -571,6 +571,10 @@ def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", nam
     strategy = "PACK" if strategy is None else strategy
     specs = _validate(bundles, strategy, name, lifetime)
     b = _backend()
+    if getattr(b, "is_ray", False):  # the Ray backend: Ray's placement groups
+        return b.placement_group(specs, strategy, name, lifetime,  # type: ignore[no-any-return]
+                                 _soft_target_node_id=_soft_target_node_id,
+                                 bundle_label_selector=bundle_label_selector)
     if b.is_worker:
         handle, infeasible = b.get(_remote_create.remote(specs, strategy, name, lifetime,
                                                          b.namespace), None)
@@ -588,6 +592,9 @@ def remove_placement_group(placement_group: PlacementGroup) -> None:
         raise TypeError(f"remove_placement_group() expects a PlacementGroup, got "
                         f"{type(placement_group).__name__}.")
     b = _backend()
+    if getattr(b, "is_ray", False):
+        b.remove_placement_group(placement_group)
+        return
     if b.is_worker:
         b.get(_remote_remove.remote(placement_group), None)
         return
@@ -615,6 +622,8 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     if not placement_group_name:
         raise ValueError("Please supply a non-empty value to get_placement_group")
     b = _backend()
+    if getattr(b, "is_ray", False):
+        return b.get_placement_group(placement_group_name)  # type: ignore[no-any-return]
     if b.is_worker:
         return b.get(_remote_get.remote(placement_group_name, b.namespace),  # type: ignore[no-any-return]
                      None)
@@ -637,6 +646,8 @@ def placement_group_table(placement_group: PlacementGroup | None = None) -> dict
     Ray's keys: placement_group_id, name, bundles, bundles_to_node_id, strategy, state
     (PENDING / CREATED / REMOVED), stats."""
     b = _backend()
+    if getattr(b, "is_ray", False):
+        return b.placement_group_table(placement_group)  # type: ignore[no-any-return]
     if b.is_worker:
         return b.get(_remote_table.remote(placement_group), None)  # type: ignore[no-any-return]
     return _table_on(b, placement_group)
@@ -655,6 +666,9 @@ def get_current_placement_group() -> PlacementGroup | None:
     """The group the calling task or actor was scheduled into; None in the driver or when
     it was not scheduled into one."""
     from aioray import _runtime
+    rb = _runtime.ray_backend()
+    if rb is not None:
+        return rb.current_placement_group()  # type: ignore[no-any-return]
     client = _runtime._worker_client
     if client is not None:
         if client.current_task is None:
