@@ -188,7 +188,14 @@ class GeneratorStream(Sink):
         while not self.items and not self.done:
             fut = self.runtime.loop.create_future()
             self._waiters.append(fut)
-            await fut
+            try:
+                await fut
+            finally:
+                if fut.cancelled():  # a wait() timed out: don't pile up waiters
+                    try:
+                        self._waiters.remove(fut)
+                    except ValueError:
+                        pass
 
     def drop(self) -> None:
         """The consumer is gone: free untaken refs, let a paused producer finish."""

@@ -392,3 +392,33 @@ def test_worker_side_anext(ray: Any) -> None:
         return asyncio.run(main())
 
     assert aioray.get(inside.remote(), timeout=60) == [0, "stop"]
+
+
+def test_shutdown_wakes_a_blocked_consumer(ray: Any) -> None:
+    import threading
+    gen = forever.options(_generator_backpressure_num_objects=1).remote()
+    out: list[str] = []
+
+    def consume() -> None:
+        for ref in gen:
+            try:
+                aioray.get(ref)
+            except aioray.exceptions.RuntimeShutdownError:
+                out.append("shutdown")
+        out.append("stop")
+
+    t = threading.Thread(target=consume)
+    t.start()
+    _poll(lambda: gen._stream.consumed >= 2)
+    aioray.shutdown()
+    t.join(60)
+    assert not t.is_alive()
+    assert out[-2:] == ["shutdown", "stop"]
+
+
+async def test_sync_next_on_the_loop_thread_is_refused(aray: Any, tmp_path: Path) -> None:
+    gen = gated.remote(str(tmp_path / "gate"))
+    with pytest.raises(RuntimeError, match=r"await gen.__anext__\(\)"):
+        next(gen)  # would block the loop that feeds it
+    assert await (await gen.__anext__()) == "first"
+    aioray.cancel(gen)

@@ -264,3 +264,11 @@ def test_generator_dropped_inside_worker_is_released(ray: Any) -> None:
     rt = _runtime._runtime
     assert rt is not None
     _poll(lambda: not rt.backchannel.generators)
+
+
+def test_timed_out_waits_do_not_pile_up(ray: Any, tmp_path: Path) -> None:
+    gen = gated.remote([str(tmp_path / "never")])
+    for _ in range(30):
+        assert aioray.wait([gen], timeout=0.001) == ([], [gen])
+    _poll(lambda: not gen._stream._waiters)
+    aioray.cancel(gen)
