@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import importlib
 import inspect
+import sys
 import threading
 import uuid
 import weakref
@@ -157,7 +159,28 @@ class ActorClass(Generic[T]):
         raise NotImplementedError("Ray DAGs (.bind) are not supported by aioray.")
 
     def __reduce__(self) -> Any:
+        # A module-level ``@remote`` class travels by name, like any importable class, so a
+        # process task can use it even when its methods refer to unpicklable module globals.
+        if _importable_as(self, self.__module__, self.__qualname__):
+            return (_import_actor_class, (self.__module__, self.__qualname__))
         return (ActorClass, (self._cls, self._default_options))
+
+
+def _importable_as(obj: object, module: str, qualname: str) -> bool:
+    mod = sys.modules.get(module)
+    if mod is None or module == "__main__" or "<locals>" in qualname:
+        return False
+    target: Any = mod
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target is obj
+
+
+def _import_actor_class(module: str, qualname: str) -> ActorClass[Any]:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target  # type: ignore[no-any-return]
 
 
 class _BoundActorClass(Generic[T]):
@@ -183,8 +206,14 @@ class _ActorToken:
         self.actor_id = actor_id
 
     def __del__(self) -> None:
+        # Always deferred: while __del__ runs, weak references to this token still resolve,
+        # so _out_of_scope would think a handle is still alive.
         try:
-            self.manager.rt.call_soon(self.manager._out_of_scope, self.actor_id)
+            rt = self.manager.rt
+            if rt.in_loop_thread():
+                rt.loop.call_soon(self.manager._out_of_scope, self.actor_id)
+            else:
+                rt.call_soon(self.manager._out_of_scope, self.actor_id)
         except Exception:
             pass
 
@@ -271,6 +300,17 @@ def _rebuild_handle(actor_id: bytes, class_name: str,
         return ActorHandle(actor_id, class_name, methods, token, _worker_client)
     backend = current_backend()
     return backend.actors.handle_for(actor_id, class_name, methods)  # type: ignore[no-any-return]
+
+
+def pin_actor(actor_id: bytes) -> ActorHandle[Any]:
+    """Driver side: a handle that keeps ``actor_id`` alive while a stored value (sent back by a
+    worker, say) contains a handle to it."""
+    from aioray._runtime import current_runtime
+    rt = current_runtime()
+    state = rt.actors.actors.get(actor_id) if rt is not None else None
+    if rt is None or state is None:  # dead or unknown: nothing to keep alive
+        return ActorHandle(actor_id, "actor", {}, None, rt)
+    return rt.actors.handle_for(actor_id, state.ac.__name__, state.ac._methods)
 
 
 # -- driver side: actor state and execution ------------------------------------------------
@@ -901,7 +941,7 @@ class ActorManager:
 
     async def _worker_create(self, worker: Any, ac: ActorClass[Any], payload: Any,
                              dep_ids: list[bytes], opts: dict[str, Any],
-                             actor_id: bytes) -> None:
+                             actor_id: bytes) -> bytes:
         from aioray._backchannel import ref_for
         from aioray._task_args import ArgRef
         deps = [ref_for(i) for i in dep_ids]
@@ -909,7 +949,8 @@ class ActorManager:
         args = tuple(deps[a.index] if type(a) is ArgRef else a for a in args)
         kwargs = {k: deps[v.index] if type(v) is ArgRef else v for k, v in kwargs.items()}
         handle = self.create(ac, args, kwargs, opts, actor_id=actor_id)
-        worker.borrowed[actor_id] = [handle, worker.seq + 1]
+        worker.borrowed[handle._actor_id] = [handle, worker.seq + 1]
+        return handle._actor_id  # not ``actor_id`` when get_if_exists found one
 
     async def _worker_get_actor(self, worker: Any, name: str, namespace: str | None) -> Any:
         handle = self.get_actor(name, namespace)

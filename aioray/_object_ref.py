@@ -17,6 +17,7 @@ T_co = TypeVar("T_co", covariant=True)
 
 # 28-byte ids like Ray's: 16 random bytes per process, an 8-byte counter, a 4-byte index.
 _PREFIX = os.urandom(16)
+ACTOR_ID_SIZE = 16  # actor ids (uuid4 bytes) travel in the same id lists as object ids
 _counter = itertools.count(1)
 
 
@@ -198,6 +199,9 @@ def _backend() -> Any:
 
 
 def _driver_rebuild(id: bytes) -> ObjectRef[Any]:
+    if len(id) == ACTOR_ID_SIZE:  # an actor handle inside a value: it keeps the actor alive
+        from aioray._actor import pin_actor
+        return pin_actor(id)  # type: ignore[return-value]
     entry = STORE.lookup(id)
     if entry is None:
         from aioray._serialization import ErrorValue

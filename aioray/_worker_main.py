@@ -362,7 +362,9 @@ class WorkerClient:
         from aioray._actor import ActorHandle
         actor_id = uuid.uuid4().bytes
         payload, deps = pack_args(args, kwargs, f"{ac.__name__}.__init__", self.driver_pid)
-        self.request("create_actor", ac, payload, [d.binary() for d in deps], opts, actor_id)
+        # get_if_exists may answer with an existing actor's id
+        actor_id = self.request("create_actor", ac, payload, [d.binary() for d in deps], opts,
+                                actor_id) or actor_id
         return ActorHandle(actor_id, ac.__name__, ac._methods, self.borrow(actor_id), self)
 
     def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...],

@@ -512,3 +512,37 @@ def test_shutdown_fails_pending_actor_calls(ray: Any) -> None:
     for ref in (stuck, queued):
         with pytest.raises(RayActorError):
             aioray.get(ref, timeout=TIMEOUT)
+
+
+@aioray.remote
+def create_and_drop() -> bytes:
+    a = Life.remote("tmp")
+    aioray.get(a.ping.remote())
+    return bytes(a._actor_id)
+
+
+def test_actor_created_and_dropped_in_a_worker_ends(ray: Any) -> None:
+    actor_id = aioray.get(create_and_drop.remote(), timeout=TIMEOUT)
+    rt = aioray._runtime.current_runtime()
+    wait_until(lambda: actor_id not in rt.actors.actors)
+
+
+def test_async_actor_cannot_block_its_loop_with_get(ray: Any) -> None:
+    @aioray.remote
+    class Blocker:
+        async def bad(self) -> Any:
+            return aioray.get(_slow.remote())
+
+        async def good(self) -> Any:
+            return await _slow.remote()
+
+    b = Blocker.remote()
+    with pytest.raises(RuntimeError, match="await"):
+        aioray.get(b.bad.remote(), timeout=TIMEOUT)
+    assert aioray.get(b.good.remote(), timeout=TIMEOUT) == "slow"
+
+
+@aioray.remote
+async def _slow() -> str:
+    await asyncio.sleep(0.01)
+    return "slow"

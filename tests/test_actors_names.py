@@ -193,3 +193,18 @@ async def test_names_from_async_code(aray: Any) -> None:
     Named.options(name="async-named").remote("z")
     h = aioray.get_actor("async-named")
     assert await h.get_tag.remote() == "z"
+
+
+@aioray.remote
+def get_or_create_in_worker(name: str, tag: str) -> str:
+    h = Named.options(name=name, get_if_exists=True).remote(tag)
+    return str(aioray.get(h.get_tag.remote()))
+
+
+def test_get_if_exists_from_a_worker_process(ray: Any) -> None:
+    Named.options(name="existing").remote("driver's")
+    assert aioray.get(get_or_create_in_worker.remote("existing", "worker's"),
+                      timeout=TIMEOUT) == "driver's"
+    assert aioray.get(get_or_create_in_worker.remote("fresh", "worker's"),
+                      timeout=TIMEOUT) == "worker's"
+    assert aioray.get(aioray.get_actor("fresh").get_tag.remote(), timeout=TIMEOUT) == "worker's"
