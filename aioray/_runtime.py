@@ -263,6 +263,8 @@ class Runtime:
     def wait(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
              fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
         items = _check_wait_args(refs, num_returns, timeout)
+        if not items:
+            return [], []
         ready = _ready_now(items)
         if len(ready) < num_returns and (timeout is None or timeout > 0):
             self.run_sync(self._wait_items(items, num_returns, timeout), None, "aioray.wait()",
@@ -273,6 +275,8 @@ class Runtime:
     async def wait_async(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
                          fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
         items = _check_wait_args(refs, num_returns, timeout)
+        if not items:
+            return [], []
         ready = _ready_now(items)
         if len(ready) < num_returns and (timeout is None or timeout > 0):
             await self.run_async(self._wait_items(items, num_returns, timeout))
@@ -467,16 +471,20 @@ def _check_wait_args(refs: Any, num_returns: int, timeout: float | None) -> list
         if not isinstance(r, (ObjectRef, ObjectRefGenerator)):
             raise TypeError(f"aioray.wait() expects ObjectRefs, but item {i} is a "
                             f"{type(r).__name__}.")
-    ids = [id(r._stream) if isinstance(r, ObjectRefGenerator) else r.binary() for r in items]
+    _check_timeout(timeout)
+    if not items:
+        return items  # Ray's rule: wait([]) is ([], []) whatever num_returns says
+    # (A worker's generator has no stream here, only the task id the driver knows it by.)
+    ids = [(id(r._stream) if hasattr(r, "_stream") else r._task_id)
+           if isinstance(r, ObjectRefGenerator) else r.binary() for r in items]
     if len(set(ids)) != len(ids):
         raise ValueError("aioray.wait() got the same ObjectRef more than once; pass each ref once.")
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be a non-negative int, got {num_returns!r}.")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
+        raise ValueError(f"num_returns must be a positive int, got {num_returns!r}.")
     if num_returns > len(items):
         raise ValueError(
             f"num_returns ({num_returns}) cannot be greater than the number of refs given "
             f"({len(items)}).")
-    _check_timeout(timeout)
     return items
 
 

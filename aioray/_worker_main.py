@@ -34,6 +34,7 @@ from aioray._generator import (
 )
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._protocol import encode, recv_frame
+from aioray._runtime import _as_ref_list, _check_timeout, _check_wait_args
 from aioray._serialization import ErrorValue, deserialize, picklable_exception, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
 from aioray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
@@ -316,8 +317,8 @@ class WorkerClient:
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
         check_no_generator(refs, "get")
-        single = isinstance(refs, ObjectRef)
-        lst = [refs] if single else list(refs)
+        single, lst = _as_ref_list(refs, "get")
+        _check_timeout(timeout)
         try:
             stored = self.request("get", [r.binary() for r in lst], timeout)
         except GetTimeoutError:
@@ -327,6 +328,10 @@ class WorkerClient:
 
     def wait(self, refs: list[Any], num_returns: int = 1, timeout: float | None = None,
              fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+        # Same checks as in the driver: a bad call must fail here, not hang the task.
+        refs = _check_wait_args(refs, num_returns, timeout)
+        if not refs:
+            return [], []
         if any(isinstance(r, WorkerObjectRefGenerator) for r in refs):
             return worker_wait(self, refs, num_returns, timeout)
         ids = [r.binary() for r in refs]

@@ -400,6 +400,54 @@ def test_wait_bad_arguments(ray: Any) -> None:
         aioray.wait([ref], num_returns=-1)
 
 
+def test_wait_empty_list_and_num_returns_zero(ray: Any) -> None:
+    assert aioray.wait([]) == ([], [])  # as in Ray
+    assert aioray.wait([], num_returns=3, timeout=0) == ([], [])
+    with pytest.raises(ValueError, match="num_returns"):
+        aioray.wait([aioray.put(1)], num_returns=0)
+
+
+async def test_wait_async_empty_list(aray: Any) -> None:
+    assert await aioray.wait_async([]) == ([], [])
+
+
+@aioray.remote
+def _bad_calls_in_worker() -> dict[str, str]:
+    """Each bad call made from inside a worker process: the error it raised (none may hang)."""
+    r = aioray.put(1)
+    calls = {
+        "dup": lambda: aioray.wait([r, r]),
+        "too_many": lambda: aioray.wait([r], num_returns=2),
+        "zero": lambda: aioray.wait([r], num_returns=0),
+        "single": lambda: aioray.wait(r),
+        "neg_get": lambda: aioray.get(r, timeout=-1),
+        "neg_wait": lambda: aioray.wait([r], timeout=-1),
+        "non_ref": lambda: aioray.get(5),
+        "non_ref_item": lambda: aioray.get([r, 5]),
+        "empty": lambda: aioray.wait([]),
+    }
+    out = {}
+    for name, call in calls.items():
+        try:
+            out[name] = f"ok {call()!r}"
+        except Exception as e:
+            out[name] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def test_bad_input_from_inside_worker_process(ray: Any) -> None:
+    out = aioray.get(_bad_calls_in_worker.remote(), timeout=60)
+    assert out["dup"].startswith("ValueError") and "more than once" in out["dup"]
+    assert out["too_many"].startswith("ValueError") and "num_returns" in out["too_many"]
+    assert out["zero"].startswith("ValueError")
+    assert out["single"].startswith("TypeError")
+    assert out["neg_get"].startswith("ValueError") and "timeout" in out["neg_get"]
+    assert out["neg_wait"].startswith("ValueError")
+    assert out["non_ref"].startswith("TypeError") and "ObjectRef" in out["non_ref"]
+    assert out["non_ref_item"].startswith("TypeError") and "item 1" in out["non_ref_item"]
+    assert out["empty"] == "ok ([], [])"
+
+
 def test_calling_remote_function_directly(ray: Any) -> None:
     with pytest.raises(TypeError, match=r"identity\.remote\(\)"):
         identity(1)
