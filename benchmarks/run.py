@@ -243,6 +243,8 @@ def short_error(msg: str) -> str:
         return "rejected"
     if msg.startswith("skipped"):
         return "skipped"
+    if msg.startswith("n/a"):
+        return "n/a"
     if msg.startswith("hung"):
         return "hung"
     return "fails"
@@ -333,7 +335,7 @@ def render_md(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def machine_info(ray_version: str | None) -> str:
+def machine_info(ray_version: str | None, load_before: float) -> str:
     try:
         import aioray
         av = aioray.__version__
@@ -346,7 +348,8 @@ def machine_info(ray_version: str | None) -> str:
         loop = "asyncio"
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · Python {platform.python_version()} · "
             f"{platform.system()} {platform.machine()} · {os.cpu_count()} CPUs · aioray {av} "
-            f"({loop} loop thread) · Ray {ray_version or 'not installed'}")
+            f"({loop} loop thread) · Ray {ray_version or 'not installed'} · load average "
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
 
 
 def main() -> None:
@@ -388,6 +391,7 @@ def main() -> None:
     print(f"aioray benchmarks: {', '.join(impls)}; groups {', '.join(groups)}"
           f"{' (quick)' if args.quick else ''}", file=sys.stderr)
 
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aioray-bench-") as tmp:
         raw = args.raw or os.path.join(tmp, "results.jsonl")
@@ -401,7 +405,7 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
 
     rows, notes, counts = build(res, ray_ran=bool(ray_version))
-    info = machine_info(ray_version)
+    info = machine_info(ray_version, load_before)
     summary = (f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['n/a']} not measurable "
                f"· whole run {elapsed:.0f} s{' (quick)' if args.quick else ''}")
     print()

@@ -21,6 +21,7 @@ import glob
 import importlib
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -56,7 +57,11 @@ def record(key: str, impl: str, unit: str, samples: list[float], note: str = "",
 
 def record_error(key: str, impl: str, err: BaseException | str) -> None:
     msg = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
-    msg = msg.strip().splitlines()[0][:160] if msg.strip() else type(err).__name__
+    msg = re.sub(r"\x1b\[[0-9;]*m", "", msg).strip()  # Ray colours its errors
+    lines = [line for line in msg.splitlines() if line.strip()]
+    if len(lines) > 1 and not isinstance(err, str):  # Ray: "RayTaskError(...): ray::f()" ...
+        msg = f"{lines[0]} ... {lines[-1].strip()}"
+    msg = (msg.splitlines()[0] if msg else type(err).__name__)[:200]
     _write({"key": key, "impl": impl, "error": msg})
     print(f"  {impl:6} {key:28} ERROR {msg}", file=sys.stderr, flush=True)
 
@@ -435,6 +440,8 @@ def group_core_async() -> None:
         if has_get_async:
             await ameasure("async_batch_get_async", "ops/s", arate(n, batch_get_async),
                            "asyncio_batch", arate(n, floor_batch), reps=reps_())
+        else:
+            record_error("async_batch_get_async", IMPL, f"n/a: {IMPL} has no get_async")
 
         # async actor calls
         a = d.AsyncActor.remote()
@@ -452,6 +459,8 @@ def group_core_async() -> None:
         if has_get_async:
             await ameasure("async_actor_batch_get_async", "ops/s", arate(n, actor_get_async),
                            "asyncio_batch", arate(n, floor_batch), reps=reps_())
+        else:
+            record_error("async_actor_batch_get_async", IMPL, f"n/a: {IMPL} has no get_async")
 
         # generators consumed with async for + await
         async def consume(gen: Any) -> None:
@@ -624,8 +633,11 @@ def group_rss() -> None:
         th.join()
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         note = f"{k} x 100 MB, backpressure={bp}, {elapsed:.1f} s"
-        if IMPL == "aioray":  # Ray's object store is one preallocated shm file: not comparable
+        if IMPL == "aioray":
             record("gen_bp_footprint", IMPL, "MB", [(peak[0] - base_total) / 1e6], note)
+        else:
+            record_error("gen_bp_footprint", IMPL, "n/a: Ray's object store is one preallocated "
+                         "shared-memory file, so this footprint is not comparable")
         record("gen_bp_driver_rss", IMPL, "MB", [(maxrss - base_rss) / 1e6], note)
     except Exception as e:
         stop.set()
