@@ -435,3 +435,15 @@ def test_init_returns_info() -> None:
     with info:
         pass
     assert not aioray.is_initialized()
+
+
+async def test_blocking_get_from_executor_thread_with_adopted_loop(aray: Any) -> None:
+    # The loop is adopted (and busy awaiting here); a thread may still block in get/wait.
+    events, gated = _gated(1)
+    ref = gated.remote(0)
+    loop = asyncio.get_running_loop()
+    fut = loop.run_in_executor(None, lambda: aioray.get(ref, timeout=30))
+    ready, _ = await loop.run_in_executor(None, lambda: aioray.wait([ref], timeout=0))
+    assert ready == []
+    events[0].set()
+    assert await fut == 0

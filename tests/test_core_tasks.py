@@ -492,3 +492,31 @@ def test_seed003_wait_on_generators_and_refs(ray: Any) -> None:
             else:
                 result.append(aioray.get(r))
     assert sorted(result) == [0, 1, 2, 3, 4, 10, 20]
+
+
+# -- odds and ends ---------------------------------------------------------------------------------
+def test_task_returning_a_ref(ray: Any) -> None:
+    @aioray.remote
+    def make() -> Any:
+        return aioray.put("inner")
+
+    inner = aioray.get(make.remote())
+    assert isinstance(inner, aioray.ObjectRef)
+    assert aioray.get(inner) == "inner"
+
+
+def test_submitting_from_many_threads(ray: Any) -> None:
+    results: dict[int, list[int]] = {}
+
+    def submitter(k: int) -> None:
+        refs = [async_plus.remote(k * 1000 + i) for i in range(200)]
+        results[k] = aioray.get(refs, timeout=60)
+
+    threads = [threading.Thread(target=submitter, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [0, 1, 2, 3]
+    for k, values in results.items():
+        assert values == [k * 1000 + i + 1 for i in range(200)]
