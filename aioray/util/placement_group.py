@@ -36,7 +36,7 @@ import uuid
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aioray._object_ref import ObjectRef, new_task_id, object_id
@@ -248,13 +248,13 @@ class _AnyBundlePool(ResourcePool):
         except BaseException:
             _settle(waits, keep=False)
             raise
-        return _settle(waits, keep=True)  # type: ignore[return-value]
+        return _settle(waits, keep=True)  # type: ignore[return-value]  # keep: never None
 
     def close(self, error: BaseException) -> None:
         self.closed = error
 
 
-def _settle(waits: list[asyncio.Future[Grant]], keep: bool) -> Grant | None:
+def _settle(waits: Sequence[asyncio.Future[Grant]], keep: bool) -> Grant | None:
     """Take the first grant (if ``keep``), give back any other, stop the rest waiting."""
     winner: Grant | None = None
     error: BaseException | None = None
@@ -632,11 +632,11 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
 
 def _get_on(rt: Runtime, name: str, namespace: str | None) -> PlacementGroup:
     ns = namespace or rt.namespace
-    for st in list(rt.placement_groups.values()):
+    groups: list[_GroupState] = list(rt.placement_groups.values())
+    for st in groups:
         if st.name == name and st.namespace == ns:
             return st.handle
-    names = sorted(st.name for st in rt.placement_groups.values()
-                   if st.name and st.namespace == ns)
+    names = sorted(st.name for st in groups if st.name and st.namespace == ns)
     raise ValueError(f"Failed to look up placement group with name: {name} (named groups in "
                      f"namespace {ns!r}: {names or 'none'}).")
 
