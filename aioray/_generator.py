@@ -218,6 +218,7 @@ class ObjectRefGenerator(Generic[T]):
 
     def __init__(self, stream: GeneratorStream) -> None:
         self._stream = stream
+        self._task_id = stream.task_id
 
     def __iter__(self) -> ObjectRefGenerator[T]:
         return self
