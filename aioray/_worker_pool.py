@@ -132,7 +132,10 @@ class WorkerHandle:
             self.pool.loop.create_task(self._report_crash(run))
 
     async def _report_crash(self, run: TaskRun) -> None:
-        code = await self.pool.loop.run_in_executor(None, _wait_exit, self.proc)
+        try:
+            code = await self.pool.loop.run_in_executor(None, _wait_exit, self.proc)
+        except RuntimeError:  # interpreter exit: executors take no new work; just look
+            code = self.proc.poll()
         self.exit_code = code
         how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
                and -code in signal.Signals._value2member_map_ else f"exit code {code}")
