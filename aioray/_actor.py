@@ -392,6 +392,7 @@ class ActorState:
 
     # -- lifecycle (loop thread) --------------------------------------------------------
     async def create(self) -> None:
+        current_task.set(None)  # not the calling task's context
         try:
             if self.deps:
                 await self.rt.wait_entries([d._entry for d in self.deps])
@@ -540,6 +541,7 @@ class ActorState:
             call.atask.cancel()
 
     async def _reconstruct(self) -> None:
+        current_task.set(None)
         try:
             await self._construct()
         except asyncio.CancelledError:
@@ -592,6 +594,7 @@ class ActorState:
                                  actor_id=self.actor_id.hex()), graceful=True)
 
     async def _run(self, call: ActorCall, group: _Group) -> None:
+        current_task.set(None)  # this asyncio task may have inherited a calling task's context
         attempt = call.attempt  # a restart bumps it: this execution is then stale
         try:
             dep_values: list[Any] = []
@@ -901,6 +904,12 @@ class ActorManager:
             return  # a new handle was made meanwhile
         # Ray lets queued calls finish before an out-of-scope actor goes away.
         state.terminate_when_idle = True
+        if state.status == "PENDING" and state._idle():
+            # Never used and not created yet (maybe waiting for resources): don't create it.
+            task = getattr(state, "create_task", None)
+            if task is not None and not task.done():
+                task.cancel()
+                return  # create() sees the cancellation and ends the actor
         state._exit_if_unused()
 
     def _forget(self, state: ActorState) -> None:

@@ -44,13 +44,14 @@ class RuntimeContext:
         w = _worker()
         if w is not None:
             return w.current_task.hex() if w.current_task else None
-        from aioray._actor import current_actor
+        from aioray._actor import current_call
         from aioray._task_manager import current_task
+        call = current_call.get()
+        if call is not None:
+            return call.task_id.hex()
         spec = current_task.get()
         if spec is not None:
             return spec.task_id.hex()
-        if current_actor.get() is not None:
-            return "actor-task"
         return None
 
     def is_canceled(self) -> bool:

@@ -406,3 +406,73 @@ def test_methods_run_on_an_actor_thread_not_the_loop(ray: Any) -> None:
     w = Where.remote()
     rt = aioray._runtime.current_runtime()
     assert aioray.get(w.thread.remote()) != rt.loop_thread_id
+
+
+# -- runtime context inside actors ---------------------------------------------------------
+@aioray.remote
+class Context:
+    def __init__(self) -> None:
+        self.init_task = aioray.get_runtime_context().get_task_id()
+
+    def ids(self) -> tuple[str | None, str | None, str | None]:
+        ctx = aioray.get_runtime_context()
+        return ctx.get_task_id(), ctx.get_actor_id(), ctx.get_actor_name()
+
+    async def aids(self) -> tuple[str | None, bool]:
+        ctx = aioray.get_runtime_context()
+        return ctx.get_task_id(), ctx.is_canceled()
+
+    def quit(self) -> None:
+        from aioray.actor import exit_actor
+        exit_actor()
+
+
+def test_runtime_context_in_actor_methods(ray: Any) -> None:
+    c = Context.options(name="ctx").remote()
+    ref = c.ids.remote()
+    task_id, actor_id, name = aioray.get(ref, timeout=30)
+    assert task_id == ref.task_id()
+    assert actor_id == c.hex()
+    assert name == "ctx"
+    aref = c.aids.remote()
+    assert aioray.get(aref, timeout=30) == (aref.task_id(), False)
+
+
+def test_actor_called_from_an_async_task_has_its_own_context(ray: Any) -> None:
+    @aioray.remote
+    async def caller(c: Any) -> tuple[Any, Any, str]:
+        ref = c.aids.remote()
+        sync_ref = c.ids.remote()
+        return await ref, (await sync_ref)[0], ref.task_id()
+
+    c = Context.remote()
+    (task_id, cancelled), sync_task_id, expected = aioray.get(caller.remote(c), timeout=30)
+    assert task_id == expected and not cancelled
+    assert sync_task_id is not None and sync_task_id != task_id
+    q = Context.remote()
+
+    @aioray.remote
+    async def quitter(c: Any) -> str:
+        try:
+            await c.quit.remote()
+        except ActorDiedError:
+            return "died"
+        return "alive"
+
+    assert aioray.get(quitter.remote(q), timeout=30) == "died"
+
+
+def test_actor_call_from_a_task_does_not_touch_the_tasks_cpu(ray: Any) -> None:
+    @aioray.remote
+    class Middle:
+        async def work(self) -> float:
+            await async_double.remote(1)  # a wait inside the method, then...
+            return float(aioray.available_resources().get("CPU", 0))
+
+    @aioray.remote(num_cpus=2)
+    async def caller(m: Any) -> float:
+        return float(await m.work.remote())
+
+    # The caller blocks on the actor, so it lends its 2 CPUs (as Ray does); the actor's own
+    # waits must not take them back on the caller's behalf.
+    assert aioray.get(caller.remote(Middle.remote()), timeout=30) == 2

@@ -546,3 +546,17 @@ def test_async_actor_cannot_block_its_loop_with_get(ray: Any) -> None:
 async def _slow() -> str:
     await asyncio.sleep(0.01)
     return "slow"
+
+
+def test_unused_actor_dropped_while_waiting_for_resources_is_never_created(ray: Any) -> None:
+    holder = Life.options(num_cpus=2).remote()
+    aioray.get(holder.ping.remote(), timeout=TIMEOUT)
+    w = Life.options(num_cpus=1).remote("w")
+    actor_id = w._actor_id
+    del w
+    gc.collect()
+    rt = aioray._runtime.current_runtime()
+    wait_until(lambda: actor_id not in rt.actors.actors)
+    aioray.kill(holder)
+    wait_until(lambda: aioray.available_resources().get("CPU", 0) == 2)
+    assert "initw" not in EVENTS
