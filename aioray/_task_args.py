@@ -7,6 +7,7 @@ submitted* (serialized once), so mutating an argument afterwards changes nothing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aioray._object_ref import ObjectRef
@@ -82,7 +83,8 @@ def pack_args(args: tuple[Any, ...], kwargs: dict[str, Any], func_name: str,
         raise describe_unpicklable(args, kwargs, func_name, e) from e
 
 
-def unpack_args(payload: Any, dep_values: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def unpack_args(payload: Any,
+                dep_values: Sequence[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Rebuild ``(args, kwargs)``; ``dep_values`` are the stored values of the top-level refs
     (already checked not to be errors)."""
     if type(payload) is SerializedObject:
