@@ -197,7 +197,7 @@ class TaskManager:
     def outputs(spec: TaskSpec) -> Any:
         if isinstance(spec.sink, GeneratorStream):
             return ObjectRefGenerator(spec.sink)
-        refs = [ObjectRef(e.id, e) for e in spec.returns]
+        refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in spec.returns]
         if isinstance(spec.sink, DynamicSink) or len(refs) == 1:
             return refs[0]
         return refs or None
