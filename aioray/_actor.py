@@ -27,7 +27,7 @@ import uuid
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from aioray._generator import GeneratorStream, ObjectRefGenerator, yield_items
 from aioray._object_ref import ObjectRef, new_task_id, object_id
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from aioray._scheduler import Grant
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 DEFAULT_GROUP = "_default"
 GRAVEYARD_SIZE = 10_000
 
@@ -218,8 +220,13 @@ class _ActorToken:
             pass
 
 
-class ActorMethod:
-    """``handle.method``: call it with ``.remote(...)``."""
+class ActorMethod(Generic[P, R]):
+    """``handle.method``: call it with ``.remote(...)``.
+
+    Typed ``ActorMethod[P, R]``: ``.remote(*P)`` returns ``R``. Through ``handle.name`` that is
+    ``ActorMethod[..., Any]``; aioray's mypy plugin (``aioray.mypy_plugin``) gives the method's
+    own parameters and ``ObjectRef[...]``/``ObjectRefGenerator[...]`` instead.
+    """
 
     def __init__(self, handle: ActorHandle[Any], meta: MethodMeta,
                  options: dict[str, Any] | None = None) -> None:
@@ -227,11 +234,18 @@ class ActorMethod:
         self._meta = meta
         self._options = options if options is not None else meta.options
 
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._handle._backend.call_actor(self._handle, self._meta, args, kwargs,
-                                                self._options)
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._handle._backend.call_actor(  # type: ignore[no-any-return]
+            self._handle, self._meta, args, kwargs, self._options)
 
-    def options(self, **options: Any) -> ActorMethod:
+    # num_returns changes what .remote() returns: untyped then (as for remote functions).
+    @overload
+    def options(self, *, num_returns: int | str | None,
+                **options: Any) -> ActorMethod[P, Any]: ...
+    @overload
+    def options(self, **options: Any) -> ActorMethod[P, R]: ...
+
+    def options(self, **options: Any) -> ActorMethod[P, Any]:
         opts = validate(options, METHOD_OPTIONS, f"method {self._meta.name}.options()")
         return ActorMethod(self._handle, self._meta, {**self._options, **opts})
 
@@ -257,7 +271,7 @@ class ActorHandle(Generic[T]):
         self._token = token
         self._backend = backend
 
-    def __getattr__(self, name: str) -> ActorMethod:
+    def __getattr__(self, name: str) -> ActorMethod[..., Any]:
         if name.startswith("_") and name not in self.__dict__.get("_methods", {}):
             if name == "__ray_terminate__":
                 return ActorMethod(self, MethodMeta("__ray_terminate__", lambda: None))
@@ -909,7 +923,10 @@ class ActorManager:
             task = getattr(state, "create_task", None)
             if task is not None and not task.done():
                 task.cancel()
-                return  # create() sees the cancellation and ends the actor
+            state._die(ActorDiedError(
+                f"The actor {state.ac.__name__} went out of scope before it was created.",
+                actor_id=actor_id.hex()))
+            return
         state._exit_if_unused()
 
     def _forget(self, state: ActorState) -> None:
