@@ -156,6 +156,85 @@ def test_blocked_get_in_a_worker_does_not_stall_the_loop() -> None:
 
 
 @pytest.mark.usefixtures("ray")
+def test_every_operation_from_a_worker_process() -> None:
+    np = pytest.importorskip("numpy")
+    q = Queue(maxsize=4)
+    inner = ray.put("inner")
+
+    @ray.remote
+    def use(q: Any, inner: list[Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"empty0": q.empty(), "pid": os.getpid()}
+        q.put(1)
+        q.put_nowait(inner)  # a nested ref travels as a ref
+        q.put_nowait_batch([3, np.arange(300_000)])  # > 1 MiB: shared memory
+        out["full"], out["size"] = q.full(), q.qsize()
+        try:
+            q.put_nowait(5)
+        except Full:
+            out["put_full"] = True
+        try:
+            q.put(5, timeout=0.01)
+        except Full:
+            out["put_timeout"] = True
+        out["first"] = q.get()
+        (ref,) = q.get_nowait()
+        out["inner"] = ray.get(ref)
+        three, arr = q.get_nowait_batch(2)
+        out["batch"] = (three, int(arr.sum()))
+        try:
+            q.get_nowait_batch(1)
+        except Empty:
+            out["batch_empty"] = True
+        try:
+            q.get(timeout=0.01)
+        except Empty:
+            out["get_timeout"] = True
+        q.put(ray.put("resolved"))  # a top-level ref: its value, as in Ray
+        out["resolved"] = q.get(block=False)
+        return out
+
+    out = ray.get(use.remote(q, [inner]), timeout=TIMEOUT)
+    assert out.pop("pid") != os.getpid()
+    assert out == {"empty0": True, "full": True, "size": 4, "put_full": True,
+                   "put_timeout": True, "first": 1, "inner": "inner",
+                   "batch": (3, int(np.arange(300_000).sum())), "batch_empty": True,
+                   "get_timeout": True, "resolved": "resolved"}
+    assert q.empty()
+
+
+@pytest.mark.usefixtures("ray")
+def test_queue_made_in_a_worker_process() -> None:
+    @ray.remote
+    def make() -> Any:
+        q = Queue()
+        q.put("from the worker")  # may run before the queue actor exists
+        return q
+
+    q = ray.get(make.remote(), timeout=TIMEOUT)
+    assert q.get(timeout=TIMEOUT) == "from the worker"
+
+
+@pytest.mark.usefixtures("ray")
+def test_shutdown_fails_a_worker_blocked_in_get() -> None:
+    q = Queue()
+
+    @ray.remote(max_retries=0)
+    def consume(q: Any) -> Any:
+        q.put("blocking")
+        return q.get()
+
+    ref = consume.remote(q)
+    assert q.get(timeout=TIMEOUT) == "blocking"
+    deadline = time.monotonic() + TIMEOUT
+    while not q._local._getters:  # type: ignore[union-attr]  # the worker's get waits
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    q.shutdown(grace_period_s=TIMEOUT)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(ref, timeout=TIMEOUT)
+
+
+@pytest.mark.usefixtures("ray")
 def test_producer_task_to_consumer_task_with_backpressure() -> None:
     q = Queue(maxsize=2)
 

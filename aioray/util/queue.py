@@ -15,6 +15,10 @@ Beyond Ray:
   ``await queue.put_async(...)`` / ``await queue.get_async(...)`` instead of freezing the loop.
   Items are still copied on ``put`` (a later change to the object you put is not seen by the
   consumer), as with the actor.
+* In worker processes, operations that need not wait (a ``put`` with room, a ``get`` with an
+  item, the ``nowait`` forms, sizes) go straight to the queue through the driver's back-channel
+  — one request instead of an actor call plus a ``get``. Only a call that has to wait goes
+  through the actor, so ``shutdown`` still fails every waiter.
 * The actor is created with an unbounded ``max_concurrency`` (Ray: 1000), so any number of
   blocked consumers cannot starve a producer's ``put``. Override with ``actor_options``.
 """
@@ -34,7 +38,8 @@ import cloudpickle
 from aioray._api import get, kill, remote, wait
 from aioray._object_ref import ObjectRef
 from aioray._object_store import PENDING
-from aioray._serialization import IMMUTABLE_TYPES, deserialize
+from aioray._serialization import IMMUTABLE_TYPES, deserialize, serialize
+from aioray._worker_pool import adopt_segments
 
 __all__ = ["Empty", "Full", "Queue"]
 
@@ -128,11 +133,50 @@ async def _get(q: asyncio.Queue[Any], timeout: float | None) -> Any:
 _LOCAL: weakref.WeakValueDictionary[str, asyncio.Queue[Any]] = weakref.WeakValueDictionary()
 
 
+# qid -> the actor behind it (its ActorState), to serve worker requests only while it lives.
+_ACTORS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_OP = "aioray.util.queue"
+_USE_ACTOR = "use-actor"  # on the wire
+_ACTOR: Any = object()  # what _direct() returns then (never equal to a user's item)
+
+
+def _install(rt: Any) -> None:
+    """Serve worker processes' queue requests on ``rt``'s back-channel (idempotent)."""
+    rt.backchannel.handle(_OP, _serve)
+
+
+async def _serve(worker: Any, qid: str, op: str, arg: Any) -> Any:
+    """A worker's non-waiting operation, applied to the queue directly (loop thread)."""
+    q = _LOCAL.get(qid)
+    state = _ACTORS.get(qid)
+    if q is None or state is None or state.status != "ALIVE":
+        return _USE_ACTOR  # not created yet, or dead: the actor path gives the right outcome
+    if op == "put":
+        adopt_segments(arg)
+        return _put_nowait(q, deserialize(arg))
+    if op == "put_batch":
+        adopt_segments(arg)
+        return _put_batch(q, state.instance.maxsize, deserialize(arg))
+    if op == "get" or op == "get_batch":
+        got = _get_nowait(q) if op == "get" else _get_batch(q, arg)
+        if type(got) is _Fail:
+            return got
+        return [serialize(got, state.rt.driver_pid)]  # a list: the reply pins refs inside
+    if op == "qsize":
+        return q.qsize()
+    if op == "empty":
+        return q.empty()
+    if op == "full":
+        return q.full()
+    raise ValueError(f"unknown queue operation {op!r}")
+
+
 class _QueueActor:
     """The actor behind a :class:`Queue`. Ray's method names (raising ``Empty``/``Full``)
     plus the ``_``-prefixed ones the handle uses."""
 
     def __init__(self, maxsize: int, qid: str | None = None) -> None:
+        from aioray._actor import current_actor
         self.maxsize = maxsize
         q = _LOCAL.get(qid) if qid else None
         if q is None:
@@ -140,6 +184,10 @@ class _QueueActor:
             if qid:
                 _LOCAL[qid] = q
         self.queue = q
+        state = current_actor.get()
+        if qid and state is not None:
+            _ACTORS[qid] = state
+            _install(state.rt)
 
     def qsize(self) -> int:
         return self.queue.qsize()
@@ -244,6 +292,38 @@ class Queue:
             return None
         return local
 
+    def _direct(self, op: str, arg: Any = None) -> Any:
+        """In a worker process: ``op`` applied by the driver without the actor, or
+        ``_ACTOR`` when that is not possible (queue not created yet, actor dead, ...)."""
+        from aioray import _runtime
+        client = _runtime._worker_client
+        if client is None:
+            return _ACTOR
+        try:
+            got = client.request(_OP, self._qid, op, arg)
+        except RuntimeError as e:
+            if _OP in str(e):  # no handler yet: no queue actor was created so far
+                return _ACTOR
+            raise
+        return _ACTOR if isinstance(got, str) and got == _USE_ACTOR else got
+
+    def _direct_put(self, item: Any) -> Any:
+        if self._local is not None or isinstance(item, ObjectRef):
+            return _ACTOR  # a top-level ref is resolved by the actor call
+        from aioray import _runtime
+        client = _runtime._worker_client
+        if client is None:
+            return _ACTOR
+        return self._direct("put", serialize(item, client.driver_pid))
+
+    def _direct_get(self, op: str = "get", arg: Any = None) -> Any:
+        if self._local is not None:
+            return _ACTOR
+        got = self._direct(op, arg)
+        if isinstance(got, list):
+            return deserialize(got[0])
+        return got
+
     @staticmethod
     def _loop_running() -> bool:
         try:
@@ -279,7 +359,10 @@ class Queue:
         fast = self._fast()
         if fast is not None:
             return fast.qsize()
-        return get(self._handle().qsize.remote())  # type: ignore[no-any-return]
+        handle = self._handle()
+        if self._local is None and (n := self._direct("qsize")) is not _ACTOR:
+            return n  # type: ignore[no-any-return]
+        return get(handle.qsize.remote())  # type: ignore[no-any-return]
 
     def qsize(self) -> int:
         """The number of items in the queue."""
@@ -290,14 +373,20 @@ class Queue:
         fast = self._fast()
         if fast is not None:
             return fast.empty()
-        return get(self._handle().empty.remote())  # type: ignore[no-any-return]
+        handle = self._handle()
+        if self._local is None and (e := self._direct("empty")) is not _ACTOR:
+            return e  # type: ignore[no-any-return]
+        return get(handle.empty.remote())  # type: ignore[no-any-return]
 
     def full(self) -> bool:
         """Whether the queue is full."""
         fast = self._fast()
         if fast is not None:
             return fast.full()
-        return get(self._handle().full.remote())  # type: ignore[no-any-return]
+        handle = self._handle()
+        if self._local is None and (f := self._direct("full")) is not _ACTOR:
+            return f  # type: ignore[no-any-return]
+        return get(handle.full.remote())  # type: ignore[no-any-return]
 
     # -- put ---------------------------------------------------------------------------------
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -316,6 +405,12 @@ class Queue:
                 raise Full
             if self._loop_running():
                 raise _would_block("put()", "await queue.put_async(item)")
+        else:
+            done = self._direct_put(item)
+            if done is not _ACTOR and (done is None or not block or timeout == 0):
+                _check(done)
+                return
+            # full and willing to wait: wait inside the actor
         if not block:
             _check(get(actor._put_nowait.remote(item)))
         else:
@@ -353,7 +448,15 @@ class Queue:
         if fast is not None:
             _check(_put_batch(fast, self.maxsize, self._copy(list(items), "put_nowait_batch()")))
             return
-        _check(get(actor._put_batch.remote(list(items))))
+        items = list(items)
+        from aioray import _runtime
+        client = _runtime._worker_client
+        if client is not None and self._local is None:
+            done = self._direct("put_batch", serialize(items, client.driver_pid))
+            if done is not _ACTOR:
+                _check(done)
+                return
+        _check(get(actor._put_batch.remote(items)))
 
     # -- get ---------------------------------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -370,6 +473,11 @@ class Queue:
                 raise Empty
             if self._loop_running():
                 raise _would_block("get()", "await queue.get_async()")
+        else:
+            got = self._direct_get()
+            if got is not _ACTOR and (type(got) is not _Fail or not block or timeout == 0):
+                return _check(got)
+            # empty and willing to wait: wait inside the actor
         if not block:
             return _check(get(actor._get_nowait.remote()))
         return _check(get(actor._get.remote(timeout)))
@@ -401,6 +509,9 @@ class Queue:
         fast = self._fast()
         if fast is not None:
             return _check(_get_batch(fast, num_items))  # type: ignore[no-any-return]
+        got = self._direct_get("get_batch", num_items)
+        if got is not _ACTOR:
+            return _check(got)  # type: ignore[no-any-return]
         return _check(get(actor._get_batch.remote(num_items)))  # type: ignore[no-any-return]
 
     # -- end ---------------------------------------------------------------------------------
