@@ -799,6 +799,8 @@ class ActorManager:
         return handle
 
     def _start(self, state: ActorState) -> None:
+        if state.status == "DEAD":  # killed before it could start
+            return
         state.create_task = self.rt.loop.create_task(state.create())  # type: ignore[attr-defined]
 
     def handle_for(self, actor_id: bytes, class_name: str,
