@@ -15,10 +15,11 @@ Beyond Ray:
   ``await queue.put_async(...)`` / ``await queue.get_async(...)`` instead of freezing the loop.
   Items are still copied on ``put`` (a later change to the object you put is not seen by the
   consumer), as with the actor.
-* In worker processes, operations that need not wait (a ``put`` with room, a ``get`` with an
-  item, the ``nowait`` forms, sizes) go straight to the queue through the driver's back-channel
-  — one request instead of an actor call plus a ``get``. Only a call that has to wait goes
-  through the actor, so ``shutdown`` still fails every waiter.
+* Elsewhere (worker processes, driver threads), operations that need not wait (a ``put``
+  with room, a ``get`` with an item, the ``nowait`` forms, sizes) go straight to the queue —
+  one back-channel request from a worker, one hop to the loop from a driver thread — instead
+  of an actor call plus a ``get``. Only a call that has to wait goes through the actor, so
+  ``shutdown`` still fails every waiter.
 * The actor is created with an unbounded ``max_concurrency`` (Ray: 1000), so any number of
   blocked consumers cannot starve a producer's ``put``. Override with ``actor_options``.
 """
@@ -145,23 +146,16 @@ def _install(rt: Any) -> None:
     rt.backchannel.handle(_OP, _serve)
 
 
-async def _serve(worker: Any, qid: str, op: str, arg: Any) -> Any:
-    """A worker's non-waiting operation, applied to the queue directly (loop thread)."""
-    q = _LOCAL.get(qid)
-    state = _ACTORS.get(qid)
-    if q is None or state is None or state.status != "ALIVE":
-        return _USE_ACTOR  # not created yet, or dead: the actor path gives the right outcome
+def _apply(q: asyncio.Queue[Any], maxsize: int, op: str, arg: Any) -> Any:
+    """A non-waiting operation on the queue itself (loop thread)."""
     if op == "put":
-        adopt_segments(arg)
-        return _put_nowait(q, deserialize(arg))
+        return _put_nowait(q, arg)
     if op == "put_batch":
-        adopt_segments(arg)
-        return _put_batch(q, state.instance.maxsize, deserialize(arg))
-    if op == "get" or op == "get_batch":
-        got = _get_nowait(q) if op == "get" else _get_batch(q, arg)
-        if type(got) is _Fail:
-            return got
-        return [serialize(got, state.rt.driver_pid)]  # a list: the reply pins refs inside
+        return _put_batch(q, maxsize, arg)
+    if op == "get":
+        return _get_nowait(q)
+    if op == "get_batch":
+        return _get_batch(q, arg)
     if op == "qsize":
         return q.qsize()
     if op == "empty":
@@ -169,6 +163,29 @@ async def _serve(worker: Any, qid: str, op: str, arg: Any) -> Any:
     if op == "full":
         return q.full()
     raise ValueError(f"unknown queue operation {op!r}")
+
+
+def _live(qid: str) -> tuple[asyncio.Queue[Any], Any] | None:
+    q = _LOCAL.get(qid)
+    state = _ACTORS.get(qid)
+    if q is None or state is None or state.status != "ALIVE":
+        return None  # not created yet, or dead: the actor path gives the right outcome
+    return q, state
+
+
+async def _serve(worker: Any, qid: str, op: str, arg: Any) -> Any:
+    """A worker's non-waiting operation, applied to the queue directly (loop thread)."""
+    live = _live(qid)
+    if live is None:
+        return _USE_ACTOR
+    q, state = live
+    if op in ("put", "put_batch"):
+        adopt_segments(arg)
+        arg = deserialize(arg)
+    got = _apply(q, state.instance.maxsize, op, arg)
+    if op in ("get", "get_batch") and type(got) is not _Fail:
+        return [serialize(got, state.rt.driver_pid)]  # a list: the reply pins refs inside
+    return got
 
 
 class _QueueActor:
@@ -293,36 +310,43 @@ class Queue:
         return local
 
     def _direct(self, op: str, arg: Any = None) -> Any:
-        """In a worker process: ``op`` applied by the driver without the actor, or
+        """A non-waiting ``op`` applied to the queue without an actor call — in a worker
+        process one back-channel request, in a driver thread one hop to the loop — or
         ``_ACTOR`` when that is not possible (queue not created yet, actor dead, ...)."""
+        if self._local is not None:
+            return self._on_driver(op, arg)
         from aioray import _runtime
         client = _runtime._worker_client
         if client is None:
             return _ACTOR
+        if op in ("put", "put_batch"):
+            arg = serialize(arg, client.driver_pid)
         try:
             got = client.request(_OP, self._qid, op, arg)
         except RuntimeError as e:
             if _OP in str(e):  # no handler yet: no queue actor was created so far
                 return _ACTOR
             raise
-        return _ACTOR if isinstance(got, str) and got == _USE_ACTOR else got
-
-    def _direct_put(self, item: Any) -> Any:
-        if self._local is not None or isinstance(item, ObjectRef):
-            return _ACTOR  # a top-level ref is resolved by the actor call
-        from aioray import _runtime
-        client = _runtime._worker_client
-        if client is None:
+        if isinstance(got, str) and got == _USE_ACTOR:
             return _ACTOR
-        return self._direct("put", serialize(item, client.driver_pid))
-
-    def _direct_get(self, op: str = "get", arg: Any = None) -> Any:
-        if self._local is not None:
-            return _ACTOR
-        got = self._direct(op, arg)
-        if isinstance(got, list):
+        if op in ("get", "get_batch") and isinstance(got, list):
             return deserialize(got[0])
         return got
+
+    def _on_driver(self, op: str, arg: Any) -> Any:
+        rt = self._rt() if self._rt is not None else None
+        local = self._local
+        if rt is None or rt.closed or local is None or self.actor is None:
+            return _ACTOR
+        if op in ("put", "put_batch"):
+            arg = self._copy(arg, f"{op}()")
+        qid, maxsize = self._qid, self.maxsize
+
+        async def on_loop() -> Any:
+            if _live(qid) is None:
+                return _ACTOR
+            return _apply(local, maxsize, op, arg)
+        return rt.run_sync(on_loop(), None, f"Queue.{op}()", "await queue.get_async()")
 
     @staticmethod
     def _loop_running() -> bool:
@@ -360,7 +384,7 @@ class Queue:
         if fast is not None:
             return fast.qsize()
         handle = self._handle()
-        if self._local is None and (n := self._direct("qsize")) is not _ACTOR:
+        if (n := self._direct("qsize")) is not _ACTOR:
             return n  # type: ignore[no-any-return]
         return get(handle.qsize.remote())  # type: ignore[no-any-return]
 
@@ -374,7 +398,7 @@ class Queue:
         if fast is not None:
             return fast.empty()
         handle = self._handle()
-        if self._local is None and (e := self._direct("empty")) is not _ACTOR:
+        if (e := self._direct("empty")) is not _ACTOR:
             return e  # type: ignore[no-any-return]
         return get(handle.empty.remote())  # type: ignore[no-any-return]
 
@@ -384,7 +408,7 @@ class Queue:
         if fast is not None:
             return fast.full()
         handle = self._handle()
-        if self._local is None and (f := self._direct("full")) is not _ACTOR:
+        if (f := self._direct("full")) is not _ACTOR:
             return f  # type: ignore[no-any-return]
         return get(handle.full.remote())  # type: ignore[no-any-return]
 
@@ -406,7 +430,8 @@ class Queue:
             if self._loop_running():
                 raise _would_block("put()", "await queue.put_async(item)")
         else:
-            done = self._direct_put(item)
+            # A top-level ref is resolved by the actor call (Ray's argument rule).
+            done = _ACTOR if isinstance(item, ObjectRef) else self._direct("put", item)
             if done is not _ACTOR and (done is None or not block or timeout == 0):
                 _check(done)
                 return
@@ -449,13 +474,10 @@ class Queue:
             _check(_put_batch(fast, self.maxsize, self._copy(list(items), "put_nowait_batch()")))
             return
         items = list(items)
-        from aioray import _runtime
-        client = _runtime._worker_client
-        if client is not None and self._local is None:
-            done = self._direct("put_batch", serialize(items, client.driver_pid))
-            if done is not _ACTOR:
-                _check(done)
-                return
+        done = self._direct("put_batch", items)
+        if done is not _ACTOR:
+            _check(done)
+            return
         _check(get(actor._put_batch.remote(items)))
 
     # -- get ---------------------------------------------------------------------------------
@@ -474,7 +496,7 @@ class Queue:
             if self._loop_running():
                 raise _would_block("get()", "await queue.get_async()")
         else:
-            got = self._direct_get()
+            got = self._direct("get")
             if got is not _ACTOR and (type(got) is not _Fail or not block or timeout == 0):
                 return _check(got)
             # empty and willing to wait: wait inside the actor
@@ -509,7 +531,7 @@ class Queue:
         fast = self._fast()
         if fast is not None:
             return _check(_get_batch(fast, num_items))  # type: ignore[no-any-return]
-        got = self._direct_get("get_batch", num_items)
+        got = self._direct("get_batch", num_items)
         if got is not _ACTOR:
             return _check(got)  # type: ignore[no-any-return]
         return _check(get(actor._get_batch.remote(num_items)))  # type: ignore[no-any-return]
