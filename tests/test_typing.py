@@ -1,6 +1,7 @@
 """The public types, proven with mypy: tests/typing/test_types.py must type-check cleanly under
 ``--strict`` (its ``assert_type`` calls hold), and every ``# E: text`` line of
-tests/typing/fail_types.py must get exactly the error it names (and no other line any)."""
+tests/typing/fail_types.py must get exactly the error it names (and no other line any). The
+same for typed actors with aioray's mypy plugin, in tests/typing/plugin/."""
 
 from __future__ import annotations
 
@@ -18,14 +19,11 @@ _LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<m
 pytest.importorskip("mypy")
 
 
-@pytest.fixture(scope="module")
-def mypy_errors() -> dict[str, dict[int, list[str]]]:
-    """One mypy run (config from pyproject: strict) over the package and the typing files:
-    relative path -> line -> error messages."""
+def _mypy(*args: str) -> dict[str, dict[int, list[str]]]:
+    """relative path -> line -> error messages."""
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-error-summary", "--show-absolute-path",
-         "--no-pretty", "aioray", str(TYPING)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+         "--no-pretty", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 2 = mypy itself failed
     errors: dict[str, dict[int, list[str]]] = {}
     for raw in proc.stdout.splitlines():
@@ -37,21 +35,38 @@ def mypy_errors() -> dict[str, dict[int, list[str]]]:
     return errors
 
 
+@pytest.fixture(scope="module")
+def mypy_errors() -> dict[str, dict[int, list[str]]]:
+    """mypy (config from pyproject: strict) over the package and the typing files, and (config
+    tests/typing/plugin/mypy.ini: strict + aioray.mypy_plugin) over the plugin's files."""
+    errors = _mypy("aioray", str(TYPING / "test_types.py"), str(TYPING / "fail_types.py"))
+    plugin = TYPING / "plugin"
+    with_plugin = _mypy("--config-file", str(plugin / "mypy.ini"),
+                        str(plugin / "test_plugin_types.py"), str(plugin / "fail_plugin_types.py"))
+    errors.update({k: v for k, v in with_plugin.items() if k.startswith("tests/")})
+    return errors
+
+
 def _format(errs: dict[int, list[str]]) -> str:
     return "\n".join(f"  {line}: {msg}" for line, msgs in sorted(errs.items()) for msg in msgs)
 
 
-def test_correct_code_type_checks(mypy_errors: dict[str, dict[int, list[str]]]) -> None:
-    errs = mypy_errors.get("tests/typing/test_types.py", {})
+@pytest.mark.parametrize("path", ["test_types.py", "plugin/test_plugin_types.py"])
+def test_correct_code_type_checks(mypy_errors: dict[str, dict[int, list[str]]],
+                                  path: str) -> None:
+    errs = mypy_errors.get(f"tests/typing/{path}", {})
     assert not errs, "mypy rejected correct code:\n" + _format(errs)
 
 
-def test_wrong_code_is_reported(mypy_errors: dict[str, dict[int, list[str]]]) -> None:
-    source = (TYPING / "fail_types.py").read_text().splitlines()
+@pytest.mark.parametrize(("path", "at_least"), [("fail_types.py", 15),
+                                                ("plugin/fail_plugin_types.py", 7)])
+def test_wrong_code_is_reported(mypy_errors: dict[str, dict[int, list[str]]], path: str,
+                                at_least: int) -> None:
+    source = (TYPING / path).read_text().splitlines()
     expected = {i: line.split("# E: ", 1)[1].strip()
                 for i, line in enumerate(source, start=1) if "# E: " in line}
-    assert len(expected) >= 15
-    got = mypy_errors.get("tests/typing/fail_types.py", {})
+    assert len(expected) >= at_least
+    got = mypy_errors.get(f"tests/typing/{path}", {})
     missing = {line: text for line, text in expected.items()
                if not any(text in msg for msg in got.get(line, []))}
     unexpected = {line: msgs for line, msgs in got.items() if line not in expected}

@@ -140,9 +140,10 @@ def check_actors() -> None:
     counter = Counter.remote(5)
     assert_type(counter, ActorHandle[_Counter])
     assert_type(Counter.options(name="c", lifetime="detached").remote(), ActorHandle[_Counter])
-    # Method calls go through __getattr__: mypy cannot see the class's methods there, so
-    # .remote() is Any (see README "Typing"). Annotate the ref to get types back:
-    assert_type(counter.incr, ActorMethod)
+    # Without aioray.mypy_plugin, method calls go through __getattr__, where mypy cannot see
+    # the class's methods: .remote() is Any (tests/typing/plugin/ has the typed version).
+    # Annotate the ref to get types back:
+    assert_type(counter.incr, ActorMethod[..., Any])
     value: ObjectRef[int] = counter.incr.remote(1)
     assert_type(ray.get(value), int)
     named = ray.get_actor("c")
