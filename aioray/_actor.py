@@ -40,6 +40,7 @@ from aioray.exceptions import (
     ActorDiedError,
     ActorShutdownError,
     ActorUnschedulableError,
+    PendingCallsLimitExceeded,
     RayActorError,
     RayTaskError,
     TaskCancelledError,
@@ -329,12 +330,14 @@ def pin_actor(actor_id: bytes) -> ActorHandle[Any]:
 
 # -- driver side: actor state and execution ------------------------------------------------
 class ActorCall:
-    __slots__ = ("args_payload", "atask", "attempt", "cancelled", "deps", "group", "in_thread",
-                 "meta", "nret", "opts", "returns", "sink", "state", "task_id", "thread_ident")
+    __slots__ = ("actor_id", "args_payload", "atask", "attempt", "cancelled", "deps", "group",
+                 "in_thread", "meta", "nret", "opts", "returns", "sink", "state", "task_id",
+                 "thread_ident")
 
     def __init__(self, task_id: bytes, meta: MethodMeta, payload: Any,
                  deps: list[ObjectRef[Any]], opts: dict[str, Any]) -> None:
         self.task_id = task_id
+        self.actor_id = b""
         self.meta = meta
         self.args_payload = payload
         self.deps = deps
@@ -493,7 +496,7 @@ class ActorState:
             running = running or bool(g.running)
             while g.queue:
                 call = g.queue.popleft()
-                self.manager.calls.pop(call.task_id, None)
+                self.manager.done(call)
                 call.fail(cause)
             if g.threads is not None:
                 g.threads.shutdown(wait=False, cancel_futures=not graceful)
@@ -569,12 +572,12 @@ class ActorState:
     # -- calls (loop thread) ------------------------------------------------------------
     def submit(self, call: ActorCall) -> None:
         if self.status == "DEAD":
-            self.manager.calls.pop(call.task_id, None)
+            self.manager.done(call)
             call.fail(self._dead_error())
             return
         group = self.groups.get(call.group)
         if group is None:
-            self.manager.calls.pop(call.task_id, None)
+            self.manager.done(call)
             call.fail(ValueError(
                 f"Concurrency group {call.group!r} is not declared on actor "
                 f"{self.ac.__name__}; declared: {sorted(g for g in self.groups if g != DEFAULT_GROUP)}."))
@@ -594,7 +597,7 @@ class ActorState:
         while self.status == "ALIVE" and group.queue and len(group.running) < group.limit:
             call = group.queue.popleft()
             if call.cancelled:
-                self.manager.calls.pop(call.task_id, None)
+                self.manager.done(call)
                 continue
             group.running.add(call)
             call.state = "running"
@@ -639,7 +642,7 @@ class ActorState:
         finally:
             if call.attempt == attempt:  # else re-queued by a restart: not ours any more
                 group.running.discard(call)
-                self.manager.calls.pop(call.task_id, None)
+                self.manager.done(call)
             if self.status == "ALIVE":
                 self._pump(group)
                 self._exit_if_unused()
@@ -758,6 +761,10 @@ class ActorManager:
         self.actors: dict[bytes, ActorState] = {}
         self.named: dict[tuple[str, str], ActorState] = {}
         self.calls: dict[bytes, ActorCall] = {}
+        # max_pending_calls: the limit and the count of calls in flight, per actor
+        self.pending_limits: dict[bytes, int] = {}
+        self.pending: dict[bytes, int] = {}
+        self._pending_lock = threading.Lock()
         # Why recently dead actors died, so later calls raise the real cause (bounded).
         self.graveyard: OrderedDict[bytes, ActorDiedError] = OrderedDict()
         self._named_lock = threading.Lock()
@@ -794,6 +801,9 @@ class ActorManager:
                                       self.rt.driver_pid)
             state = ActorState(self, actor_id or uuid.uuid4().bytes, ac, payload, deps, opts)
         self.actors[state.actor_id] = state
+        limit = opts.get("max_pending_calls")
+        if isinstance(limit, int) and limit > 0:  # -1 (Ray's default): unlimited
+            self.pending_limits[state.actor_id] = limit
         handle = self.handle_for(state.actor_id, ac.__name__, ac._methods)
         self.rt.call_soon(self._start, state)
         return handle
@@ -820,6 +830,16 @@ class ActorManager:
         if payload is None:
             payload, deps = pack_args(args, kwargs, meta.name, self.rt.driver_pid)
         call = ActorCall(task_id or new_task_id(), meta, payload, deps or [], opts)
+        call.actor_id = handle._actor_id
+        limit = self.pending_limits.get(handle._actor_id)
+        if limit is not None:
+            with self._pending_lock:
+                n = self.pending.get(handle._actor_id, 0)
+                if n >= limit:
+                    raise PendingCallsLimitExceeded(
+                        f"The actor {handle._class_name} has {n} calls in flight, its "
+                        f"max_pending_calls. Wait for some results before sending more.")
+                self.pending[handle._actor_id] = n + 1
         nret = call.nret = opts.get("num_returns")
         if meta.is_generator:
             from aioray._generator import DynamicSink, StaticSink
@@ -847,13 +867,19 @@ class ActorManager:
             return refs[0]
         return refs or None
 
+    def done(self, call: ActorCall) -> None:
+        """A call is over (finished, failed or dropped): forget it."""
+        if self.calls.pop(call.task_id, None) is not None and call.actor_id in self.pending_limits:
+            with self._pending_lock:
+                self.pending[call.actor_id] = self.pending.get(call.actor_id, 1) - 1
+
     def _submit_call(self, actor_id: bytes, call: ActorCall) -> None:
         state = self.actors.get(actor_id)
         if call.cancelled:  # cancelled before it reached the actor
-            self.calls.pop(call.task_id, None)
+            self.done(call)
             return
         if state is None:
-            self.calls.pop(call.task_id, None)
+            self.done(call)
             call.fail(self.graveyard.get(actor_id) or ActorDiedError(
                 "The actor is dead (killed, exited, or out of scope).", actor_id=actor_id.hex()))
             return
@@ -933,6 +959,8 @@ class ActorManager:
 
     def _forget(self, state: ActorState) -> None:
         self.actors.pop(state.actor_id, None)
+        self.pending_limits.pop(state.actor_id, None)
+        self.pending.pop(state.actor_id, None)
         self.graveyard[state.actor_id] = state._dead_error()
         if len(self.graveyard) > GRAVEYARD_SIZE:
             self.graveyard.popitem(last=False)
@@ -957,8 +985,14 @@ class ActorManager:
         state = self.actors.get(actor_id)
         name = state.ac.__name__ if state is not None else "actor"
         handle: ActorHandle[Any] = ActorHandle(actor_id, name, {}, None, self.rt)
-        out = self.call(handle, meta, (), {}, opts, task_id=task_id, payload=payload,
-                        deps=[ref_for(i) for i in dep_ids])
+        try:
+            out = self.call(handle, meta, (), {}, opts, task_id=task_id, payload=payload,
+                            deps=[ref_for(i) for i in dep_ids])
+        except PendingCallsLimitExceeded as e:  # the worker's refs carry the error
+            nret = opts.get("num_returns")
+            n = nret if isinstance(nret, int) and not meta.is_generator else 1
+            out = [ObjectRef(entry.id, entry) for entry in (
+                ObjectEntry(object_id(task_id, i + 1), ErrorValue(e)) for i in range(n))]
         refs = out if isinstance(out, list) else [out] if isinstance(out, ObjectRef) else []
         if isinstance(out, ObjectRefGenerator):
             self.rt.backchannel.generators[task_id] = out

@@ -27,6 +27,7 @@ __all__ = [
     "ObjectFreedError",
     "ObjectLostError",
     "OwnerDiedError",
+    "PendingCallsLimitExceeded",
     "PlacementGroupRemovedError",
     "RayActorError",
     "RayError",
@@ -151,6 +152,11 @@ class OwnerDiedError(ObjectLostError):
 
 class PlacementGroupRemovedError(RaySystemError):
     """The task or actor's placement group was removed before it could run."""
+
+
+class PendingCallsLimitExceeded(RayError):
+    """Raised by ``handle.method.remote()`` when the actor already has ``max_pending_calls``
+    calls in flight. Not raised for actors without that option."""
 
 
 class GetTimeoutError(RayError, TimeoutError):

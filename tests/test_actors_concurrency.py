@@ -490,3 +490,40 @@ def test_cancel_finished_call_is_a_noop(ray: Any) -> None:
     assert aioray.get(ref, timeout=TIMEOUT) == 5
     aioray.cancel(ref)
     assert aioray.get(ref) == 5
+
+
+# -- max_pending_calls ---------------------------------------------------------------------
+def test_max_pending_calls(ray: Any) -> None:
+    s = Serial.options(max_pending_calls=3).remote()
+    refs = [s.block.remote(), s.work.remote(1), s.work.remote(2)]
+    with pytest.raises(aioray.exceptions.PendingCallsLimitExceeded, match="max_pending_calls"):
+        s.work.remote(3)
+    GATE.set()
+    assert aioray.get(refs, timeout=TIMEOUT) == ["released", 1, 2]
+    # calls that finished no longer count
+    assert aioray.get([s.work.remote(i) for i in range(3)], timeout=TIMEOUT) == [0, 1, 2]
+
+
+def test_max_pending_calls_unlimited_by_default(ray: Any) -> None:
+    s = Serial.options(max_pending_calls=-1).remote()
+    refs = [s.block.remote()] + [s.work.remote(i) for i in range(100)]
+    GATE.set()
+    assert len(aioray.get(refs, timeout=TIMEOUT)) == 101
+
+
+@aioray.remote
+def flood(s: Any) -> str:
+    refs = [s.work.remote(i) for i in range(5)]
+    try:
+        aioray.get(refs[-1])  # the first is queued behind the blocked call
+    except aioray.exceptions.PendingCallsLimitExceeded:
+        return "limited"
+    return "not limited"
+
+
+def test_max_pending_calls_from_a_worker_process(ray: Any) -> None:
+    s = Serial.options(max_pending_calls=2).remote()
+    stuck = s.block.remote()
+    assert aioray.get(flood.remote(s), timeout=TIMEOUT) == "limited"
+    GATE.set()
+    assert aioray.get(stuck, timeout=TIMEOUT) == "released"
