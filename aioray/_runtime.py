@@ -94,6 +94,9 @@ class Runtime:
         self.started_at = time.monotonic()
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._drain_scheduled = False
+        # Threads blocked in run_sync: released with RuntimeShutdownError if shutdown stops
+        # the loop before their coroutine could finish.
+        self._sync_waits: set[concurrent.futures.Future[Any]] = set()
         self.tasks = TaskManager(self)
         self.workers = WorkerPool(self, max_idle=max(1, int(num_cpus)))
         self.backchannel = Backchannel(self)
@@ -144,6 +147,7 @@ class Runtime:
             coro.close()
             raise RuntimeShutdownError("aioray was shut down; this call cannot complete.")
         cf = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._sync_waits.add(cf)
         try:
             return cf.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -151,9 +155,16 @@ class Runtime:
                 raise
             cf.cancel()
             raise GetTimeoutError(f"{what} timed out after {timeout} seconds.") from None
+        except concurrent.futures.CancelledError:
+            if self.closed:  # shutdown cancelled the coroutine
+                raise RuntimeShutdownError(
+                    f"aioray.shutdown() ran while {what} was waiting.") from None
+            raise
         except KeyboardInterrupt:
             cf.cancel()
             raise
+        finally:
+            self._sync_waits.discard(cf)
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the runtime loop from whatever loop we are on."""
@@ -363,6 +374,8 @@ class Runtime:
     def _close_on_loop(self) -> list[Any]:
         """Fail everything in flight; returns the workers to stop (loop thread)."""
         self.closed = True
+        self.workers.closed = True  # tasks woken by the failures below must not spawn workers
+        self._drain()  # submissions still queued for the loop: start them, so they fail below
         err = RuntimeShutdownError(
             "aioray.shutdown() ran while this task was in flight; it will never finish.")
         self.tasks.fail_all(err)
@@ -404,6 +417,15 @@ class Runtime:
             self.workers.kill_all_now()
             self.tasks.shutdown()
             _shared_memory.sweep(self.driver_pid)
+            if not loop.is_running():
+                # Blocked callers whose coroutine will never run again: release them.
+                for cf in list(self._sync_waits):
+                    try:
+                        cf.set_exception(RuntimeShutdownError(
+                            "aioray.shutdown() ran while this call was waiting."))
+                    except concurrent.futures.InvalidStateError:
+                        pass
+            _detach_pool_threads()
 
     def is_stale(self) -> bool:
         return self.closed or self.loop.is_closed()
@@ -621,4 +643,35 @@ def _atexit() -> None:
         warnings.warn(f"aioray cleanup at exit failed: {e!r}", stacklevel=1)
 
 
+def _detach_pool_threads() -> None:
+    """Let the interpreter exit even while task code still runs on one of our pool threads (a
+    sync actor method or thread task that never returns; they cannot be interrupted).
+
+    At exit Python joins every ``ThreadPoolExecutor`` thread, and every non-daemon thread;
+    ours are named ``aioray-*``, so we take them off both lists — whatever they still run
+    ends with the process, as a worker process's task would.
+    """
+    try:
+        from concurrent.futures import thread as cft
+        for t in list(cft._threads_queues):
+            if t.name.startswith("aioray-"):
+                cft._threads_queues.pop(t, None)  # type: ignore[attr-defined]
+                lock = getattr(t, "_tstate_lock", None)  # Python < 3.13: joined at exit
+                locks = getattr(threading, "_shutdown_locks", None)
+                if lock is not None and locks is not None:
+                    with threading._shutdown_locks_lock:  # type: ignore[attr-defined]
+                        locks.discard(lock)
+    except Exception:  # private APIs: best effort
+        pass
+
+
 atexit.register(_atexit)
+# When the main thread ends, Python first runs threading's exit hooks (newest first) — one of
+# them joins every pool thread — then joins non-daemon threads, then runs atexit (our
+# shutdown). Detach our threads before that join, or a stuck sync actor method hangs exit.
+try:
+    import concurrent.futures.thread  # register after its hook, so ours runs first
+
+    threading._register_atexit(_detach_pool_threads)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):
+    pass
