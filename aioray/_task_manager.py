@@ -204,6 +204,12 @@ class TaskManager:
 
     # -- life of a task (loop thread) ----------------------------------------------------
     def start(self, spec: TaskSpec) -> None:
+        if spec.parent is not None and spec.opts.get("scheduling_strategy") is None:
+            parent = self.tasks.get(spec.parent)
+            if parent is not None and (parent.opts.get("scheduling_strategy") is not None
+                                       or parent.opts.get("placement_group") is not None):
+                from aioray.util.placement_group import captured_opts
+                spec.opts = captured_opts(parent.opts, spec.opts)  # capture_child_tasks
         try:
             pool = self.rt.pool_for(spec.opts)
         except Exception as e:  # removed placement group, unsatisfiable node affinity, ...

@@ -481,3 +481,34 @@ def test_node_affinity() -> None:
 
     with pytest.raises(ray.exceptions.TaskUnschedulableError, match="one node"):
         ray.get(from_worker.remote(hard), timeout=TIMEOUT)
+
+
+@pytest.mark.usefixtures("ray")
+def test_capture_child_tasks() -> None:
+    pg = placement_group([{"CPU": 1}])  # the node keeps one CPU for uncaptured children
+
+    @ray.remote(num_cpus=1)
+    def child() -> Any:
+        return get_current_placement_group()
+
+    @ray.remote(num_cpus=0)
+    def parent(default: bool) -> Any:
+        c = child.options(scheduling_strategy="DEFAULT") if default else child
+        return ray.get(c.remote())
+
+    @ray.remote(num_cpus=0)
+    async def async_parent() -> Any:
+        return await child.remote()
+
+    capture = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+    plain = PlacementGroupSchedulingStrategy(pg)
+    assert ray.get(parent.options(scheduling_strategy=capture).remote(False),
+                   timeout=TIMEOUT) == pg
+    assert ray.get(async_parent.options(scheduling_strategy=capture).remote(),
+                   timeout=TIMEOUT) == pg
+    assert ray.get(parent.options(scheduling_strategy=capture).remote(True),
+                   timeout=TIMEOUT) is None  # "DEFAULT" opts out
+    assert ray.get(parent.options(scheduling_strategy=plain).remote(False),
+                   timeout=TIMEOUT) is None
+    legacy = parent.options(placement_group=pg, placement_group_capture_child_tasks=True)
+    assert ray.get(legacy.remote(False), timeout=TIMEOUT) == pg

@@ -25,6 +25,9 @@ Choices where a single node differs from a cluster:
   (aioray does not account memory).
 * Tasks and actors that request no resources (async tasks default to ``num_cpus=0``) do not
   wait for the group to be reserved; give them a resource to gang-schedule them.
+* ``placement_group_capture_child_tasks=True`` puts the tasks a *task* submits (with no
+  strategy of their own) into the same group, any bundle; tasks submitted by actor methods
+  are not captured.
 * From worker processes every function here works through the driver.
 """
 
@@ -486,6 +489,25 @@ def _group_of(opts: Mapping[str, Any]) -> PlacementGroup | None:
     if not isinstance(pg, PlacementGroup):
         pg = getattr(opts.get("scheduling_strategy"), "placement_group", None)
     return pg if isinstance(pg, PlacementGroup) else None
+
+
+def captured_opts(parent_opts: Mapping[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """A child task's options: in its parent's group (any bundle) when the parent was
+    scheduled with ``placement_group_capture_child_tasks=True`` and the child chose no
+    strategy of its own (``"DEFAULT"`` opts out, as in Ray)."""
+    if opts.get("placement_group") is not None or opts.get("scheduling_strategy") is not None:
+        return opts
+    from aioray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    strategy = parent_opts.get("scheduling_strategy")
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        pg, capture = strategy.placement_group, strategy.placement_group_capture_child_tasks
+    else:
+        pg = parent_opts.get("placement_group")
+        capture = parent_opts.get("placement_group_capture_child_tasks")
+    if not capture or not isinstance(pg, PlacementGroup) or pg.is_empty:
+        return opts
+    return {**opts, "scheduling_strategy": PlacementGroupSchedulingStrategy(
+        pg, placement_group_bundle_index=-1, placement_group_capture_child_tasks=True)}
 
 
 def _backend() -> Any:
