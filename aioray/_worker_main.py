@@ -93,6 +93,8 @@ class WorkerClient:
         self._credit: dict[bytes, int] = {}
         self._credit_cv = threading.Condition()
         self.gpu_ids: list[int] = []
+        # What a task without GPUs sees: the environment this worker started with.
+        self._initial_cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
 
     # -- wire ----------------------------------------------------------------------------
     def send(self, msg: tuple[Any, ...]) -> None:
@@ -202,6 +204,10 @@ class WorkerClient:
         self.gpu_ids = list(gpu_ids or ())
         if gpu_ids is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+        elif self._initial_cvd is None:  # not the devices of an earlier GPU task on this worker
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self._initial_cvd
         try:
             fn = self._functions[fn_id]
             args, kwargs = unpack_args(payload, dep_values)

@@ -226,6 +226,20 @@ def test_num_gpus_sets_cuda_visible_devices(tmp_path: Path) -> None:
     assert sorted(gpu_ids) == [0, 1] and sorted(cvd.split(",")) == ["0", "1"]
 
 
+def test_task_without_gpus_does_not_inherit_devices_on_reused_worker() -> None:
+    aioray.init(num_cpus=1, num_gpus=1)  # one CPU: both tasks run on the same worker
+
+    @aioray.remote
+    def view() -> tuple[int, str | None, list[int]]:
+        return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"), aioray.get_gpu_ids()
+
+    pid1, cvd1, ids1 = aioray.get(view.options(num_gpus=1).remote(), timeout=60)
+    pid2, cvd2, ids2 = aioray.get(view.remote(), timeout=60)
+    assert (cvd1, ids1) == ("0", [0])
+    assert pid1 == pid2
+    assert cvd2 == os.environ.get("CUDA_VISIBLE_DEVICES") and ids2 == []
+
+
 def test_gpu_ids_in_thread_and_async_tasks() -> None:
     aioray.init(num_cpus=2, num_gpus=2)
 
