@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_GROUP = "_default"
 GRAVEYARD_SIZE = 10_000
 
@@ -71,6 +72,15 @@ class _Interrupted(BaseException):
 
 
 # -- the @method decorator and class metadata ---------------------------------------------
+# Typing: the decorated method keeps its type (so aioray.mypy_plugin can type its calls), except
+# with num_returns, which changes what .remote() returns.
+@overload
+def method(*, num_returns: int | str | None,
+           **kwargs: Any) -> Callable[[Callable[..., Any]], Any]: ...
+@overload
+def method(**kwargs: Any) -> Callable[[F], F]: ...
+
+
 def method(*args: Any, **kwargs: Any) -> Any:
     """Annotate an actor method: ``@aioray.method(num_returns=2, concurrency_group="io")``."""
     if args:

@@ -14,6 +14,10 @@ class Counter:
         self.value += times
         return self.value
 
+    @ray.method(concurrency_group="io")
+    def read(self, path: str) -> bytes:
+        return path.encode()
+
 
 def wrong() -> None:
     Counter.remote("0")  # E: Argument 1 to "remote" of "Counter" has incompatible type "str"; expected "int"
@@ -24,4 +28,5 @@ def wrong() -> None:
     c.inrc.remote()  # E: Actor "Counter" has no method "inrc"
     s: str = ray.get(c.incr.remote())  # E: Incompatible types in assignment (expression has type "int", variable has type "str")
     c.incr.options(name="x").remote(b"")  # E: incompatible type "bytes"; expected "int"
+    c.read.remote(1)  # E: Argument 1 to "remote" of "ActorMethod" has incompatible type "int"; expected "str"
     print(s)

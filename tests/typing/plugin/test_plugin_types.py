@@ -33,10 +33,18 @@ class Counter:
             yield bytes(i)
 
 
-@ray.remote(max_concurrency=4, num_cpus=0)
+@ray.remote(max_concurrency=4, num_cpus=0, concurrency_groups={"io": 2})
 class NoInit:
     def ping(self) -> None:
         pass
+
+    @ray.method(concurrency_group="io")
+    async def io(self, path: str) -> bytes:
+        return path.encode()
+
+    @ray.method(num_returns=2)
+    def pair(self) -> tuple[int, int]:
+        return 1, 2
 
 
 def check() -> None:
@@ -54,6 +62,8 @@ def check() -> None:
     n = NoInit.remote()
     assert_type(n, ActorHandle[NoInit])
     assert_type(n.ping.remote(), ObjectRef[None])
+    assert_type(n.io.remote("p"), ObjectRef[bytes])  # @ray.method(...) keeps the types
+    assert_type(n.pair.remote(), Any)  # ... unless num_returns changes what .remote() gives
     assert_type(ray.get_actor("c").anything.remote(1, 2), Any)  # ActorHandle[Any]: unchecked
     h: ActorHandle[Counter] = ray.get_actor("c")
     assert_type(h.incr.remote(2), ObjectRef[int])
