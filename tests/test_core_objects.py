@@ -330,3 +330,15 @@ def test_large_put_get_loop_leaves_no_segments(ray: Any) -> None:
     for _ in range(30):
         assert aioray.get(aioray.put(arr))[0] == 1.0
     assert _eventually(lambda: set(_segments()) <= before)
+
+
+def test_large_array_ref_shared_by_process_tasks_without_copies(ray: Any) -> None:
+    @aioray.remote
+    def address(a: Any) -> tuple[float, bool]:
+        return float(a[-1]), bool(a.flags.writeable)
+
+    x_id = aioray.put(np.arange(1 << 18, dtype=np.float64))
+    before = set(_segments())
+    out = aioray.get([address.remote(x_id) for _ in range(5)], timeout=60)
+    assert out == [(float((1 << 18) - 1), False)] * 5
+    assert set(_segments()) == before  # every task mapped the one stored copy
