@@ -326,3 +326,25 @@ def test_cpu_reclaimed_after_get(ray: Any) -> None:
         return aioray.available_resources()  # ...and has them back afterwards
 
     assert aioray.get(waits_then_works.remote(), timeout=60).get("CPU", 0.0) == 0.0
+
+
+def test_waiting_for_arguments_holds_no_cpu() -> None:
+    aioray.init(num_cpus=1)
+    gate = threading.Event()
+
+    @aioray.remote(executor="thread", num_cpus=0)
+    def slow_input() -> int:
+        assert gate.wait(30)
+        return 1
+
+    @aioray.remote(executor="thread", num_cpus=1)
+    def consumer(x: int) -> int:
+        return x + 1
+
+    dependent = consumer.remote(slow_input.remote())
+    # While its argument is pending the dependent task holds nothing: an independent task
+    # needing the only CPU runs to completion.
+    assert aioray.get(consumer.remote(10), timeout=30) == 11
+    assert aioray.available_resources() == {"CPU": 1.0}
+    gate.set()
+    assert aioray.get(dependent, timeout=30) == 2
