@@ -95,6 +95,22 @@ def test_exception_with_custom_init_survives(ray: Any, executor: str) -> None:
         aioray.get(raise_code.options(executor=executor).remote())
     assert ei.value.code == 404 and ei.value.detail == "not found"
     assert isinstance(ei.value.cause, CodeError)
+    copy = pickle.loads(pickle.dumps(ei.value))
+    assert isinstance(copy, CodeError) and copy.cause.detail == "not found"
+
+
+def test_exception_with_custom_init_through_nested_tasks(ray: Any) -> None:
+    @aioray.remote
+    def raise_code() -> None:
+        raise CodeError(500, "inner")
+
+    @aioray.remote
+    def outer() -> None:
+        aioray.get(raise_code.remote())
+
+    with pytest.raises(CodeError) as ei:
+        aioray.get(outer.remote(), timeout=60)
+    assert ei.value.code == 500 and ei.value.cause.cause.detail == "inner"
 
 
 def test_locally_defined_exception_class(ray: Any) -> None:
