@@ -258,6 +258,9 @@ class TaskManager:
                 entry.resolve(v)
         finally:
             self.tasks.pop(spec.task_id, None)
+            # The Task's context holds spec (current_task): drop spec -> Task so the pair is
+            # not a reference cycle, freed (with the task's outputs) only by the cyclic GC.
+            spec.atask = None
 
     async def _run(self, spec: TaskSpec) -> None:
         try:
@@ -295,6 +298,7 @@ class TaskManager:
             spec.fail(e if isinstance(e, Exception) else RuntimeError(repr(e)))
         finally:
             self.tasks.pop(spec.task_id, None)
+            spec.atask = None  # no spec <-> Task cycle (see _run_simple)
 
     async def _resolve_deps(self, spec: TaskSpec) -> list[Any] | None:
         entries = [d._entry for d in spec.deps]
