@@ -342,10 +342,12 @@ def test_get_async_and_wait_async_in_worker_process(ray: Any) -> None:
         async def main() -> Any:
             refs = [add.remote(1, 1), add.remote(2, 2)]
             ready, _ = await aioray.wait_async(refs, num_returns=2, timeout=30)
-            return await aioray.get_async(ready), await refs[0]
+            done, _ = await asyncio.wait([add.remote(3, 3)])
+            return (await aioray.get_async(ready), await refs[0],
+                    [d.result() for d in done], refs[1].future().result(30))
         return asyncio.run(main())
 
-    assert aioray.get(inner.remote(), timeout=60) == ([2, 4], 2)
+    assert aioray.get(inner.remote(), timeout=60) == ([2, 4], 2, [6], 4)
 
 
 # -- runtime context -------------------------------------------------------------------------------
