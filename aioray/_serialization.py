@@ -121,7 +121,13 @@ def deserialize(stored: Any) -> Any:
     """The value of a stored object; raises the error of an :class:`ErrorValue`."""
     tp = type(stored)
     if tp is SerializedObject:
-        bufs = [b.view() if isinstance(b, SharedBuffer) else b for b in stored.buffers]
+        try:
+            bufs = [b.view() if isinstance(b, SharedBuffer) else b for b in stored.buffers]
+        except FileNotFoundError as e:  # the segment was swept (shutdown) before first use
+            from aioray.exceptions import ObjectLostError
+            raise ObjectLostError(message=(
+                "This object's shared memory is gone: aioray.shutdown() frees every object, "
+                "so get values you still need before shutting down.")) from e
         return pickle.loads(stored.data, buffers=bufs)
     if tp is ErrorValue:
         raise stored.error

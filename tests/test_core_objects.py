@@ -253,6 +253,20 @@ def test_shared_memory_swept_at_shutdown(ray: Any) -> None:
     del keep
 
 
+def test_large_result_read_after_shutdown_is_a_clear_error() -> None:
+    aioray.init(num_cpus=1)
+
+    @aioray.remote
+    def make() -> Any:
+        return np.ones(1 << 18)
+
+    ref = make.remote()
+    aioray.wait([ref], timeout=60)
+    aioray.shutdown()
+    with pytest.raises(aioray.exceptions.ObjectLostError, match="shutdown"):
+        aioray.get(ref)
+
+
 # -- freeing --------------------------------------------------------------------------------------
 def test_put_entry_freed_with_last_ref(ray: Any) -> None:
     ref = aioray.put([1, 2, 3])
