@@ -389,6 +389,16 @@ class Runtime:
     async def _shutdown_async(self) -> None:
         self._close_on_loop()
         await self.workers.shutdown(timeout=1.0)
+        if self.thread is not None:
+            # Our own loop is about to stop: let the task coroutines that fail_all cancelled (and
+            # crash reports of the workers just stopped) finish, instead of being destroyed
+            # pending with "Task was destroyed" / "exception never retrieved" noise.
+            me = asyncio.current_task()
+            others = [t for t in asyncio.all_tasks() if t is not me]
+            for t in others:
+                t.cancel()
+            if others:
+                await asyncio.wait(others, timeout=1.0)
 
     def shutdown(self) -> None:
         if self.closed and not self.workers.workers:
