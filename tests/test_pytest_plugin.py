@@ -157,7 +157,7 @@ def square(x):
     return x * x
 
 
-@pytest.mark.parametrize("i", range(6))
+@pytest.mark.parametrize("i", range(4))
 def test_same_actor_name_in_every_worker(aioray_runtime, i):
     a = Named.options(name="same").remote()
     assert aioray.get(aioray.get_actor("same").where.remote()) == os.getpid()  # sync actor: thread
@@ -165,4 +165,4 @@ def test_same_actor_name_in_every_worker(aioray_runtime, i):
     print("xdist worker", os.environ.get("PYTEST_XDIST_WORKER"))
 ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", timeout=180)
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=4)
