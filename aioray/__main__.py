@@ -28,26 +28,30 @@ def _version(dist: str) -> str | None:
 def collect() -> dict[str, Any]:
     """Start a default runtime, read what it has, shut it down."""
     import aioray
+    from aioray import _runtime
     from aioray._shared_memory import _DIR
 
     was_running = aioray.is_initialized()
     info = aioray.init(ignore_reinit_error=True)
     try:
         resources = aioray.cluster_resources()
+        ray_backend = bool(getattr(_runtime._ray_backend, "is_ray", False))
     finally:
         if not was_running:
             aioray.shutdown()
-    loop = str(info["loop"])
+    loop = "Ray's own (tasks run on Ray)" if ray_backend else str(info.get("loop"))
     if loop == "uvloop":
         loop = f"uvloop {_version('uvloop') or ''}".strip()
     local = os.environ.get("AIORAY_LOCAL_MODE", "") not in ("", "0")
     return {
         "version": aioray.__version__,
+        "backend": "ray (AIORAY_BACKEND=ray / init(address=...))" if ray_backend
+                   else "embedded (this process)",
         "python": f"{platform.python_version()} ({platform.python_implementation()}, "
                   f"{platform.system()} {platform.machine()})",
         "loop": loop,
         "resources": resources,
-        "worker_start_method": WORKER_START,
+        "worker_start_method": "Ray's worker processes" if ray_backend else WORKER_START,
         "local_mode": local,
         "shared_memory_dir": _DIR,
         "optional_packages": {name: _version(name)
@@ -56,7 +60,8 @@ def collect() -> dict[str, Any]:
 
 
 def _format_resources(resources: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:g}" for k, v in sorted(resources.items())) or "none"
+    return ", ".join(f"{k} {int(v) if float(v).is_integer() else v}"
+                     for k, v in sorted(resources.items())) or "none"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("aioray", data["version"]),
         ("python", data["python"]),
-        ("event loop", f"{data['loop']}  (AIORAY_LOOP=asyncio selects the stdlib loop)"),
+        ("backend", data["backend"]),
+        ("event loop", data["loop"] if data["backend"].startswith("ray") else
+         f"{data['loop']}  (AIORAY_LOOP=asyncio selects the stdlib loop)"),
         ("resources", _format_resources(data["resources"])
          + "  (init(num_cpus=..., num_gpus=..., resources={...}) to change)"),
         ("worker start", data["worker_start_method"]),

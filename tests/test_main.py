@@ -24,6 +24,7 @@ def test_prints_version_loop_resources_and_worker_start() -> None:
     assert "CPU" in lines["resources"]
     assert lines["worker start"].strip() == "subprocess (python -m aioray._worker_main)"
     assert lines["local mode"].strip().startswith("off")
+    assert lines["backend"].strip().startswith("embedded")
 
 
 def test_json_output_and_local_mode_env() -> None:
