@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 from aioray import _ray_backend, _runtime
 from aioray._actor import ActorClass, ActorHandle
@@ -23,6 +23,7 @@ R = TypeVar("R")
 Y = TypeVar("Y")
 # What wait() accepts and hands back, kept as given (refs and generators).
 W = TypeVar("W", bound="ObjectRef[Any] | ObjectRefGenerator[Any]")
+_Waitable: TypeAlias = "ObjectRef[Any] | ObjectRefGenerator[Any]"
 P = ParamSpec("P")
 
 # init() arguments that only matter on a cluster or for Ray's own processes: accepted, no-ops.
@@ -252,16 +253,37 @@ def put(value: T, **_ignored: Any) -> ObjectRef[T]:
     return current_backend().put(value)  # type: ignore[no-any-return]
 
 
+# Typing: a list of one kind (refs of T, or generators) comes back as that kind; a mixed list
+# as the union, so isinstance(r, ObjectRefGenerator) tells them apart.
+@overload
 def wait(refs: Sequence[W], *, num_returns: int = 1, timeout: float | None = None,
-         fetch_local: bool = True) -> tuple[list[W], list[W]]:
+         fetch_local: bool = True) -> tuple[list[W], list[W]]: ...
+@overload
+def wait(  # type: ignore[overload-cannot-match]  # it does: mixed lists fail W's bound
+        refs: Sequence[_Waitable], *, num_returns: int = 1, timeout: float | None = None,
+        fetch_local: bool = True) -> tuple[list[_Waitable], list[_Waitable]]: ...
+
+
+def wait(refs: Sequence[_Waitable], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
     """Split refs (and generators) into ``(ready, not_ready)`` once ``num_returns`` are ready
     or ``timeout`` seconds pass. Order is kept; ``timeout=0`` polls."""
     return current_backend().wait(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
 
 
+@overload
 async def wait_async(refs: Sequence[W], *, num_returns: int = 1,
                      timeout: float | None = None,
-                     fetch_local: bool = True) -> tuple[list[W], list[W]]:
+                     fetch_local: bool = True) -> tuple[list[W], list[W]]: ...
+@overload
+async def wait_async(  # type: ignore[overload-cannot-match]  # see wait()
+        refs: Sequence[_Waitable], *, num_returns: int = 1, timeout: float | None = None,
+        fetch_local: bool = True) -> tuple[list[_Waitable], list[_Waitable]]: ...
+
+
+async def wait_async(refs: Sequence[_Waitable], *, num_returns: int = 1,
+                     timeout: float | None = None,
+                     fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
     """``wait`` for async code."""
     backend = current_backend()
     if backend.is_worker:

@@ -112,6 +112,13 @@ def check_generators() -> None:
     assert_type(count.options(num_cpus=0).remote(1), ObjectRefGenerator[int])
     ready, _ = ray.wait([gen], timeout=0)
     assert_type(ready, list[ObjectRefGenerator[int]])
+    # A mixed list (the guide's ray.wait loop) comes back as the union:
+    mixed_ready, _ = ray.wait([*[count.remote(2)], *[to_str.remote(1)]])
+    for r in mixed_ready:
+        if isinstance(r, ObjectRefGenerator):
+            assert_type(next(r), ObjectRef[Any])
+        else:
+            assert_type(ray.get(r), Any)
     dyn: ObjectRef[DynamicObjectRefGenerator[int]] = count.options(
         num_returns="dynamic").remote(3)
     for r in ray.get(dyn):
