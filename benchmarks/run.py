@@ -143,6 +143,17 @@ SECTIONS: list[tuple[str, list[Row]]] = [
 
 
 # -- running the suite ------------------------------------------------------------------------
+def bench_env() -> dict[str, str]:
+    """Imports as an installed package does them: from cached bytecode. (Some environments
+    set PYTHONDONTWRITEBYTECODE, which makes every process — the init benchmark, each worker
+    — recompile aioray from source while Ray's site-packages ship .pyc files.) The cache goes
+    outside the source tree."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "aioray-bench-pycache")
+    return env
+
+
 def run_group(impl: str, group: str, out: str, quick: bool, verbose: bool) -> None:
     cmd = [sys.executable, SUITE, "--impl", impl, "--group", group, "--out", out]
     if quick:
@@ -151,7 +162,7 @@ def run_group(impl: str, group: str, out: str, quick: bool, verbose: bool) -> No
     print(f"[{impl}] {group} ...", end="" if not verbose else "\n", file=sys.stderr, flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if not verbose else None,
                             stderr=subprocess.STDOUT if not verbose else None,
-                            start_new_session=True)
+                            start_new_session=True, env=bench_env())
     status = ""
     try:
         output, _ = proc.communicate(timeout=TIMEOUT[impl] * (0.5 if quick else 1))
@@ -408,6 +419,11 @@ def main() -> None:
     info = machine_info(ray_version, load_before)
     summary = (f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['n/a']} not measurable "
                f"· whole run {elapsed:.0f} s{' (quick)' if args.quick else ''}")
+    busiest = max(load_before, os.getloadavg()[0])
+    if busiest > (os.cpu_count() or 1):
+        summary += (f" · NOTE: the machine was busy (load average {busiest:.1f} on "
+                    f"{os.cpu_count()} CPUs): absolute figures and the CPU speedup suffer, "
+                    "ratios less so")
     print()
     print(info)
     print(render_text(rows))
