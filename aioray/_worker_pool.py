@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,7 @@ class WorkerHandle:
         self.pool._lost(self)
         if not self.ready.done():
             self.ready.set_exception(WorkerCrashedError("A worker process died while starting."))
+            self.ready.exception()  # whoever awaited it may be gone (shutdown): no log noise
         run = self.run
         if run is not None and not run.fut.done():
             self.pool.loop.create_task(self._report_crash(run))
@@ -147,6 +149,10 @@ class WorkerHandle:
     def start(self, task_id: bytes, on_item: Callable[[Any], None] | None) -> TaskRun:
         run = TaskRun(task_id, self.pool.loop.create_future(), on_item)
         self.run = run
+        if self.dead:  # nothing would ever answer: fail now rather than wait forever
+            run.fut.set_exception(WorkerCrashedError(
+                f"The worker process (pid={self.pid}) died before it could run this task.",
+                exit_code=self.proc.returncode))
         return run
 
     def cancel(self, task_id: bytes, force: bool) -> None:
@@ -202,11 +208,14 @@ class WorkerPool:
             self._spawning += 1
             self.loop.create_task(self._spawn_for_waiter())
         try:
-            return await fut
+            w = await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self.release(fut.result())
             raise
+        if w.dead:  # it died after being handed to us, before we could use it: take another
+            return await self.acquire()
+        return w
 
     def release(self, w: WorkerHandle, retire: bool = False) -> None:
         w.run = None
@@ -290,12 +299,17 @@ class WorkerPool:
         self._waiters.clear()
         workers = list(self.workers)
         for w in workers:
-            w.exit()
+            if w.ready.done():
+                w.exit()
+            else:  # still starting up (has no work): it would hear "exit" only once imported
+                w.kill()
 
         def reap() -> None:
+            # One deadline for all, so stragglers cost ``timeout`` in total, not each.
+            deadline = time.monotonic() + timeout
             for w in workers:
                 try:
-                    w.proc.wait(timeout=timeout)
+                    w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     w.proc.kill()
                     w.proc.wait()
