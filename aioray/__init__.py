@@ -10,7 +10,9 @@ private modules; the layering, bottom to top:
 * ``_api`` — the public functions, thin forwards to the runtime
 """
 
-from aioray import exceptions
+# actor and util too: Ray code calls ray.actor.exit_actor() and ray.util.ActorPool without
+# importing those modules.
+from aioray import actor, exceptions, util
 from aioray._actor import ActorClass, ActorHandle, method
 from aioray._api import (
     RuntimeInfo,
@@ -49,6 +51,7 @@ __all__ = [
     "RuntimeContext",
     "RuntimeInfo",
     "__version__",
+    "actor",
     "as_completed",
     "available_resources",
     "cancel",
@@ -67,6 +70,7 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "util",
     "wait",
     "wait_async",
 ]
