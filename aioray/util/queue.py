@@ -37,9 +37,10 @@ from typing import Any
 import cloudpickle
 
 from aioray._api import get, kill, remote, wait
-from aioray._object_ref import ObjectRef
-from aioray._object_store import PENDING
-from aioray._serialization import IMMUTABLE_TYPES, deserialize, serialize
+from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._object_store import PENDING, ObjectEntry
+from aioray._serialization import IMMUTABLE_TYPES, SerializedObject, deserialize, serialize
+from aioray._shared_memory import SharedBuffer
 from aioray._worker_pool import adopt_segments
 
 __all__ = ["Empty", "Full", "Queue"]
@@ -184,7 +185,15 @@ async def _serve(worker: Any, qid: str, op: str, arg: Any) -> Any:
         arg = deserialize(arg)
     got = _apply(q, state.instance.maxsize, op, arg)
     if op in ("get", "get_batch") and type(got) is not _Fail:
-        return [serialize(got, state.rt.driver_pid)]  # a list: the reply pins refs inside
+        stored = serialize(got, state.rt.driver_pid)
+        if type(stored) is SerializedObject and any(
+                isinstance(b, SharedBuffer) for b in stored.buffers):
+            # Shared memory must outlive the reply until the worker has mapped it: an entry
+            # holds it, pinned (like any ref sent to a worker) until the worker lets go.
+            entry = ObjectEntry(object_id(new_task_id(), 0), stored)
+            worker.borrowed[entry.id] = [ObjectRef(entry.id, entry), worker.seq + 1]
+            return [stored, entry.id]
+        return [stored]  # a list: the reply pins the refs inside
     return got
 
 
@@ -330,7 +339,10 @@ class Queue:
         if isinstance(got, str) and got == _USE_ACTOR:
             return _ACTOR
         if op in ("get", "get_batch") and isinstance(got, list):
-            return deserialize(got[0])
+            holder = client.borrow(got[1]) if len(got) > 1 else None
+            value = deserialize(got[0])
+            del holder  # mapped: the driver may drop its copy now
+            return value
         return got
 
     def _on_driver(self, op: str, arg: Any) -> Any:
