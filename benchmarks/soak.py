@@ -157,7 +157,9 @@ def main() -> None:
             f"{r['growth']:+.1f}% | {wg} | < 10% | {status} |")
     table = "\n".join(lines)
     info = (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · Python {platform.python_version()} · "
-            f"{os.cpu_count()} CPUs · aioray {aioray.__version__}")
+            f"{os.cpu_count()} CPUs · aioray {aioray.__version__} · load average "
+            f"{os.getloadavg()[0]:.1f} at the end (throughput drops on a busy machine; "
+            "memory growth is what this measures)")
     print()
     print(info)
     print(table)
