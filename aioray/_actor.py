@@ -6,9 +6,12 @@
 * **Sync actors**: methods run on the actor's own thread, one at a time, in submission order.
 * **Threaded actors** (``max_concurrency=N``): up to N methods at once on N threads.
 
-Each concurrency group is a FIFO queue with a limit. A call leaves the queue when a slot is free,
-then waits for its ref arguments, then runs — so with a limit of 1 calls run strictly in the
-order they were submitted (per caller and overall).
+Each concurrency group is a FIFO queue with a limit. For async actors a call leaves the queue
+when a slot is free, then waits for its ref arguments, then runs. For sync actors the loop hands
+every call whose arguments are ready to the group's threads (``_Lanes``: at most ``limit``
+threads on one FIFO) and the threads post outcomes back in batches; a call still waiting for
+its arguments holds back the calls behind it. Either way, with a limit of 1 calls run strictly
+in the order they were submitted (per caller and overall).
 
 Handles are ordinary picklable objects; the actor lives while any handle does (unless named or
 detached), as in Ray.
@@ -19,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import importlib
 import inspect
+import queue
 import sys
 import threading
 import uuid
@@ -372,6 +377,57 @@ class ActorCall:
                 e.resolve(ev)
 
 
+class _Lanes:
+    """The threads of one concurrency group of a sync actor: up to ``limit`` threads taking
+    jobs from one FIFO. The loop hands over every ready call at once and threads post results
+    back in batches, so a busy sync actor costs no thread hop per call."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._queued = 0  # jobs not taken by a thread yet
+        self._waiting = 0  # threads blocked waiting for a job
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._queued += 1
+            # a new thread only when the waiting ones cannot take all queued jobs
+            start = self._queued > self._waiting and len(self.threads) < self.limit
+            if start:
+                t = threading.Thread(target=self._main, name=f"aioray-actor-{self.name}",
+                                     daemon=True)
+                self.threads.append(t)
+        self.jobs.put(job)
+        if start:
+            t.start()
+
+    def _main(self) -> None:
+        while True:
+            try:
+                with self._lock:
+                    self._waiting += 1
+                job = self.jobs.get()
+                with self._lock:
+                    self._waiting -= 1
+                    self._queued -= 1
+                if job is None:
+                    return
+                job()
+            except _Interrupted:  # a kill/restart interrupt that landed between calls
+                pass
+
+    def close(self) -> None:
+        """Threads exit once the jobs already queued are through (stale ones are skipped)."""
+        with self._lock:
+            n = len(self.threads)
+            self._queued += n
+        for _ in range(n):
+            self.jobs.put(None)
+
+
 class _Group:
     """One concurrency group: a FIFO of calls and a limit on how many run at once."""
 
@@ -380,8 +436,9 @@ class _Group:
         self.limit = limit
         self.queue: deque[ActorCall] = deque()
         self.running: set[ActorCall] = set()
-        self.threads = (concurrent.futures.ThreadPoolExecutor(
-            max_workers=limit, thread_name_prefix=f"aioray-actor-{name}") if threaded else None)
+        self.lanes = _Lanes(name, limit) if threaded else None
+        # sync actors: the head call waits for its ref arguments; later calls wait behind it
+        self.waiting: asyncio.Task[None] | None = None
 
 
 class ActorState:
@@ -416,6 +473,7 @@ class ActorState:
             self.groups[g] = _Group(g, lim, threaded)
         self.ready = self.rt.loop.create_future()
         self.terminate_when_idle = False
+        self.exiting = False  # set by a thread whose call ran exit_actor()
 
     # -- lifecycle (loop thread) --------------------------------------------------------
     async def create(self) -> None:
@@ -455,11 +513,23 @@ class ActorState:
             if self.is_async:
                 instance = _construct_instance(cls, args, kwargs, self.ac.__name__)
             else:
-                group = self.groups[DEFAULT_GROUP]
+                # On the actor's own thread, like its methods (thread-locals set up in
+                # __init__ stay visible to a max_concurrency=1 actor's methods).
+                lanes = self.groups[DEFAULT_GROUP].lanes
+                assert lanes is not None
                 ctx = contextvars.copy_context()
-                instance = await self.rt.loop.run_in_executor(
-                    group.threads, ctx.run, _construct_instance, cls, args, kwargs,
-                    self.ac.__name__)
+                done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+                def job() -> None:
+                    if not done.set_running_or_notify_cancel():
+                        return  # killed while waiting
+                    try:
+                        done.set_result(ctx.run(_construct_instance, cls, args, kwargs,
+                                                self.ac.__name__))
+                    except BaseException as e:
+                        done.set_exception(e)
+                lanes.submit(job)
+                instance = await asyncio.wrap_future(done)
         finally:
             current_actor.reset(token)
         if self.status == "DEAD":
@@ -500,16 +570,20 @@ class ActorState:
             self.ready.set_result(None)
         running = False
         for g in self.groups.values():
-            if not graceful:
-                for call in list(g.running):
+            for call in list(g.running):
+                # a call handed to a thread but not started yet counts as queued
+                if not graceful or call.state == "dispatched":
                     self._abort_running(call, cause)
-            running = running or bool(g.running)
+            running = running or any(c.state != "dispatched" for c in g.running)
             while g.queue:
                 call = g.queue.popleft()
                 self.manager.done(call)
                 call.fail(cause)
-            if g.threads is not None:
-                g.threads.shutdown(wait=False, cancel_futures=not graceful)
+            if g.waiting is not None:
+                g.waiting.cancel()
+                g.waiting = None
+            if g.lanes is not None:
+                g.lanes.close()
         self.manager._forget(self)  # the name is free from now on
         if not (graceful and running):
             self._release()
@@ -555,10 +629,12 @@ class ActorState:
                     self._abort_running(call, ActorDiedError(
                         f"The actor restarted while this call was running: {cause}",
                         cause=cause, actor_id=self.actor_id.hex()))
-            if g.threads is not None:
-                g.threads.shutdown(wait=False, cancel_futures=True)
-                g.threads = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=g.limit, thread_name_prefix=f"aioray-actor-{g.name}")
+            if g.waiting is not None:
+                g.waiting.cancel()
+                g.waiting = None
+            if g.lanes is not None:  # fresh threads; the old ones skip their stale jobs
+                g.lanes.close()
+                g.lanes = _Lanes(g.name, g.limit)
         self.create_task = self.rt.loop.create_task(self._reconstruct())
 
     def _interrupt_stale(self, call: ActorCall) -> None:
@@ -604,6 +680,9 @@ class ActorState:
                               actor_id=self.actor_id.hex())
 
     def _pump(self, group: _Group) -> None:
+        if group.lanes is not None:
+            self._dispatch(group)
+            return
         while self.status == "ALIVE" and group.queue and len(group.running) < group.limit:
             call = group.queue.popleft()
             if call.cancelled:
@@ -612,6 +691,145 @@ class ActorState:
             group.running.add(call)
             call.state = "running"
             call.atask = self.rt.loop.create_task(self._run(call, group))
+
+    # -- sync actors: calls run on the group's threads ---------------------------------
+    def _dispatch(self, group: _Group) -> None:
+        """Hand every queued call whose arguments are ready to the group's threads, in order.
+        The threads bound how many run at once; a call waiting for its arguments holds back
+        the calls behind it (submission order)."""
+        lanes = group.lanes
+        assert lanes is not None
+        queue_ = group.queue
+        while self.status == "ALIVE" and queue_ and group.waiting is None:
+            call = queue_[0]
+            if call.cancelled:
+                queue_.popleft()
+                self.manager.done(call)
+                continue
+            if call.meta.name == "__ray_terminate__":
+                if group.running:
+                    return  # after the calls before it
+                queue_.popleft()
+                self._exit(call, "__ray_terminate__ was called")
+                self.manager.done(call)
+                return
+            dep_values: list[Any] = []
+            if call.deps:
+                entries = [d._entry for d in call.deps]
+                if any(e.value is PENDING for e in entries):
+                    group.waiting = self.rt.loop.create_task(self._await_args(group, entries))
+                    return
+                dep_values = [e.value for e in entries]
+                bad = next((v for v in dep_values if type(v) is ErrorValue), None)
+                if bad is not None:
+                    queue_.popleft()
+                    call.fail(bad.error)
+                    self.manager.done(call)
+                    continue
+            queue_.popleft()
+            group.running.add(call)
+            call.state = "dispatched"
+            call.in_thread = True
+            lanes.submit(functools.partial(self._run_in_thread, call, call.attempt, group,
+                                           dep_values))
+
+    async def _await_args(self, group: _Group, entries: list[ObjectEntry]) -> None:
+        current_task.set(None)
+        try:
+            await self.rt.wait_entries(entries)
+        except asyncio.CancelledError:
+            return  # the actor died or restarted, or the call was cancelled
+        group.waiting = None
+        self._pump(group)
+
+    def _run_in_thread(self, call: ActorCall, attempt: int, group: _Group,
+                       dep_values: list[Any]) -> None:
+        """On one of the group's threads: run the call, post the outcome to the loop."""
+        if call.cancelled or call.attempt != attempt or self.exiting or self.status == "DEAD":
+            self.rt.call_soon(self._thread_done, call, attempt, group, "skip", None)
+            return
+        call.state = "started"
+        call.thread_ident = threading.get_ident()
+        actor_token = current_actor.set(self)
+        call_token = current_call.set(call)
+        kind: str
+        value: Any = None
+        try:
+            value = self._body(call, dep_values)
+            kind = "ok"
+        except ActorExit:
+            kind = "exit"
+            self.exiting = True  # no call starts on any thread after this one
+        except _InitError as e:
+            kind, value = "error", e.error
+        except _Interrupted:
+            kind = "interrupted"
+        except BaseException as e:
+            kind, value = "error", e if isinstance(e, Exception) else RuntimeError(repr(e))
+        finally:
+            call.thread_ident = None
+            current_call.reset(call_token)
+            current_actor.reset(actor_token)
+        self.rt.call_soon(self._thread_done, call, attempt, group, kind, value)
+
+    def _body(self, call: ActorCall, dep_values: list[Any]) -> list[Any] | None:
+        """A sync method's code and the serialization of its results (in a thread)."""
+        meta = call.meta
+        name = f"{self.ac.__name__}.{meta.name}"
+        pid = self.rt.driver_pid
+        sink = call.sink
+        try:
+            fn = getattr(self.instance, meta.name)
+            args, kwargs = unpack_args(call.args_payload, dep_values)
+            result = fn(*args, **kwargs)
+            if sink is not None:
+                post = self.rt.call_soon  # the same FIFO as the call's outcome: items first
+                stream = sink if isinstance(sink, GeneratorStream) else None
+                push = sink.pusher()  # a retry after a restart skips items already sent
+                produced = 0
+                for item in yield_items(result, name):
+                    if call.cancelled:
+                        break  # cancel() stops a sync generator method at its next yield
+                    post(push, serialize(item, pid))
+                    produced += 1
+                    if stream is not None and stream.backpressure:
+                        from aioray._task_manager import _wait_thread_capacity
+                        _wait_thread_capacity(stream, produced)
+                return None
+            return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
+        except (ActorExit, _Interrupted):
+            raise
+        except Exception as e:
+            raise _InitError(app_error(name, e)) from None
+
+    def _thread_done(self, call: ActorCall, attempt: int, group: _Group, kind: str,
+                     value: Any) -> None:
+        """Loop thread: the outcome of a call that ran (or was skipped) on a thread."""
+        current = call.attempt == attempt  # else re-queued by a restart: not ours any more
+        if kind == "exit" and current:
+            self._exit(call, "exit_actor() was called")
+        elif current and not call.cancelled:
+            if kind == "ok":
+                if call.sink is not None:
+                    call.sink.finish(None)
+                elif value is not None:
+                    for ret, v in zip(call.returns, value, strict=True):
+                        ret.resolve(v)
+            elif kind == "error":
+                call.fail(value)
+            elif kind == "interrupted":
+                call.fail(TaskCancelledError(call.task_id.hex()))
+            elif kind == "skip":  # the actor ended before the call could start
+                call.fail(self._dead_error())
+        if current:
+            group.running.discard(call)
+            self.manager.done(call)
+        if self.status == "ALIVE":
+            if current:
+                self._pump(group)
+            self._exit_if_unused()
+        elif self.status == "DEAD" and self.instance is not None and self._idle():
+            self._release()  # the last call running at a graceful exit is done
 
     def _exit(self, call: ActorCall, why: str) -> None:
         """exit_actor() / __ray_terminate__: the caller sees the actor's death."""
@@ -711,9 +929,7 @@ class ActorState:
         sink = call.sink
         stream = sink if isinstance(sink, GeneratorStream) else None
         push = sink.pusher() if sink is not None else None  # a retry skips items already sent
-        executor = group.threads
-        if executor is None:  # sync generator method of an async actor: its own thread
-            executor = self.manager.spare_threads
+        executor = self.manager.spare_threads  # a sync generator method of an async actor
 
         def body() -> list[Any] | None:
             call.thread_ident = threading.get_ident()

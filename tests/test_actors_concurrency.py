@@ -527,3 +527,12 @@ def test_max_pending_calls_from_a_worker_process(ray: Any) -> None:
     assert aioray.get(flood.remote(s), timeout=TIMEOUT) == "limited"
     GATE.set()
     assert aioray.get(stuck, timeout=TIMEOUT) == "released"
+
+
+def test_threaded_actor_reaches_its_limit_after_sequential_use(ray: Any) -> None:
+    t = Threaded.remote()
+    # one call at a time first (one thread suffices)...
+    for _ in range(20):
+        assert aioray.get(t.peak.remote(), timeout=TIMEOUT) == 0
+    # ...then three calls that can only finish together
+    assert aioray.get([t.meet.remote(i) for i in range(3)], timeout=TIMEOUT) == [0, 1, 2]
