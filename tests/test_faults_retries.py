@@ -102,8 +102,8 @@ def test_default_max_retries_is_three(ray: object, tmp_path: Path) -> None:
 
 def test_crash_then_success_within_budget(ray: object, tmp_path: Path) -> None:
     path = tmp_path / "n"
-    assert aioray.get(crash_until.remote(str(path), 3, "exit", 42), timeout=60) == 42
-    assert _attempts(path) == 4
+    assert aioray.get(crash_until.remote(str(path), 2, "exit", 42), timeout=60) == 42
+    assert _attempts(path) == 3
 
 
 def test_max_retries_zero_disables(ray: object, tmp_path: Path) -> None:
