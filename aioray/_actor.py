@@ -1159,6 +1159,14 @@ class ActorManager:
         call.fail(TaskCancelledError(task_id.hex()))
         if call.state == "running" and call.atask is not None and not call.in_thread:
             call.atask.cancel()
+        elif call.state == "queued":
+            state = self.actors.get(call.actor_id)
+            group = state.groups.get(call.group) if state is not None else None
+            if group is not None and group.queue and group.queue[0] is call and group.waiting:
+                # it held back the calls behind it while waiting for its arguments
+                group.waiting.cancel()
+                group.waiting = None
+                state._pump(group)  # type: ignore[union-attr]
         # A sync method already on its thread is not interrupted (as in Ray): it runs to the
         # end (``get_runtime_context().is_canceled()`` tells it), and its result is dropped.
         return True

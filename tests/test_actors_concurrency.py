@@ -536,3 +536,35 @@ def test_threaded_actor_reaches_its_limit_after_sequential_use(ray: Any) -> None
         assert aioray.get(t.peak.remote(), timeout=TIMEOUT) == 0
     # ...then three calls that can only finish together
     assert aioray.get([t.meet.remote(i) for i in range(3)], timeout=TIMEOUT) == [0, 1, 2]
+
+
+def test_cancel_call_waiting_for_its_argument_frees_the_calls_behind(ray: Any) -> None:
+    @aioray.remote
+    async def never() -> int:
+        while not GATE.is_set():
+            await asyncio.sleep(0.005)
+        return 0
+
+    s = Serial.remote()
+    stuck = s.work.remote(never.remote())
+    behind = s.work.remote(1)
+    aioray.cancel(stuck)
+    assert aioray.get(behind, timeout=TIMEOUT) == 1
+    with pytest.raises(TaskCancelledError):
+        aioray.get(stuck, timeout=TIMEOUT)
+    GATE.set()
+
+
+def test_init_and_methods_share_the_actor_thread(ray: Any) -> None:
+    @aioray.remote
+    class Local:
+        def __init__(self) -> None:
+            self.local = threading.local()
+            self.local.value = "set in __init__"
+
+        def read(self) -> str:
+            return str(getattr(self.local, "value", "missing"))
+
+    a = Local.remote()
+    assert aioray.get([a.read.remote() for _ in range(3)], timeout=TIMEOUT) == \
+        ["set in __init__"] * 3
