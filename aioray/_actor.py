@@ -168,6 +168,15 @@ class ActorClass(Generic[T]):
         return _backend().create_actor(self, args, kwargs, self._default_options)  # type: ignore[no-any-return]
 
     def options(self, **options: Any) -> _BoundActorClass[T]:
+        """The same class with other options for the actors created through the result.
+
+        ``num_cpus``/``num_gpus``/``resources`` (held for the actor's lifetime; creation waits
+        for them), ``max_concurrency`` (default 1 for sync actors, 1000 for async ones),
+        ``concurrency_groups``, ``max_restarts``, ``max_task_retries``, ``max_pending_calls``,
+        ``name``/``namespace``/``get_if_exists``, and ``lifetime="detached"``: in one process
+        there is no other driver to outlive, so a detached actor simply survives the loss of
+        all its handles and lives until ``kill()``, ``exit_actor()`` or ``shutdown()``.
+        """
         opts = validate(options, ACTOR_OPTIONS, f"{self.__name__}.options()")
         merged = {**self._default_options, **opts}
         self._check_groups(merged)
