@@ -286,13 +286,13 @@ class Queue:
     """
 
     def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
-        from aioray._runtime import current_backend
+        from aioray._runtime import Runtime, current_backend
         self.maxsize = maxsize
         self._qid = uuid.uuid4().hex
         backend = current_backend()
         self._local: asyncio.Queue[Any] | None = None
         self._rt: Any = None
-        if not backend.is_worker:
+        if isinstance(backend, Runtime):  # the actor runs in this process: share its queue
             self._local = asyncio.Queue(maxsize)
             _LOCAL[self._qid] = self._local
             self._rt = weakref.ref(backend)
