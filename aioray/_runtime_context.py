@@ -88,7 +88,7 @@ class RuntimeContext:
 
     def get_node_id(self) -> str:
         w = _worker()
-        return "" if w is not None else str(self._rt().node_id)
+        return str(w.node_id if w is not None else self._rt().node_id)
 
     def get_worker_id(self) -> str:
         import os

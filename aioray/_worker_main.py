@@ -84,6 +84,7 @@ class WorkerClient:
         self.driver_pid = 0
         self.namespace = ""
         self.job_id = ""
+        self.node_id = ""
         self.current_task: bytes | None = None
         self.current_name = ""
         self._interruptible = False
@@ -183,7 +184,7 @@ class WorkerClient:
             msg = self._inbox.get()
             kind = msg[0]
             if kind == "init":
-                _, self.driver_pid, path, self.namespace, self.job_id = msg
+                _, self.driver_pid, path, self.namespace, self.job_id, self.node_id = msg
                 sys.path[:] = path
             elif kind == "fn":
                 self._functions[msg[1]] = _load_function(msg[2])

@@ -286,7 +286,7 @@ class WorkerPool:
 
         await self.loop.create_unix_connection(make_protocol, sock=parent)
         rt = self.runtime
-        w.send(("init", rt.driver_pid, list(sys.path), rt.namespace, rt.job_id))
+        w.send(("init", rt.driver_pid, list(sys.path), rt.namespace, rt.job_id, rt.node_id))
         await asyncio.wait_for(asyncio.shield(w.ready), timeout=120)
         return w
 

@@ -449,3 +449,13 @@ async def test_blocking_get_from_executor_thread_with_adopted_loop(aray: Any) ->
     assert ready == []
     events[0].set()
     assert await fut == 0
+
+
+def test_node_id_is_the_same_inside_worker_processes(ray: object) -> None:
+    @aioray.remote
+    def node() -> str:
+        return aioray.get_runtime_context().get_node_id()
+
+    driver_node = aioray.get_runtime_context().get_node_id()
+    assert driver_node
+    assert aioray.get(node.remote()) == driver_node
