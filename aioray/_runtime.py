@@ -244,28 +244,35 @@ class Runtime:
         pending = [e for e in entries if e.value is PENDING]
         if pending:
             if self._can_wait_direct():
-                self._wait_direct(pending, timeout)
+                if not self._wait_direct(pending, timeout):
+                    raise GetTimeoutError(
+                        f"Get timed out: {sum(e.value is PENDING for e in pending)} of "
+                        f"{len(pending)} objects not ready after {timeout} seconds.")
             else:
                 self.run_sync(self._wait_for_get(pending, timeout), None, "aioray.get()",
                               "await ref` or `await aioray.get_async(refs)")
         values = _values(entries)
         return values[0] if single else values
 
-    def _can_wait_direct(self) -> bool:
-        """A blocking get may skip the coroutine hop: off the loop thread, and not in a task
-        holding a CPU that it must lend while blocked (that needs ``_wait_for_get``)."""
+    def _can_wait_direct(self, lend_cpu: bool = True) -> bool:
+        """A blocking get/wait may skip the coroutine hop: off the loop thread, and (get) not
+        in a task holding a CPU that it must lend while blocked (``_wait_for_get`` does)."""
         if threading.get_ident() == self.loop_thread_id or self.closed:
             return False
+        if not lend_cpu:
+            return True
         from aioray._task_manager import current_task
         spec = current_task.get()
         return spec is None or spec.grant is None
 
-    def _wait_direct(self, pending: list[ObjectEntry], timeout: float | None) -> None:
-        """Block this thread until every entry of ``pending`` is resolved. Callbacks on the
-        entries complete a plain future — no coroutine, Task or future chaining per call:
-        the hot path of a sync ``get`` (a sync actor call's round trip is ~1.5x faster)."""
+    def _wait_direct(self, pending: list[ObjectEntry], timeout: float | None,
+                     need: int | None = None) -> bool:
+        """Block this thread until ``need`` (default: all) entries of ``pending`` are resolved;
+        False on timeout. Callbacks on the entries complete a plain future — no coroutine,
+        Task or future chaining per call: the hot path of sync ``get``/``wait`` (a sync actor
+        call's round trip is ~1.5x faster)."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        left = len(pending)
+        left = len(pending) if need is None else need
 
         def on_ready() -> None:  # loop thread
             nonlocal left
@@ -290,14 +297,15 @@ class Runtime:
             done.result(timeout)
         except concurrent.futures.TimeoutError:
             self.call_soon(unregister)
-            raise GetTimeoutError(
-                f"Get timed out: {sum(e.value is PENDING for e in pending)} of "
-                f"{len(pending)} objects not ready after {timeout} seconds.") from None
+            return False
         except KeyboardInterrupt:
             self.call_soon(unregister)
             raise
         finally:
             self._sync_waits.discard(done)
+        if need is not None:
+            self.call_soon(unregister)  # the entries not needed keep no callback of ours
+        return True
 
     async def get_async(self, refs: Any, timeout: float | None = None) -> Any:
         single, lst = _as_ref_list(refs, "get_async")
@@ -329,8 +337,13 @@ class Runtime:
             return [], []
         ready = _ready_now(items)
         if len(ready) < num_returns and (timeout is None or timeout > 0):
-            self.run_sync(self._wait_items(items, num_returns, timeout), None, "aioray.wait()",
-                          "await aioray.wait_async(refs)")
+            if self._can_wait_direct(lend_cpu=False) and all(
+                    type(i) is ObjectRef for i in items):  # generators: the coroutine path
+                pending = [items[i]._entry for i in range(len(items)) if i not in ready]
+                self._wait_direct(pending, timeout, num_returns - len(ready))
+            else:
+                self.run_sync(self._wait_items(items, num_returns, timeout), None,
+                              "aioray.wait()", "await aioray.wait_async(refs)")
             ready = _ready_now(items)
         return _split_ready(items, ready, num_returns)
 
