@@ -355,8 +355,8 @@ def pin_actor(actor_id: bytes) -> ActorHandle[Any]:
 # -- driver side: actor state and execution ------------------------------------------------
 class ActorCall:
     __slots__ = ("actor_id", "args_payload", "atask", "attempt", "cancelled", "deps", "group",
-                 "in_thread", "meta", "nret", "opts", "returns", "sink", "state", "task_id",
-                 "thread_ident")
+                 "in_thread", "meta", "nret", "opts", "returns", "sink", "state", "submitter",
+                 "task_id", "thread_ident")
 
     def __init__(self, task_id: bytes, meta: MethodMeta, payload: Any,
                  deps: list[ObjectRef[Any]], opts: dict[str, Any]) -> None:
@@ -376,6 +376,7 @@ class ActorCall:
         self.cancelled = False
         self.attempt = 0
         self.state = "queued"
+        self.submitter: Any = None  # who made the call; calls keep their order per submitter
 
     def fail(self, error: BaseException) -> None:
         if self.sink is not None:
@@ -446,8 +447,8 @@ class _Group:
         self.queue: deque[ActorCall] = deque()
         self.running: set[ActorCall] = set()
         self.lanes = _Lanes(name, limit) if threaded else None
-        # sync actors: the head call waits for its ref arguments; later calls wait behind it
-        self.waiting: asyncio.Task[None] | None = None
+        # queued calls waiting for their ref arguments (their submitter's later calls wait too)
+        self.waiting: dict[ActorCall, asyncio.Task[None]] = {}
 
 
 class ActorState:
@@ -588,9 +589,7 @@ class ActorState:
                 call = g.queue.popleft()
                 self.manager.done(call)
                 call.fail(cause)
-            if g.waiting is not None:
-                g.waiting.cancel()
-                g.waiting = None
+            self._stop_waiting(g)
             if g.lanes is not None:
                 g.lanes.close()
         self.manager._forget(self)  # the name is free from now on
@@ -626,7 +625,7 @@ class ActorState:
         for g in self.groups.values():
             for call in list(g.running):
                 g.running.discard(call)
-                if call.attempt < self.max_task_retries or self.max_task_retries == -1:
+                if self._retries_left(call):
                     # Retry on the new instance, ahead of the calls queued behind it. The old
                     # execution is stopped and, being stale (attempt changed), resolves nothing.
                     call.attempt += 1
@@ -638,9 +637,7 @@ class ActorState:
                     self._abort_running(call, ActorDiedError(
                         f"The actor restarted while this call was running: {cause}",
                         cause=cause, actor_id=self.actor_id.hex()))
-            if g.waiting is not None:
-                g.waiting.cancel()
-                g.waiting = None
+            self._stop_waiting(g)
             if g.lanes is not None:  # fresh threads; the old ones skip their stale jobs
                 g.lanes.close()
                 g.lanes = _Lanes(g.name, g.limit)
@@ -689,36 +686,32 @@ class ActorState:
                               actor_id=self.actor_id.hex())
 
     def _pump(self, group: _Group) -> None:
-        if group.lanes is not None:
-            self._dispatch(group)
+        """Start the queued calls that may start. Calls run in submission order per submitter
+        (the driver, a task, an actor, a worker process): a call whose ref arguments are not
+        ready holds back its submitter's later calls, while other submitters' calls pass (as
+        in Ray). Async actors take at most ``limit`` calls at once; sync actors hand every
+        startable call to the group's threads, which bound the concurrency themselves."""
+        if self.status != "ALIVE":
             return
-        while self.status == "ALIVE" and group.queue and len(group.running) < group.limit:
-            call = group.queue.popleft()
+        lanes = group.lanes
+        q = group.queue
+        blocked: set[Any] | None = None
+        i = 0
+        while i < len(q):
+            if lanes is None and len(group.running) >= group.limit:
+                return
+            call = q[i]
             if call.cancelled:
+                del q[i]
                 self.manager.done(call)
                 continue
-            group.running.add(call)
-            call.state = "running"
-            call.atask = self.rt.loop.create_task(self._run(call, group))
-
-    # -- sync actors: calls run on the group's threads ---------------------------------
-    def _dispatch(self, group: _Group) -> None:
-        """Hand every queued call whose arguments are ready to the group's threads, in order.
-        The threads bound how many run at once; a call waiting for its arguments holds back
-        the calls behind it (submission order)."""
-        lanes = group.lanes
-        assert lanes is not None
-        queue_ = group.queue
-        while self.status == "ALIVE" and queue_ and group.waiting is None:
-            call = queue_[0]
-            if call.cancelled:
-                queue_.popleft()
-                self.manager.done(call)
+            if blocked is not None and call.submitter in blocked:
+                i += 1
                 continue
             if call.meta.name == "__ray_terminate__":
-                if group.running:
-                    return  # after the calls before it
-                queue_.popleft()
+                if i or group.running:
+                    return  # after every call submitted before it
+                q.popleft()
                 self._exit(call, "__ray_terminate__ was called")
                 self.manager.done(call)
                 return
@@ -726,30 +719,49 @@ class ActorState:
             if call.deps:
                 entries = [d._entry for d in call.deps]
                 if any(e.value is PENDING for e in entries):
-                    group.waiting = self.rt.loop.create_task(self._await_args(group, entries))
-                    return
+                    if blocked is None:
+                        blocked = set()
+                    blocked.add(call.submitter)
+                    if call not in group.waiting:
+                        group.waiting[call] = self.rt.loop.create_task(
+                            self._await_args(group, call, entries))
+                    i += 1
+                    continue
                 dep_values = [e.value for e in entries]
                 bad = next((v for v in dep_values if type(v) is ErrorValue), None)
                 if bad is not None:
-                    queue_.popleft()
+                    del q[i]
                     call.fail(bad.error)
                     self.manager.done(call)
                     continue
-            queue_.popleft()
+            if i:
+                del q[i]
+            else:
+                q.popleft()
             group.running.add(call)
-            call.state = "dispatched"
-            call.in_thread = True
-            lanes.submit(functools.partial(self._run_in_thread, call, call.attempt, group,
-                                           dep_values))
+            if lanes is not None:
+                call.state = "dispatched"
+                call.in_thread = True
+                lanes.submit(functools.partial(self._run_in_thread, call, call.attempt, group,
+                                               dep_values))
+            else:
+                call.state = "running"
+                call.atask = self.rt.loop.create_task(self._run(call, group))
 
-    async def _await_args(self, group: _Group, entries: list[ObjectEntry]) -> None:
+    async def _await_args(self, group: _Group, call: ActorCall,
+                          entries: list[ObjectEntry]) -> None:
         current_task.set(None)
         try:
             await self.rt.wait_entries(entries)
         except asyncio.CancelledError:
             return  # the actor died or restarted, or the call was cancelled
-        group.waiting = None
+        group.waiting.pop(call, None)
         self._pump(group)
+
+    def _stop_waiting(self, group: _Group) -> None:
+        for task in group.waiting.values():
+            task.cancel()
+        group.waiting.clear()
 
     def _run_in_thread(self, call: ActorCall, attempt: int, group: _Group,
                        dep_values: list[Any]) -> None:
@@ -825,7 +837,11 @@ class ActorState:
                     for ret, v in zip(call.returns, value, strict=True):
                         ret.resolve(v)
             elif kind == "error":
-                call.fail(value)
+                if self._retry_on_error(call, group, value):
+                    current = False  # back in the queue: still in flight
+                    self._pump(group)
+                else:
+                    call.fail(value)
             elif kind == "interrupted":
                 call.fail(TaskCancelledError(call.task_id.hex()))
             elif kind == "skip":  # the actor ended before the call could start
@@ -839,6 +855,29 @@ class ActorState:
             self._exit_if_unused()
         elif self.status == "DEAD" and self.instance is not None and self._idle():
             self._release()  # the last call running at a graceful exit is done
+
+    def _retries_left(self, call: ActorCall) -> bool:
+        limit = call.opts.get("max_task_retries")  # @method / .options() over the actor's
+        limit = self.max_task_retries if limit is None else limit
+        return bool(limit == -1 or call.attempt < limit)
+
+    def _retry_on_error(self, call: ActorCall, group: _Group, error: BaseException) -> bool:
+        """``retry_exceptions`` (on the method or the call): run a call that raised again,
+        up to ``max_task_retries`` times, from the front of the queue (calls already handed
+        to threads may run first: Ray guarantees no order once retries happen)."""
+        wanted = call.opts.get("retry_exceptions")
+        if not wanted or call.sink is not None or call.cancelled or self.status != "ALIVE":
+            return False  # generator methods are not retried: their items are out already
+        if isinstance(wanted, (list, tuple)) and not isinstance(error, tuple(wanted)):
+            return False
+        if not self._retries_left(call):
+            return False
+        group.running.discard(call)
+        call.attempt += 1
+        call.state = "queued"
+        call.in_thread = False
+        group.queue.appendleft(call)
+        return True
 
     def _exit(self, call: ActorCall, why: str) -> None:
         """exit_actor() / __ray_terminate__: the caller sees the actor's death."""
@@ -871,7 +910,7 @@ class ActorState:
         except ActorExit:
             self._exit(call, "exit_actor() was called")
         except _InitError as e:
-            if call.attempt == attempt:
+            if call.attempt == attempt and not self._retry_on_error(call, group, e.error):
                 call.fail(e.error)
         except BaseException as e:
             if call.attempt == attempt:
@@ -988,6 +1027,15 @@ def _construct_instance(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]
         raise _InitError(app_error(f"{name}.__init__", e)) from None
 
 
+def _submitter() -> Any:
+    """Who is calling, as Ray counts submitters: an actor, a task, or the driver (None)."""
+    call = current_call.get()
+    if call is not None:
+        return call.actor_id
+    spec = current_task.get()
+    return spec.task_id if spec is not None else None
+
+
 class ActorManager:
     """Every actor of one runtime: creation, calls, names, kill, shutdown."""
 
@@ -1061,11 +1109,12 @@ class ActorManager:
     def call(self, handle: ActorHandle[Any], meta: MethodMeta, args: tuple[Any, ...],
              kwargs: dict[str, Any], opts: dict[str, Any],
              task_id: bytes | None = None, payload: Any = None,
-             deps: list[ObjectRef[Any]] | None = None) -> Any:
+             deps: list[ObjectRef[Any]] | None = None, submitter: Any = None) -> Any:
         if payload is None:
             payload, deps = pack_args(args, kwargs, meta.name, self.rt.driver_pid)
         call = ActorCall(task_id or new_task_id(), meta, payload, deps or [], opts)
         call.actor_id = handle._actor_id
+        call.submitter = submitter if submitter is not None else _submitter()
         limit = self.pending_limits.get(handle._actor_id)
         if limit is not None:
             with self._pending_lock:
@@ -1171,10 +1220,9 @@ class ActorManager:
         elif call.state == "queued":
             state = self.actors.get(call.actor_id)
             group = state.groups.get(call.group) if state is not None else None
-            if group is not None and group.queue and group.queue[0] is call and group.waiting:
-                # it held back the calls behind it while waiting for its arguments
-                group.waiting.cancel()
-                group.waiting = None
+            if group is not None and call in group.waiting:
+                # it held back its submitter's later calls while waiting for its arguments
+                group.waiting.pop(call).cancel()
                 state._pump(group)  # type: ignore[union-attr]
         # A sync method already on its thread is not interrupted (as in Ray): it runs to the
         # end (``get_runtime_context().is_canceled()`` tells it), and its result is dropped.
@@ -1229,8 +1277,10 @@ class ActorManager:
         name = state.ac.__name__ if state is not None else "actor"
         handle: ActorHandle[Any] = ActorHandle(actor_id, name, {}, None, self.rt)
         try:
+            run = worker.run
             out = self.call(handle, meta, (), {}, opts, task_id=task_id, payload=payload,
-                            deps=[ref_for(i) for i in dep_ids])
+                            deps=[ref_for(i) for i in dep_ids],
+                            submitter=("worker", worker.pid, run.task_id if run else None))
         except PendingCallsLimitExceeded as e:  # the worker's refs carry the error
             nret = opts.get("num_returns")
             n = nret if isinstance(nret, int) and not meta.is_generator else 1

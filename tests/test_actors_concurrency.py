@@ -568,3 +568,53 @@ def test_init_and_methods_share_the_actor_thread(ray: Any) -> None:
     a = Local.remote()
     assert aioray.get([a.read.remote() for _ in range(3)], timeout=TIMEOUT) == \
         ["set in __init__"] * 3
+
+
+# -- order is per submitter ------------------------------------------------------------------
+@aioray.remote
+def through_the_actor(actor: Any, x: int) -> int:
+    """A process task that needs the actor itself to produce its value."""
+    return int(aioray.get(actor.work.remote(x)))
+
+
+@aioray.remote
+class AsyncSerial:
+    def __init__(self) -> None:
+        self.log: list[int] = []
+
+    async def work(self, i: int) -> int:
+        self.log.append(i)
+        return i
+
+    async def get_log(self) -> list[int]:
+        return self.log
+
+
+@pytest.mark.parametrize("cls", [Serial, AsyncSerial.options(max_concurrency=1)],
+                         ids=["sync", "async-limit-1"])
+def test_other_submitters_pass_a_call_waiting_for_its_argument(ray: Any, cls: Any) -> None:
+    # The driver's call waits for a value that needs a *task's* call to the same actor. In
+    # Ray that task is another submitter, so its call is not stuck behind the driver's.
+    a = cls.remote()
+    first = a.work.remote(through_the_actor.remote(a, 7))
+    assert aioray.get(first, timeout=TIMEOUT) == 7
+
+
+def test_one_submitter_keeps_order_while_others_pass(ray: Any) -> None:
+    @aioray.remote
+    async def gated(v: int) -> int:
+        while not GATE.is_set():
+            await asyncio.sleep(0.005)
+        return v
+
+    @aioray.remote
+    async def other_submitter(a: Any) -> int:
+        return int(await a.work.remote(100))
+
+    a = AsyncSerial.options(max_concurrency=1).remote()
+    mine = [a.work.remote(gated.remote(0)), a.work.remote(1), a.work.remote(2)]
+    assert aioray.get(other_submitter.remote(a), timeout=TIMEOUT) == 100  # not held back
+    assert aioray.wait(mine, num_returns=3, timeout=0)[0] == []  # mine still wait, in order
+    GATE.set()
+    assert aioray.get(mine, timeout=TIMEOUT) == [0, 1, 2]
+    assert aioray.get(a.get_log.remote()) == [100, 0, 1, 2]

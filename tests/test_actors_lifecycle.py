@@ -560,3 +560,87 @@ def test_unused_actor_dropped_while_waiting_for_resources_is_never_created(ray: 
     aioray.kill(holder)
     wait_until(lambda: aioray.available_resources().get("CPU", 0) == 2)
     assert "initw" not in EVENTS
+
+
+# -- retry_exceptions on methods -------------------------------------------------------------
+@aioray.remote
+class Flaky:
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    @aioray.method(retry_exceptions=True, max_task_retries=2)
+    def twice_then_ok(self) -> int:
+        self.attempts += 1
+        if self.attempts < 3:
+            raise ConnectionError("try again")
+        return self.attempts
+
+    @aioray.method(retry_exceptions=[ConnectionError], max_task_retries=5)
+    def wrong_kind(self) -> None:
+        self.attempts += 1
+        raise KeyError("not retried")
+
+    @aioray.method(retry_exceptions=True, max_task_retries=1)
+    async def always(self) -> None:
+        self.attempts += 1
+        raise ConnectionError("still broken")
+
+    def plain(self) -> None:
+        self.attempts += 1
+        raise ConnectionError("no retry by default")
+
+    def count(self) -> int:
+        return self.attempts
+
+
+def test_retry_exceptions_on_a_method(ray: Any) -> None:
+    f = Flaky.remote()
+    assert aioray.get(f.twice_then_ok.remote(), timeout=TIMEOUT) == 3
+
+
+def test_retry_exceptions_only_listed_kinds(ray: Any) -> None:
+    f = Flaky.remote()
+    with pytest.raises(KeyError):
+        aioray.get(f.wrong_kind.remote(), timeout=TIMEOUT)
+    assert aioray.get(f.count.remote()) == 1
+
+
+def test_retry_exceptions_gives_up_after_max_task_retries(ray: Any) -> None:
+    @aioray.remote
+    class AsyncFlaky:
+        def __init__(self) -> None:
+            self.attempts = 0
+
+        @aioray.method(retry_exceptions=True, max_task_retries=1)
+        async def always(self) -> None:
+            self.attempts += 1
+            raise ConnectionError("still broken")
+
+        async def count(self) -> int:
+            return self.attempts
+
+    for cls in (Flaky, AsyncFlaky):
+        f = cls.remote()
+        with pytest.raises(ConnectionError, match="still broken"):
+            aioray.get(f.always.remote(), timeout=TIMEOUT)
+        assert aioray.get(f.count.remote()) == 2
+
+
+def test_no_retry_on_exceptions_by_default(ray: Any) -> None:
+    f = Flaky.options(max_task_retries=3).remote()
+    with pytest.raises(ConnectionError):
+        aioray.get(f.plain.remote(), timeout=TIMEOUT)
+    assert aioray.get(f.count.remote()) == 1
+    # per call: .options(retry_exceptions=True) uses the actor's max_task_retries
+    with pytest.raises(ConnectionError):
+        aioray.get(f.plain.options(retry_exceptions=True).remote(), timeout=TIMEOUT)
+    assert aioray.get(f.count.remote()) == 5
+
+
+def test_retried_call_may_run_after_later_calls(ray: Any) -> None:
+    # Ray: "the task execution order is not guaranteed when task retries occur"
+    f = Flaky.remote()
+    first = f.twice_then_ok.remote()
+    after = f.count.remote()
+    assert aioray.get(first, timeout=TIMEOUT) == 3
+    assert aioray.get(after, timeout=TIMEOUT) in (1, 2, 3)
