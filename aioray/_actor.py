@@ -746,7 +746,7 @@ class ActorState:
                                                dep_values))
             else:
                 call.state = "running"
-                call.atask = self.rt.loop.create_task(self._run(call, group))
+                call.atask = self.rt.loop.create_task(self._run(call, group, dep_values))
 
     async def _await_args(self, group: _Group, call: ActorCall,
                           entries: list[ObjectEntry]) -> None:
@@ -886,23 +886,11 @@ class ActorState:
         self._die(ActorDiedError(f"The actor {self.ac.__name__} exited on purpose: {why}.",
                                  actor_id=self.actor_id.hex()), graceful=True)
 
-    async def _run(self, call: ActorCall, group: _Group) -> None:
+    async def _run(self, call: ActorCall, group: _Group, dep_values: list[Any]) -> None:
+        """An async actor's call (its arguments are ready: see _pump)."""
         current_task.set(None)  # this asyncio task may have inherited a calling task's context
         attempt = call.attempt  # a restart bumps it: this execution is then stale
         try:
-            dep_values: list[Any] = []
-            if call.deps:
-                entries = [d._entry for d in call.deps]
-                if any(e.value is PENDING for e in entries):
-                    await self.rt.wait_entries(entries)
-                dep_values = [e.value for e in entries]
-                bad = next((v for v in dep_values if type(v) is ErrorValue), None)
-                if bad is not None:
-                    call.fail(bad.error)
-                    return
-            if call.meta.name == "__ray_terminate__":
-                self._exit(call, "__ray_terminate__ was called")
-                return
             await self._invoke(call, group, dep_values, attempt)
         except (asyncio.CancelledError, _Interrupted):
             if call.attempt == attempt:
