@@ -84,11 +84,15 @@ def method(*, num_returns: int | str | None,
            **kwargs: Any) -> Callable[[Callable[..., Any]], Any]: ...
 @overload
 def method(**kwargs: Any) -> Callable[[F], F]: ...
+@overload
+def method(fn: F, /) -> F: ...
 
 
 def method(*args: Any, **kwargs: Any) -> Any:
     """Annotate an actor method: ``@aioray.method(num_returns=2, concurrency_group="io")``."""
     if args:
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return method()(args[0])  # bare @aioray.method, as recent Ray allows
         raise TypeError("@aioray.method takes keyword arguments only, e.g. "
                         "@aioray.method(num_returns=2).")
     opts = validate(kwargs, METHOD_OPTIONS, "@aioray.method")

@@ -476,3 +476,13 @@ def test_actor_call_from_a_task_does_not_touch_the_tasks_cpu(ray: Any) -> None:
     # The caller blocks on the actor, so it lends its 2 CPUs (as Ray does); the actor's own
     # waits must not take them back on the caller's behalf.
     assert aioray.get(caller.remote(Middle.remote()), timeout=30) == 2
+
+
+def test_bare_method_decorator_is_accepted(ray: object) -> None:
+    @aioray.remote
+    class Plain:
+        @aioray.method
+        def x(self) -> int:
+            return 3
+
+    assert aioray.get(Plain.remote().x.remote()) == 3
