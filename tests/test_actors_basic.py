@@ -294,7 +294,9 @@ def test_unknown_method_option(ray: Any) -> None:
     with pytest.raises(ValueError, match="num_cpus"):
         c.increment.options(num_cpus=1)
     with pytest.raises(TypeError):
-        aioray.method(lambda self: 1)  # positional use
+        aioray.method(lambda self: 1, num_returns=1)  # a function and options together
+    with pytest.raises(TypeError):
+        aioray.method(1)  # not a function
 
 
 def test_class_metadata_kept(ray: Any) -> None:
