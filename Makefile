@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench soak test-fast clean
+.PHONY: demo test lint typecheck bench soak test-fast clean bytecode
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Worker processes import aioray at start-up; with PYTHONDONTWRITEBYTECODE set (common in
+# containers) an editable install would recompile it in every worker. pip precompiles regular
+# installs; for this checkout we do it here (only changed files are recompiled).
+bytecode: $(STAMP)
+	$(PY) -m compileall -q aioray
+
+demo: $(STAMP) bytecode
 	$(PY) examples/quickstart.py
 
 lint: $(STAMP)
@@ -21,17 +27,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy aioray
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) bytecode lint typecheck
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) bytecode
 	$(PY) -m pytest -q -x
 
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(PY) benchmarks/run.py
 
 # Memory stays flat over 1,000,000 async and 100,000 process tasks (a few minutes).
-soak: $(STAMP)
+soak: $(STAMP) bytecode
 	$(PY) benchmarks/soak.py
 
 clean:
