@@ -102,3 +102,27 @@ async def test_async_tasks_and_calls(aray: Any, no_gc: Any) -> None:
     await aray.get_async([a.f.remote() for _ in range(50)])
     await asyncio.sleep(0.05)
     assert no_gc() == Counter()
+
+
+async def test_cancelled_await_leaves_no_callback_on_the_object(aray: Any) -> None:
+    gate = asyncio.Event()
+
+    @aray.remote
+    async def wait_for_gate() -> int:
+        await gate.wait()
+        return 1
+
+    ref = wait_for_gate.remote()
+    waiter = asyncio.ensure_future(_await(ref))
+    await asyncio.sleep(0.05)
+    assert ref._entry.waiters, "the awaiting task should be registered on the entry"
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert not ref._entry.waiters
+    gate.set()
+    assert await ref == 1
+
+
+async def _await(ref: Any) -> Any:
+    return await ref
