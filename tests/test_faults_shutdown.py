@@ -321,15 +321,34 @@ class Stuck:
 def stuck_thread():
     threading.Event().wait(3600)
 
-def report(workers):
-    # Wait until the workers run, then tell the parent what to check.
+def report(workers, in_get=False):
+    # Tell the parent what to check once the workers run — and, with in_get, once the main
+    # thread is blocked inside aioray's get: a SIGINT sent earlier would land outside it.
     import psutil
-    deadline = time.monotonic() + 60
-    while len(psutil.Process().children()) < workers and time.monotonic() < deadline:
-        time.sleep(0.01)
-    pids = [p.pid for p in psutil.Process().children()]
-    print("PIDS", *pids, flush=True)
-    print("READY", flush=True)
+    main = threading.main_thread().ident
+
+    def blocked_in_aioray():
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "run_sync" and "aioray" in frame.f_code.co_filename:
+                return True
+            frame = frame.f_back
+        return False
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                len(psutil.Process().children()) < workers
+                or (in_get and not blocked_in_aioray())):
+            time.sleep(0.01)
+        pids = [p.pid for p in psutil.Process().children()]
+        print("PIDS", *pids, flush=True)
+        print("READY", flush=True)
+
+    if in_get:
+        threading.Thread(target=watch, daemon=True).start()
+    else:
+        watch()
 """
 
 
@@ -368,7 +387,7 @@ def test_ctrl_c_in_get_raises_keyboard_interrupt_then_clean_shutdown(tmp_path: P
     text, code, _ = _run_script("""
         big = aioray.put(np.zeros(1 << 20))
         ref = slow.remote(1)
-        report(1)
+        report(1, in_get=True)
         try:
             aioray.get(ref)
         except KeyboardInterrupt:
@@ -384,7 +403,7 @@ def test_ctrl_c_uncaught_exits_and_cleans_up(tmp_path: Path) -> None:
     text, code, _ = _run_script("""
         big = aioray.put(np.zeros(1 << 20))
         refs = [slow.remote(i) for i in range(3)]
-        report(2)
+        report(2, in_get=True)
         aioray.get(refs)
     """, tmp_path, sigint=True)
     assert "KeyboardInterrupt" in text, text
