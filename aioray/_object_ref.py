@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import itertools
 import os
@@ -215,20 +216,16 @@ def _loop_waiter(entry: ObjectEntry) -> tuple[Any, Callable[[], None]] | None:
     """A future on the running loop, completed when ``entry`` resolves — if that loop is the
     driver runtime's and the awaiting task holds no CPU to lend meanwhile; else None (the
     general path, ``get_async``, handles it)."""
-    import asyncio
-
-    from aioray import _runtime
-    from aioray._task_manager import current_task
-    rt = _runtime._runtime
+    rt = _runtime_mod()._runtime
     if rt is None or rt.closed:
         return None
     try:
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
     except RuntimeError:
         return None
     if loop is not rt.loop:
         return None
-    spec = current_task.get()
+    spec = _current_task().get()
     if spec is not None and spec.grant is not None:
         return None
     fut = loop.create_future()
@@ -239,6 +236,31 @@ def _loop_waiter(entry: ObjectEntry) -> tuple[Any, Callable[[], None]] | None:
 
     entry.add_callback(on_ready)
     return fut, on_ready
+
+
+# Resolved once: every pending ``await ref`` passes through _loop_waiter (a hot path), and
+# function-level imports there cost more than the rest of it.
+_get_running_loop = asyncio.get_running_loop
+
+
+def _runtime_mod() -> Any:
+    global _RUNTIME_MOD
+    if _RUNTIME_MOD is None:
+        from aioray import _runtime
+        _RUNTIME_MOD = _runtime
+    return _RUNTIME_MOD
+
+
+def _current_task() -> Any:
+    global _CURRENT_TASK
+    if _CURRENT_TASK is None:
+        from aioray._task_manager import current_task
+        _CURRENT_TASK = current_task
+    return _CURRENT_TASK
+
+
+_RUNTIME_MOD: Any = None
+_CURRENT_TASK: Any = None
 
 
 def _driver_rebuild(id: bytes) -> ObjectRef[Any]:

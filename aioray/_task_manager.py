@@ -23,7 +23,7 @@ import os
 import threading
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aioray._generator import (
@@ -86,7 +86,7 @@ class TaskSpec:
         self.fn = rf._function
         self.name = opts.get("name") or rf._name
         self.payload = payload
-        self.deps = deps
+        self.deps: Sequence[ObjectRef[Any]] = deps or ()
         self.opts = opts
         self.returns: list[ObjectEntry] = []
         self.sink: Any = None
@@ -97,7 +97,7 @@ class TaskSpec:
         self.max_retries = 3 if mr is None else mr
         self.retry_exceptions = opts.get("retry_exceptions") or False
         self.cancelled = False
-        self.children: list[bytes] = []
+        self.children: list[bytes] | None = None  # made on the first child
         self.parent: bytes | None = None
         self.atask: asyncio.Task[None] | None = None
         self.worker: WorkerHandle | None = None
@@ -228,6 +228,8 @@ class TaskManager:
         if spec.parent is not None:
             parent = self.tasks.get(spec.parent)
             if parent is not None:
+                if parent.children is None:
+                    parent.children = []
                 parent.children.append(spec.task_id)
         if spec.executor == "loop" and not spec.deps and not spec.req and spec.sink is None:
             spec.atask = self.loop.create_task(self._run_simple(spec))
@@ -242,7 +244,11 @@ class TaskManager:
                 args, kwargs = unpack_args(spec.payload, ())
                 value = await spec.fn(*args, **kwargs)
                 pid = self.rt.driver_pid
-                values = [serialize(v, pid) for v in split_returns(value, spec.nret, spec.name)]
+                if spec.nret == 1:  # no list comprehension: its closure is one more GC object
+                    values = [serialize(value, pid)]
+                else:
+                    values = [serialize(v, pid)
+                              for v in split_returns(value, spec.nret, spec.name)]
             except asyncio.CancelledError:
                 spec.fail(TaskCancelledError(spec.task_id.hex()))
                 return
@@ -476,7 +482,7 @@ class TaskManager:
         elif spec.atask is not None:
             spec.atask.cancel()
         if recursive:
-            for child in spec.children:
+            for child in spec.children or ():
                 self.cancel(child, force, recursive)
         return True
 
