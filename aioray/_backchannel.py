@@ -48,6 +48,7 @@ class Backchannel:
             "wait": self._wait,
             "gen_next": self._gen_next,
             "gen_wait": self._gen_wait,
+            "gen_finished": self._gen_finished,
             "cluster_resources": self._cluster_resources,
             "available_resources": self._available_resources,
         }
@@ -151,6 +152,10 @@ class Backchannel:
 
     async def _available_resources(self, worker: WorkerHandle) -> dict[str, float]:
         return {k: v for k, v in self.rt.node_pool.available.items() if v > 1e-9}
+
+    async def _gen_finished(self, worker: WorkerHandle, task_id: bytes) -> bool:
+        gen = self.generators.get(task_id)
+        return True if gen is None else bool(gen.is_finished())  # gone: it can only have ended
 
     async def _gen_wait(self, worker: WorkerHandle, keys: list[tuple[str, bytes]], num: int,
                         timeout: float | None) -> list[int]:

@@ -433,8 +433,7 @@ class WorkerObjectRefGenerator(ObjectRefGenerator[T]):
         return bool(self._client.wait([self], timeout=0)[0])
 
     def is_finished(self) -> bool:
-        raise NotImplementedError("is_finished() is not available inside a worker process; "
-                                  "use next(gen) / StopIteration.")
+        return bool(self._client.request("gen_finished", self._task_id))
 
     def task_id(self) -> str:
         return self._task_id.hex()

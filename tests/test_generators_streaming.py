@@ -422,3 +422,22 @@ async def test_sync_next_on_the_loop_thread_is_refused(aray: Any, tmp_path: Path
         next(gen)  # would block the loop that feeds it
     assert await (await gen.__anext__()) == "first"
     aioray.cancel(gen)
+
+
+def test_is_finished_inside_a_worker_process(ray: object) -> None:
+    @aioray.remote
+    def produce(n: int):  # type: ignore[no-untyped-def]
+        yield from range(n)
+
+    @aioray.remote
+    def consume() -> tuple[bool, list[int], bool]:
+        gen = produce.remote(3)
+        aioray.get(gen.completed())  # the task has ended, but its refs are not taken yet
+        before = gen.is_finished()
+        values = [aioray.get(r) for r in gen]
+        return before, values, gen.is_finished()
+
+    before, values, after = aioray.get(consume.remote())
+    assert values == [0, 1, 2]
+    assert before is False
+    assert after is True
