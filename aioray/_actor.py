@@ -40,7 +40,7 @@ from aioray._object_store import PENDING, ObjectEntry
 from aioray._options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_request, validate
 from aioray._serialization import ErrorValue, note_ref, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
-from aioray._task_manager import _raise_in_thread, app_error, current_task
+from aioray._task_manager import _raise_in_thread, app_error, current_task, fail_outputs
 from aioray.exceptions import (
     ActorDiedError,
     ActorShutdownError,
@@ -383,12 +383,7 @@ class ActorCall:
         self.submitter: Any = None  # who made the call; calls keep their order per submitter
 
     def fail(self, error: BaseException) -> None:
-        if self.sink is not None:
-            self.sink.finish(error)
-        else:
-            ev = ErrorValue(error)
-            for e in self.returns:
-                e.resolve(ev)
+        fail_outputs(self.sink, self.returns, error)
 
 
 class _Lanes:

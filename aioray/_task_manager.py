@@ -128,12 +128,18 @@ class TaskSpec:
 
     def fail(self, error: BaseException) -> None:
         """Resolve every output to ``error`` (first resolution wins)."""
-        if self.sink is not None:
-            self.sink.finish(error)
-        else:
-            ev = ErrorValue(error)
-            for e in self.returns:
-                e.resolve(ev)
+        fail_outputs(self.sink, self.returns, error)
+
+
+def fail_outputs(sink: Any, returns: Sequence[ObjectEntry], error: BaseException) -> None:
+    """Resolve a task's or actor call's outputs — its generator sink, else its return
+    entries — to ``error``; outputs already resolved keep their values."""
+    if sink is not None:
+        sink.finish(error)
+    else:
+        ev = ErrorValue(error)
+        for e in returns:
+            e.resolve(ev)
 
 
 class TaskManager:
