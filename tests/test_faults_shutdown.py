@@ -330,7 +330,8 @@ def report(workers, in_get=False):
     def blocked_in_aioray():
         frame = sys._current_frames().get(main)
         while frame is not None:
-            if frame.f_code.co_name == "run_sync" and "aioray" in frame.f_code.co_filename:
+            code = frame.f_code
+            if code.co_name == "get" and os.sep + "aioray" + os.sep in code.co_filename:
                 return True
             frame = frame.f_back
         return False
