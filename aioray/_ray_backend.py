@@ -307,12 +307,24 @@ def _raise_mapped(e: BaseException) -> Any:
 
 
 # -- adapting what Ray cannot run as written ------------------------------------------------
+def _picklable(e: Exception) -> Exception:
+    """The error to let Ray store for ``e``: ``e`` itself when it survives pickling (for
+    ``MyError(code, msg)`` classes aioray registers a by-state reducer, so Ray's pickler then
+    copes too), else a RuntimeError describing it. Plain Ray reports such errors as
+    ``UnserializableException``, losing the user's class."""
+    from aioray._serialization import picklable_exception
+    safe = picklable_exception(e)
+    return e if type(safe) is type(e) else safe  # type: ignore[return-value]
+
+
 def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The function Ray runs for ``fn``: itself when Ray can, else an adapter."""
+    """The function Ray runs for ``fn``: an adapter with ``fn``'s signature (Ray checks
+    arguments against it) that Ray can run — plain Ray rejects ``async def`` tasks and async
+    generators, and breaks on ``yield from <iterator>`` — and whose errors pickle."""
     if inspect.isasyncgenfunction(fn):
         @functools.wraps(fn)
         def drive_async_gen(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            # Ray rejects async generator tasks; step the generator on a private loop.
+            # Step the async generator on a private loop, one item per Ray yield.
             loop = asyncio.new_event_loop()
             agen = fn(*args, **kwargs)
             try:
@@ -321,31 +333,46 @@ def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
                         item = loop.run_until_complete(agen.__anext__())
                     except StopAsyncIteration:
                         return
+                    except Exception as e:
+                        err = _picklable(e)
+                        if err is e:
+                            raise
+                        raise err from None
                     yield item
             finally:
                 try:
                     loop.run_until_complete(agen.aclose())
                 finally:
                     loop.close()
-        del drive_async_gen.__wrapped__  # Ray must see the sync generator, not fn
         return drive_async_gen
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def iterate(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            # Ray resumes generator tasks with send(); a body that does `yield from range(n)`
-            # (any non-generator iterator) then fails in Ray with "no attribute 'send'".
-            for item in fn(*args, **kwargs):  # noqa: UP028 - yield from would forward send()
-                yield item
-        del iterate.__wrapped__
+            # Ray resumes generator tasks with send(); `yield from range(n)` (any
+            # non-generator iterator) then fails with "no attribute 'send'". A for loop doesn't.
+            try:
+                for item in fn(*args, **kwargs):  # noqa: UP028 - yield from forwards send()
+                    yield item
+            except Exception as e:
+                err = _picklable(e)
+                if err is e:
+                    raise
+                raise err from None
         return iterate
-    if inspect.iscoroutinefunction(fn):
-        @functools.wraps(fn)
-        def run_coroutine(*args: Any, **kwargs: Any) -> Any:
-            # Ray rejects `async def` tasks; run the coroutine on a loop in the worker.
-            return asyncio.run(fn(*args, **kwargs))
-        del run_coroutine.__wrapped__
-        return run_coroutine
-    return fn
+    is_async = inspect.iscoroutinefunction(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            if is_async:  # run the coroutine on a loop of its own in the Ray worker
+                return asyncio.run(fn(*args, **kwargs))
+            return fn(*args, **kwargs)
+        except Exception as e:
+            err = _picklable(e)
+            if err is e:
+                raise
+            raise err from None
+    return call
 
 
 # aioray option -> how it reaches Ray. Options Ray does not know are dropped (documented).
@@ -646,6 +673,8 @@ class RayBackend:
         self.ray.kill(handle._token, no_restart=no_restart)
 
     def get_actor(self, name: str, namespace: str | None = None) -> Any:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"get_actor() needs a non-empty actor name (a str), got {name!r}.")
         try:
             ray_handle = self.ray.get_actor(name, namespace=namespace)
         except ValueError as e:
