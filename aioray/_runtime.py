@@ -615,6 +615,7 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
           local_mode: bool = False) -> Runtime:
     """Create the runtime (caller holds ``_lock``)."""
     global _runtime
+    _shared_memory.sweep_dead_drivers()
     if num_cpus is None:
         num_cpus = float(os.cpu_count() or 1)
     gpu_ids = _detect_gpus()

@@ -73,14 +73,19 @@ class SharedBuffer:
             self._finalizer.detach()
             self._finalizer = None
 
-    def view(self) -> memoryview:
-        """A read-only view of the bytes: arrays built on it are immutable, as Ray's are."""
+    def map(self) -> None:
+        """Map the segment now; the mapping outlives the file's unlink (shutdown's sweep)."""
         if self._mm is None:
             fd = os.open(_path(self.name), os.O_RDONLY)
             try:
                 self._mm = mmap.mmap(fd, max(self.size, 1), prot=mmap.PROT_READ)
             finally:
                 os.close(fd)
+
+    def view(self) -> memoryview:
+        """A read-only view of the bytes: arrays built on it are immutable, as Ray's are."""
+        self.map()
+        assert self._mm is not None
         mv = memoryview(self._mm)[: self.size]
         return mv if mv.readonly else mv.toreadonly()
 
@@ -99,6 +104,32 @@ def sweep(driver_pid: int) -> int:
     """Unlink every segment of this driver (shutdown); returns how many were left."""
     n = 0
     for path in glob.glob(os.path.join(_DIR, segment_prefix(driver_pid) + "*")):
+        try:
+            os.unlink(path)
+            n += 1
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def sweep_dead_drivers() -> int:
+    """Unlink segments of drivers that no longer run (killed with SIGKILL: nothing of theirs
+    could clean up). Called at init; a pid that is alive (even reused) is left alone."""
+    n = 0
+    for path in glob.glob(os.path.join(_DIR, PREFIX + "*")):
+        try:
+            pid = int(os.path.basename(path)[len(PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or not ours to signal): leave it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
         try:
             os.unlink(path)
             n += 1

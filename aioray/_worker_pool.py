@@ -35,11 +35,14 @@ _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def adopt_segments(stored: Any) -> None:
-    """The driver takes ownership of shared memory a worker created for a result."""
+    """The driver takes ownership of shared memory a worker created for a result, and maps it
+    at once: a finished task's value must stay readable even after shutdown() sweeps
+    ``/dev/shm`` (one mmap per result of at least 1 MiB)."""
     if type(stored) is SerializedObject:
         for b in stored.buffers:
             if isinstance(b, SharedBuffer):
                 b.adopt()
+                b.map()
 
 
 class TaskRun:

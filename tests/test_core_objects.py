@@ -253,7 +253,9 @@ def test_shared_memory_swept_at_shutdown(ray: Any) -> None:
     del keep
 
 
-def test_large_result_read_after_shutdown_is_a_clear_error() -> None:
+def test_large_result_stays_readable_after_shutdown() -> None:
+    # A worker-made result in shared memory is mapped when it arrives, so shutdown's sweep of
+    # /dev/shm does not take a finished task's value away.
     aioray.init(num_cpus=1)
 
     @aioray.remote
@@ -263,8 +265,7 @@ def test_large_result_read_after_shutdown_is_a_clear_error() -> None:
     ref = make.remote()
     aioray.wait([ref], timeout=60)
     aioray.shutdown()
-    with pytest.raises(aioray.exceptions.ObjectLostError, match="shutdown"):
-        aioray.get(ref)
+    assert float(aioray.get(ref).sum()) == float(1 << 18)
 
 
 # -- freeing --------------------------------------------------------------------------------------

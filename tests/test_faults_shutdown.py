@@ -445,3 +445,15 @@ def test_workers_exit_when_driver_is_killed(tmp_path: Path) -> None:
     proc.wait(30)
     assert pids
     _wait_until(lambda: all(_gone(p) for p in pids), timeout=30, what="orphaned workers exit")
+
+
+def test_init_sweeps_segments_of_killed_drivers(tmp_path: Path) -> None:
+    from aioray import _shared_memory
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = os.path.join(_shared_memory._DIR, f"{_shared_memory.PREFIX}{dead.pid}-deadbeef")
+    with open(path, "wb") as f:
+        f.write(b"x")
+    aioray.shutdown()
+    aioray.init(num_cpus=1)
+    assert not os.path.exists(path)
