@@ -142,6 +142,9 @@ class WorkerClient:
         self.send(("call", op, args))
 
     def _reader(self) -> None:
+        # The driver's cancel is a SIGINT to this process: it must reach the main thread (the
+        # one running the task), which it only interrupts if delivered there.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             while True:
                 self._frame_seq += 1

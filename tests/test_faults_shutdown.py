@@ -457,3 +457,40 @@ def test_init_sweeps_segments_of_killed_drivers(tmp_path: Path) -> None:
     aioray.shutdown()
     aioray.init(num_cpus=1)
     assert not os.path.exists(path)
+
+
+def test_sigint_is_blocked_in_every_thread_aioray_runs_code_on(ray: object) -> None:
+    # A process-directed SIGINT goes to some thread that does not block it. Only if that is
+    # the main thread does Ctrl-C interrupt a blocked get(): all of aioray's threads block it.
+    def blocked() -> bool:
+        return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    @aioray.remote
+    async def on_loop() -> bool:
+        return blocked()
+
+    @aioray.remote(executor="thread")
+    def on_thread() -> bool:
+        return blocked()
+
+    @aioray.remote
+    class Sync:
+        def where(self) -> bool:
+            return blocked()
+
+        def gen(self):  # type: ignore[no-untyped-def]
+            yield blocked()
+
+    @aioray.remote
+    class Async:
+        async def where(self) -> bool:
+            return blocked()
+
+        def gen(self):  # type: ignore[no-untyped-def]
+            yield blocked()  # a sync generator method of an async actor: a spare thread
+
+    s, a = Sync.remote(), Async.remote()
+    results = aioray.get([on_loop.remote(), on_thread.remote(), s.where.remote(),
+                          a.where.remote(), next(s.gen.remote()), next(a.gen.remote())])
+    assert results == [True] * 6
+    assert not blocked()  # the main thread still takes it
