@@ -8,7 +8,6 @@ Other modules (actors, queues, placement groups) add request handlers with :meth
 
 from __future__ import annotations
 
-import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -213,6 +212,3 @@ class Backchannel:
     def _gen_drop(self, worker: WorkerHandle, task_id: bytes) -> None:
         self.generators.pop(task_id, None)
 
-
-async def _sleep0() -> None:
-    await asyncio.sleep(0)
