@@ -301,7 +301,11 @@ async def test_shutdown_from_async_code(aray: object, tmp_path: Path) -> None:
 
 # -- Ctrl-C and interpreter exit (each in a fresh interpreter) -----------------------------
 _SCRIPT_HEAD = """
-import os, sys, threading, time
+import os, signal, sys, threading, time
+# A harness that starts us as a background job (`cmd &` in a non-interactive shell) hands down
+# SIGINT *ignored*, and Python then never installs its KeyboardInterrupt handler. These tests
+# are about what aioray does when Ctrl-C arrives, so restore Python's default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 import aioray
 
