@@ -41,7 +41,6 @@ from aioray._options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_request, val
 from aioray._serialization import ErrorValue, note_ref, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
 from aioray._task_manager import _raise_in_thread, app_error, current_task, fail_outputs
-from aioray._threads import block_interrupts
 from aioray.exceptions import (
     ActorDiedError,
     ActorShutdownError,
@@ -415,7 +414,6 @@ class _Lanes:
             t.start()
 
     def _main(self) -> None:
-        block_interrupts()
         while True:
             try:
                 with self._lock:
@@ -1041,7 +1039,7 @@ class ActorManager:
         self.graveyard: OrderedDict[bytes, ActorDiedError] = OrderedDict()
         self._named_lock = threading.Lock()
         self.spare_threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=32, thread_name_prefix="aioray-actor-gen", initializer=block_interrupts)
+            max_workers=32, thread_name_prefix="aioray-actor-gen")
         bc = runtime.backchannel
         bc.handle_call("actor_call", self._worker_call)
         bc.handle("create_actor", self._worker_create)

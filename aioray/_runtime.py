@@ -31,7 +31,6 @@ from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._object_store import PENDING, ObjectEntry
 from aioray._scheduler import ResourcePool
 from aioray._serialization import deserialize, serialize
-from aioray._threads import block_interrupts
 from aioray.exceptions import GetTimeoutError, RuntimeShutdownError
 
 T = TypeVar("T")
@@ -633,11 +632,6 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
         started = threading.Event()
 
         def run() -> None:
-            # SIGINT is process-directed: the kernel may hand it to any thread not blocking
-            # it. Landing here, Python would only set a flag while the main thread stays
-            # blocked in get() — Ctrl-C would hang. Blocked here (and so in every thread this
-            # loop starts: pools inherit the mask), it always goes to the main thread.
-            block_interrupts()
             asyncio.set_event_loop(loop)
             loop.call_soon(started.set)
             loop.run_forever()

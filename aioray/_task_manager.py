@@ -38,7 +38,6 @@ from aioray._object_store import PENDING, ObjectEntry
 from aioray._options import resource_request
 from aioray._serialization import ErrorValue, picklable_exception, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
-from aioray._threads import block_interrupts
 from aioray.exceptions import (
     RayTaskError,
     TaskCancelledError,
@@ -152,7 +151,7 @@ class TaskManager:
         self.tasks: dict[bytes, TaskSpec] = {}
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(32, int(runtime.total.get("CPU", 1)) * 4),
-            thread_name_prefix="aioray-task", initializer=block_interrupts)
+            thread_name_prefix="aioray-task")
         self._warned_infeasible: set[tuple[tuple[str, float], ...]] = set()
 
     # -- submission (any thread) ---------------------------------------------------------

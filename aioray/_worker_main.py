@@ -143,7 +143,8 @@ class WorkerClient:
 
     def _reader(self) -> None:
         # The driver's cancel is a SIGINT to this process: it must reach the main thread (the
-        # one running the task), which it only interrupts if delivered there.
+        # one running the task), which it only interrupts if delivered there. (This thread
+        # starts no processes, so its mask leaks nowhere.)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             while True:
