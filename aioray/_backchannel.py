@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioray._object_ref import ObjectRef, object_id
 from aioray._object_store import PENDING, STORE, ObjectEntry
+from aioray._scheduler import lending_cpu
 from aioray._serialization import ErrorValue, picklable_exception
 from aioray.exceptions import GetTimeoutError, ObjectFreedError
 
@@ -96,6 +97,10 @@ class Backchannel:
         except Exception:
             traceback.print_exc()
 
+    def _grant_of(self, worker: WorkerHandle) -> Any:
+        spec = self._task_of(worker)
+        return spec.grant if spec is not None else None
+
     def _task_of(self, worker: WorkerHandle) -> Any:
         run = worker.run
         return self.rt.tasks.tasks.get(run.task_id) if run is not None else None
@@ -105,16 +110,9 @@ class Backchannel:
         entries = [entry_for(i) for i in ids]
         pending = [e for e in entries if e.value is PENDING]
         if pending:
-            spec = self._task_of(worker)
-            grant = spec.grant if spec is not None else None
-            if grant is not None:
-                grant.lend_cpu()
-            try:
+            async with lending_cpu(self._grant_of(worker)):
                 if not await self.rt.wait_entries(pending, timeout=timeout):
                     raise GetTimeoutError(f"Get timed out after {timeout} seconds.")
-            finally:
-                if grant is not None:
-                    await grant.reclaim_cpu()
         for e in entries:
             e.retrieved = True
         return [e.value for e in entries]
@@ -122,15 +120,8 @@ class Backchannel:
     async def _wait(self, worker: WorkerHandle, ids: list[bytes], num: int,
                     timeout: float | None) -> list[bytes]:
         entries = [entry_for(i) for i in ids]
-        spec = self._task_of(worker)
-        grant = spec.grant if spec is not None else None
-        if grant is not None:
-            grant.lend_cpu()
-        try:
+        async with lending_cpu(self._grant_of(worker)):
             await self.rt.wait_entries(entries, num, timeout)
-        finally:
-            if grant is not None:
-                await grant.reclaim_cpu()
         return [e.id for e in entries if e.value is not PENDING]
 
     async def _gen_next(self, worker: WorkerHandle, task_id: bytes) -> bytes | None:
@@ -166,15 +157,8 @@ class Backchannel:
             # A generator we no longer hold can only have ended: its completed() ref is ready.
             items.append(gen if gen is not None else ref_for(
                 object_id(id, 0) if kind == "g" else id))
-        spec = self._task_of(worker)
-        grant = spec.grant if spec is not None else None
-        if grant is not None:
-            grant.lend_cpu()
-        try:
+        async with lending_cpu(self._grant_of(worker)):
             await self.rt._wait_items(items, num, timeout)
-        finally:
-            if grant is not None:
-                await grant.reclaim_cpu()
         return sorted(_ready_now(items))
 
     # -- calls --------------------------------------------------------------------------

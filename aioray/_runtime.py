@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from aioray import _shared_memory
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._object_store import PENDING, ObjectEntry
-from aioray._scheduler import ResourcePool
+from aioray._scheduler import ResourcePool, lending_cpu
 from aioray._serialization import deserialize, serialize
 from aioray.exceptions import GetTimeoutError, RuntimeShutdownError
 
@@ -213,17 +213,11 @@ class Runtime:
     async def _wait_for_get(self, entries: list[ObjectEntry], timeout: float | None) -> None:
         from aioray._task_manager import current_task
         spec = current_task.get()
-        grant = spec.grant if spec is not None else None
-        if grant is not None:
-            grant.lend_cpu()  # a task blocked in get does not hold its CPU (as in Ray)
-        try:
+        async with lending_cpu(spec.grant if spec is not None else None):
             if not await self.wait_entries(entries, timeout=timeout):
                 raise GetTimeoutError(
                     f"Get timed out: {sum(e.value is PENDING for e in entries)} of "
                     f"{len(entries)} objects not ready after {timeout} seconds.")
-        finally:
-            if grant is not None:
-                await grant.reclaim_cpu()
 
     # -- the API -------------------------------------------------------------------------
     def submit_task(self, rf: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

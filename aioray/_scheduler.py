@@ -13,9 +13,10 @@ The node is one pool; a placement group's bundle is a pool carved out of the nod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 _EPS = 1e-9
@@ -52,6 +53,19 @@ class Grant:
         if self.cpu_lent and not self.released:
             self.cpu_lent = False
             await self.pool.acquire({"CPU": self.req["CPU"]}, _reclaim=True)
+
+
+@contextlib.asynccontextmanager
+async def lending_cpu(grant: Grant | None) -> AsyncIterator[None]:
+    """While blocked (``get``/``wait`` inside a task) the task's CPU goes back to the pool,
+    and is taken back afterwards — so nested tasks never deadlock on CPUs (as in Ray)."""
+    if grant is not None:
+        grant.lend_cpu()
+    try:
+        yield
+    finally:
+        if grant is not None:
+            await grant.reclaim_cpu()
 
 
 class _Waiter:
