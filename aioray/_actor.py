@@ -141,16 +141,25 @@ def _backend() -> Any:
 class ActorClass(Generic[T]):
     """A class made remote by ``@aioray.remote``; ``Cls.remote(...)`` creates an actor."""
 
-    def __init__(self, cls: type[T], options: dict[str, Any]) -> None:
+    def __init__(self, cls: type[T], options: dict[str, Any], *, check: bool = True) -> None:
         self._cls = cls
         self._default_options = validate(options, ACTOR_OPTIONS, f"actor {cls.__name__}")
-        self._methods = _methods_of(cls)
-        self._is_async = any(m.is_async for m in self._methods.values())
-        self._check_groups(self._default_options)
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
         self.__doc__ = cls.__doc__
+        if check:
+            self._check_groups(self._default_options)
+
+    # Lazy: while a class pickled by value is loading, its methods may name this ActorClass,
+    # which is then rebuilt around a class whose methods are not set yet.
+    @functools.cached_property
+    def _methods(self) -> dict[str, MethodMeta]:
+        return _methods_of(self._cls)
+
+    @functools.cached_property
+    def _is_async(self) -> bool:
+        return any(m.is_async for m in self._methods.values())
 
     def _check_groups(self, opts: dict[str, Any]) -> None:
         groups = set((opts.get("concurrency_groups") or {}).keys())
@@ -194,7 +203,12 @@ class ActorClass(Generic[T]):
         # process task can use it even when its methods refer to unpicklable module globals.
         if _importable_as(self, self.__module__, self.__qualname__):
             return (_import_actor_class, (self.__module__, self.__qualname__))
-        return (ActorClass, (self._cls, self._default_options))
+        return (_rebuild_actor_class, (self._cls, self._default_options))
+
+
+def _rebuild_actor_class(cls: type, options: dict[str, Any]) -> ActorClass[Any]:
+    # Checked when it was defined; ``cls`` may still be loading (see ActorClass._methods).
+    return ActorClass(cls, options, check=False)
 
 
 def _importable_as(obj: object, module: str, qualname: str) -> bool:

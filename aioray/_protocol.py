@@ -1,7 +1,7 @@
 """Length-prefixed pickle frames between the driver and its worker processes.
 
-Each frame is a 4-byte big-endian length and a cloudpickled tuple whose first item names the
-message. Large buffers never travel here: they sit in shared memory and frames carry their names.
+Each frame is an 8-byte big-endian length and a pickled tuple whose first item names the
+message (64-bit lengths: no size limit below what memory allows). Large buffers never travel here: they sit in shared memory and frames carry their names.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
+from aioray import _pickle
 
-HEADER = struct.Struct("!I")
+HEADER = struct.Struct("!Q")
 
 
 def encode(msg: tuple[Any, ...]) -> bytes:
-    data: bytes = cloudpickle.dumps(msg, protocol=5)
+    data = _pickle.dumps(msg)
     return HEADER.pack(len(data)) + data
 
 
 def decode(data: bytes | bytearray | memoryview) -> Any:
-    return cloudpickle.loads(data)
+    return _pickle.loads(data)
 
 
 def recv_frame(sock: socket.socket) -> Any:

@@ -8,8 +8,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-import cloudpickle
-
+from aioray import _pickle
 from aioray._options import TASK_OPTIONS, validate
 
 P = ParamSpec("P")
@@ -81,12 +80,19 @@ class RemoteFunction(Generic[P, R]):
             "Ray DAGs (.bind) are not supported by aioray; call .remote() instead.")
 
     def _pickled_function(self) -> bytes:
+        """The function, pickled once: what a worker process is sent before its first task."""
         if self._pickled is None:
-            self._pickled = cloudpickle.dumps(self._function)
+            self._pickled = _pickle.dumps(self._function)
         return self._pickled
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (self._fn_id, self._pickled_function(), self._default_options))
+        # Once the function's own pickle exists, ship it as bytes (no re-pickling per nested
+        # submit). Before that, the function goes by value *in the same pickler*: a function
+        # that names itself (or a partner) reaches this RemoteFunction again through its
+        # globals, and the pickler's memo closes the loop instead of recursing forever.
+        if self._pickled is not None:
+            return (_rebuild_from_bytes, (self._fn_id, self._pickled, self._default_options))
+        return (_rebuild, (self._fn_id, self._function, self._default_options))
 
     def __repr__(self) -> str:
         return f"<aioray remote function {self._name}>"
@@ -116,9 +122,30 @@ class _BoundRemoteFunction(Generic[P, R]):
         return self._rf(*args, **kwargs)
 
 
-def _rebuild(fn_id: bytes, pickled: bytes, options: dict[str, Any]) -> RemoteFunction[Any, Any]:
+def _rebuild(fn_id: bytes, function: Callable[..., Any],
+             options: dict[str, Any]) -> RemoteFunction[Any, Any]:
+    """Unpickle: the process's one RemoteFunction for ``fn_id`` (a self-referring function may
+    be rebuilt while its globals are still loading: the function object itself already exists).
+    """
     rf = _REGISTRY.get(fn_id)
     if rf is None:
-        rf = RemoteFunction(cloudpickle.loads(pickled), options, fn_id=fn_id, pickled=pickled)
+        rf = RemoteFunction(function, options, fn_id=fn_id)
         _REGISTRY[fn_id] = rf
     return rf
+
+
+def _rebuild_from_bytes(fn_id: bytes, pickled: bytes,
+                        options: dict[str, Any]) -> RemoteFunction[Any, Any]:
+    rf = _REGISTRY.get(fn_id)
+    if rf is None:
+        rf = _rebuild(fn_id, _pickle.loads(pickled), options)
+        rf._pickled = pickled
+    return rf
+
+
+def adopt_pickled(fn_id: bytes, pickled: bytes) -> None:
+    """A worker was sent ``fn_id``'s pickle: keep it on the RemoteFunction that loading it made,
+    so this process's nested submissions ship those bytes instead of pickling again."""
+    rf = _REGISTRY.get(fn_id)
+    if rf is not None and rf._pickled is None:
+        rf._pickled = pickled

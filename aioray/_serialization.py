@@ -18,6 +18,7 @@ from typing import Any
 
 import cloudpickle
 
+from aioray import _pickle
 from aioray._shared_memory import SharedBuffer
 
 SHM_THRESHOLD = 1 << 20
@@ -91,7 +92,8 @@ def note_ref(ref: Any) -> None:
 
 def serialize(value: Any, driver_pid: int) -> Any:
     """Store form of ``value``: itself if immutable, else a :class:`SerializedObject`."""
-    if type(value) in IMMUTABLE_TYPES:
+    tp = type(value)
+    if tp in IMMUTABLE_TYPES and not (tp is bytes and len(value) >= SHM_THRESHOLD):
         return value
     if isinstance(value, ErrorValue):
         return value
@@ -103,8 +105,10 @@ def serialize_always(value: Any, driver_pid: int) -> SerializedObject:
     refs: list[Any] = []
     prev = getattr(_collect, "refs", None)
     _collect.refs = refs
+    if type(value) in (bytes, bytearray) and len(value) >= SHM_THRESHOLD:
+        value = _pickle.OutOfBand(value)
     try:
-        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        data = _pickle.dumps(value, buffer_callback=buffers.append)
     finally:
         _collect.refs = prev
     out: list[bytes | SharedBuffer] = []

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aioray import _object_ref, _serialization
+from aioray import _object_ref, _pickle, _serialization
 from aioray._generator import (
     WorkerObjectRefGenerator,
     check_no_generator,
@@ -34,6 +34,7 @@ from aioray._generator import (
 )
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._protocol import encode, recv_frame
+from aioray._remote_function import adopt_pickled
 from aioray._runtime import _as_ref_list, _check_timeout, _check_wait_args
 from aioray._serialization import ErrorValue, deserialize, picklable_exception, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
@@ -192,6 +193,7 @@ class WorkerClient:
                 sys.path[:] = path
             elif kind == "fn":
                 self._functions[msg[1]] = _load_function(msg[2])
+                adopt_pickled(msg[1], msg[2])
             elif kind == "task":
                 self._run_task(msg)
                 msg = None
@@ -412,8 +414,7 @@ class WorkerClient:
 
 
 def _load_function(blob: bytes) -> Callable[..., Any]:
-    import cloudpickle
-    return cloudpickle.loads(blob)  # type: ignore[no-any-return]
+    return _pickle.loads(blob)  # type: ignore[no-any-return]
 
 
 CLIENT: WorkerClient | None = None

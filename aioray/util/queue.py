@@ -34,8 +34,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-import cloudpickle
-
+from aioray import _pickle
 from aioray._api import get, kill, remote, wait
 from aioray._object_ref import ObjectRef, new_task_id, object_id
 from aioray._object_store import PENDING, ObjectEntry
@@ -384,7 +383,7 @@ class Queue:
                 raise _would_block(what, f"await queue.{what.split('(')[0]}_async(...)")
             return deserialize(item._entry.value)
         # In-band pickle round trip: the same copy the actor would hold, without shared memory.
-        return pickle.loads(cloudpickle.dumps(item, protocol=5))
+        return pickle.loads(_pickle.dumps(item))
 
     # -- size -------------------------------------------------------------------------------
     def __len__(self) -> int:
