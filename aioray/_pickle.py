@@ -32,7 +32,8 @@ def _rebuild_memoryview(buf: Any, fmt: str, shape: tuple[int, ...]) -> memoryvie
     mv: memoryview = memoryview(buf)
     if fmt == "B" and len(shape) == 1:
         return mv
-    return mv.cast("B").cast(fmt, shape)  # type: ignore[call-overload]
+    out: memoryview = mv.cast("B").cast(fmt, shape)  # type: ignore[call-overload]
+    return out
 
 
 def _reduce_memoryview(mv: memoryview) -> tuple[Any, ...]:
