@@ -11,6 +11,7 @@ Cheap immutables (int, str, bytes, None, …) are stored as themselves: they nee
 from __future__ import annotations
 
 import copyreg
+import inspect
 import pickle
 import threading
 import traceback
@@ -19,6 +20,7 @@ from typing import Any
 import cloudpickle
 
 from aioray import _pickle
+from aioray._serializability import default_name, find_failures, pickle_error, short_repr
 from aioray._shared_memory import SharedBuffer
 
 SHM_THRESHOLD = 1 << 20
@@ -139,27 +141,71 @@ def deserialize(stored: Any) -> Any:
 
 
 def describe_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any],
-                         func_name: str, exc: BaseException) -> TypeError:
-    """Find which argument failed to pickle, for an error that names it."""
-    for i, a in enumerate(args):
-        try:
-            cloudpickle.dumps(a)
-        except Exception as e:
-            return TypeError(
-                f"Could not serialize argument {i} ({type(a).__name__}) of {func_name}: {e}. "
-                "Task arguments are copied (serialized) when the task is submitted, as in "
-                "Ray; pass a picklable value, or create the object inside the task."
-            )
-    for k, v in kwargs.items():
-        try:
-            cloudpickle.dumps(v)
-        except Exception as e:
-            return TypeError(
-                f"Could not serialize keyword argument {k!r} ({type(v).__name__}) of "
-                f"{func_name}: {e}. Task arguments are copied (serialized) when the task "
-                "is submitted, as in Ray; pass a picklable value."
-            )
+                         func_name: str, exc: BaseException,
+                         func: Any = None) -> TypeError:
+    """The error for a call whose arguments failed to pickle. It names the argument (position
+    or keyword; also its parameter when ``func``, the callable as called, is given), the
+    innermost objects inside it that cannot be serialized (the walk of
+    ``aioray.util.inspect_serializability``) and what to do."""
+    params = _parameter_names(func, len(args))
+    # (what, parameter, name of the value in paths, value)
+    where: list[tuple[str, str | None, str, Any]] = [
+        (f"argument {i}", params[i], params[i] or default_name(a), a)
+        for i, a in enumerate(args)]
+    where += [(f"keyword argument {k!r}", None, k, v) for k, v in kwargs.items()]
+    for what, param, root, value in where:
+        if type(value) in IMMUTABLE_TYPES:
+            continue
+        error = pickle_error(value)
+        if error is None:
+            continue
+        msg = f"Could not serialize {what} ({type(value).__name__}) of {func_name}"
+        if param is not None:
+            msg += f" (parameter {param!r})"
+        msg += f": {error}."
+        inner = [f for f in find_failures(value, root, depth=8, error=error)
+                 if f.obj is not value]
+        if inner:
+            first = inner[0]
+            what_inner = (short_repr(first.obj) if first.name == first.path
+                          else f"`{first.name}` ({short_repr(first.obj)})")
+            msg += (f" The innermost object that cannot be serialized is {what_inner} at "
+                    f"{first.path}")
+            if len(inner) > 1:
+                msg += "; also at " + ", ".join(f.path for f in inner[1:4])
+                msg += " and more." if len(inner) > 4 else "."
+            else:
+                msg += "."
+        return TypeError(
+            f"{msg} Task and actor-call arguments are copied (serialized) when the call is "
+            "submitted, as in Ray: pass a picklable value, create such objects inside the "
+            "task or actor instead, or leave them out of what is pickled (__getstate__ / "
+            "__reduce__). aioray.util.inspect_serializability(value) prints the whole check."
+        )
     return TypeError(f"Could not serialize the call of {func_name}: {exc}")
+
+
+def _parameter_names(func: Any, n: int) -> list[str | None]:
+    """The parameter each of ``n`` positional arguments binds to (None where unknown)."""
+    names: list[str | None] = [None] * n
+    if func is None:
+        return names
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return names
+    i = 0
+    for p in params:
+        if i >= n:
+            break
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names[i] = p.name
+            i += 1
+        elif p.kind is p.VAR_POSITIONAL:
+            for j in range(i, n):
+                names[j] = f"{p.name}[{j - i}]"
+            break
+    return names
 
 
 def picklable_exception(exc: BaseException) -> BaseException:

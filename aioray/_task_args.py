@@ -43,10 +43,15 @@ def _check_arg(value: Any, func_name: str) -> None:
 
 
 def pack_args(args: tuple[Any, ...], kwargs: dict[str, Any], func_name: str,
-              driver_pid: int) -> tuple[Any, list[ObjectRef[Any]]]:
+              driver_pid: int, func: Any = None) -> tuple[Any, list[ObjectRef[Any]]]:
     """Return ``(payload, deps)``: ``payload`` is a raw ``(args, kwargs)`` tuple when every
     argument is an immutable scalar, else a :class:`SerializedObject`; ``deps`` lists the
-    top-level refs, whose places hold :class:`ArgRef` placeholders."""
+    top-level refs, whose places hold :class:`ArgRef` placeholders.
+
+    Arguments that cannot be pickled raise a ``TypeError`` here, at submission, naming the
+    argument and the innermost object in it that fails (see ``describe_unpicklable``);
+    ``func``, the callable as it will be called (a bound method for actor methods), when given,
+    lets that error name the parameter too."""
     deps: list[ObjectRef[Any]] = []
     simple = True
     new_args: list[Any] | None = None
@@ -80,7 +85,7 @@ def pack_args(args: tuple[Any, ...], kwargs: dict[str, Any], func_name: str,
     try:
         return serialize_always(call, driver_pid), deps
     except Exception as e:
-        raise describe_unpicklable(args, kwargs, func_name, e) from e
+        raise describe_unpicklable(args, kwargs, func_name, e, func) from e
 
 
 def unpack_args(payload: Any,

@@ -157,7 +157,7 @@ class TaskManager:
     # -- submission (any thread) ---------------------------------------------------------
     def submit(self, rf: RemoteFunction[Any, Any], args: tuple[Any, ...],
                kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:
-        payload, deps = pack_args(args, kwargs, rf._name, self.rt.driver_pid)
+        payload, deps = pack_args(args, kwargs, rf._name, self.rt.driver_pid, rf._function)
         parent = current_task.get()
         spec = self.make_spec(rf, payload, deps, opts, new_task_id(),
                               parent.task_id if parent is not None else None)

@@ -308,7 +308,7 @@ class WorkerClient:
     def submit_task(self, rf: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                     opts: dict[str, Any]) -> Any:
         from aioray._generator import WorkerObjectRefGenerator
-        payload, deps = pack_args(args, kwargs, rf._name, self.driver_pid)
+        payload, deps = pack_args(args, kwargs, rf._name, self.driver_pid, rf._function)
         task_id = new_task_id()
         nret: Any = opts.get("num_returns", None if rf._is_generator else 1)
         self.call("submit", rf, payload, [d.binary() for d in deps], opts, task_id,

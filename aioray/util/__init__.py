@@ -1,5 +1,5 @@
-"""``aioray.util``: Ray's ``ray.util`` helpers — ActorPool, Queue, placement groups and
-scheduling strategies — on aioray's runtime.
+"""``aioray.util``: Ray's ``ray.util`` helpers — ActorPool, Queue, placement groups,
+scheduling strategies and ``inspect_serializability`` — on aioray's runtime.
 
 ``aioray.util.placement_group`` is the function (as in Ray); the module of the same name is
 importable as ``from aioray.util.placement_group import PlacementGroup``.
@@ -7,6 +7,7 @@ importable as ``from aioray.util.placement_group import PlacementGroup``.
 
 from aioray.util import actor_pool, queue, scheduling_strategies
 from aioray.util.actor_pool import ActorPool
+from aioray.util.check_serialize import inspect_serializability
 from aioray.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -22,6 +23,7 @@ __all__ = [
     "actor_pool",
     "get_current_placement_group",
     "get_placement_group",
+    "inspect_serializability",
     "placement_group",
     "placement_group_table",
     "queue",
