@@ -41,7 +41,7 @@ soak: $(STAMP) bytecode
 	$(PY) benchmarks/soak.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLD_VENV) $(RAY_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # The Ray backend's tests, in their own venv (.venv stays Ray-free so `make test` proves aioray
 # needs no Ray). Starts a local Ray (num_cpus=2) inside the test session.
@@ -54,6 +54,25 @@ $(RAY_STAMP): pyproject.toml
 	$(RAY_PY) -m pip install -q --upgrade pip
 	$(RAY_PY) -m pip install -q -e '.[test,ray]'
 	touch $(RAY_STAMP)
+
+# The oldest runtime dependencies pyproject.toml allows (.ci/oldest-constraints.txt), so the
+# lower ends of the ranges are tested, not only whatever pip picks today. The suites that cross
+# the process boundary (serialization, errors, tasks, actors, generators).
+OLD_VENV := .venv-oldest
+OLD_PY := $(OLD_VENV)/bin/python
+OLD_STAMP := $(OLD_VENV)/.installed
+
+$(OLD_STAMP): pyproject.toml .ci/oldest-constraints.txt
+	test -x $(OLD_PY) || $(PYTHON) -m venv $(OLD_VENV)
+	$(OLD_PY) -m pip install -q --upgrade pip
+	$(OLD_PY) -m pip install -q -c .ci/oldest-constraints.txt -e '.[test]'
+	touch $(OLD_STAMP)
+
+.PHONY: test-oldest
+test-oldest: $(OLD_STAMP)
+	$(OLD_PY) -m pip list 2>/dev/null | grep -iE '^(cloudpickle|uvloop) '
+	$(OLD_PY) -m pytest -q -p no:cacheprovider tests/test_core_*.py tests/test_actors_basic.py \
+		tests/test_generators_streaming.py tests/test_faults_crashes.py
 
 .PHONY: test-ray
 test-ray: $(RAY_STAMP)

@@ -17,8 +17,6 @@ import threading
 import traceback
 from typing import Any
 
-import cloudpickle
-
 from aioray import _pickle
 from aioray._serializability import default_name, find_failures, pickle_error, short_repr
 from aioray._shared_memory import SharedBuffer
@@ -209,35 +207,81 @@ def _parameter_names(func: Any, n: int) -> list[str | None]:
 
 
 def picklable_exception(exc: BaseException) -> BaseException:
-    """``exc`` if it survives a pickle round trip, else a RuntimeError describing it.
+    """A copy of ``exc`` that pickles: a pickle round trip of it, else a copy rebuilt from its
+    state, else an :class:`~aioray.exceptions.UnserializableException` naming it.
 
     Exceptions whose ``__init__`` takes other arguments than it passes to ``super().__init__``
     (``MyError(code, msg)``) break plain pickling, which re-calls ``cls(*exc.args)``; Ray then
     reports a system error instead of the user's exception. We rebuild those from their state
-    (``args`` and ``__dict__``) without calling ``__init__``.
+    (``args``, C-level fields, ``__slots__`` and ``__dict__``) without calling ``__init__``;
+    also those whose plain pickling silently drops their ``__slots__``. Only an exception whose
+    state itself can't be pickled (it holds a lock) becomes the stand-in.
     """
+    from aioray.exceptions import UnserializableException
+
+    cls = type(exc)
+    copy: BaseException | None = None
+    error: BaseException | None = None
     try:
-        return pickle.loads(cloudpickle.dumps(exc))  # type: ignore[no-any-return]
-    except Exception:
-        pass
-    try:
-        if type(exc).__reduce__ is BaseException.__reduce__:  # the default reduce failed
-            copyreg.pickle(type(exc), _reduce_exception_by_state)
-            return pickle.loads(cloudpickle.dumps(exc))  # type: ignore[no-any-return]
-    except Exception:
-        pass
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return RuntimeError(f"(unpicklable exception) {text}")
+        copy = pickle.loads(_pickle.dumps(exc))
+        if type(copy) is not cls or not _lost_fields(exc, copy):
+            return copy
+    except Exception as e:
+        error = e
+    if _reduce_is_builtin(cls) and cls.__module__ != "builtins":
+        # The user's class pickles the builtin way (``cls(*args)`` + ``__dict__``), which
+        # failed or dropped fields: pickle its state instead.
+        added = copyreg.dispatch_table.get(cls) is None
+        copyreg.pickle(cls, _reduce_exception_by_state)
+        try:
+            by_state: BaseException = pickle.loads(_pickle.dumps(exc))
+            return by_state
+        except Exception as e:
+            error = error or e
+            if added:
+                del copyreg.dispatch_table[cls]
+    if copy is not None:
+        # A builtin class (``AttributeError.obj``) or the user's own ``__reduce__`` drops a
+        # field: that is how this class pickles anywhere.
+        return copy
+    reason = "".join(traceback.format_exception_only(type(error), error)).strip()
+    return UnserializableException.of(exc, reason)
+
+
+def _reduce_is_builtin(cls: type) -> bool:
+    """True if ``cls`` pickles by a builtin exception's ``__reduce__`` (neither it nor a base
+    of the user's defines ``__reduce__``/``__reduce_ex__``)."""
+    for name in ("__reduce_ex__", "__reduce__"):
+        owner = next((k for k in cls.__mro__ if name in vars(k)), object)
+        if owner.__module__ != "builtins":
+            return False
+    return True
+
+
+def _lost_fields(exc: BaseException, copy: BaseException) -> bool:
+    """True if the pickled ``copy`` lacks a C-level field or ``__slots__`` value ``exc`` has
+    (the builtin ``__reduce__`` keeps only ``args`` and ``__dict__``)."""
+    from aioray.exceptions import exception_fields
+
+    have = exception_fields(copy)
+    return any(name not in have or (have[name] is None and value is not None)
+               for name, value in exception_fields(exc).items())
 
 
 def _reduce_exception_by_state(exc: BaseException) -> Any:
-    return (_rebuild_exception, (type(exc), exc.args, dict(vars(exc))))
+    from aioray.exceptions import exception_fields
+
+    return (_rebuild_exception, (type(exc), exc.args, dict(vars(exc)), exception_fields(exc)))
 
 
 def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...],
-                       state: dict[str, Any]) -> BaseException:
-    exc = BaseException.__new__(cls)
-    exc.args = args
+                       state: dict[str, Any],
+                       fields: dict[str, Any] | None = None) -> BaseException:
+    from aioray.exceptions import new_exception, set_exception_fields
+
+    exc = new_exception(cls, args)
+    if fields:
+        set_exception_fields(exc, fields)
     exc.__dict__.update(state)
     # This process may pickle it again (to another worker): keep it picklable here too.
     copyreg.pickle(cls, _reduce_exception_by_state)

@@ -258,7 +258,7 @@ class TaskManager:
             except asyncio.CancelledError:
                 spec.fail(TaskCancelledError(spec.task_id.hex()))
                 return
-            except Exception as e:
+            except BaseException as e:  # SystemExit, KeyboardInterrupt too: the task's error
                 err = app_error(spec.name, e)
                 if spec.can_retry(err):
                     spec.attempt += 1
@@ -370,7 +370,7 @@ class TaskManager:
                 values = [serialize(v, pid) for v in split_returns(value, spec.nret, spec.name)]
         except asyncio.CancelledError:
             raise
-        except Exception as e:
+        except BaseException as e:
             raise _AppError(app_error(spec.name, e)) from None
         self._finish(spec, values)
 
@@ -402,7 +402,7 @@ class TaskManager:
                 return [serialize(v, pid) for v in split_returns(result, spec.nret, spec.name)]
             except TaskCancelledError:
                 raise
-            except Exception as e:
+            except BaseException as e:
                 raise _AppError(app_error(spec.name, e)) from None
             finally:
                 spec.thread_ident = None

@@ -38,7 +38,12 @@ from aioray._remote_function import adopt_pickled
 from aioray._runtime import _as_ref_list, _check_timeout, _check_wait_args
 from aioray._serialization import ErrorValue, deserialize, picklable_exception, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
-from aioray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
+from aioray.exceptions import (
+    GetTimeoutError,
+    RayTaskError,
+    TaskCancelledError,
+    UnserializableException,
+)
 
 
 class BorrowToken:
@@ -253,9 +258,9 @@ class WorkerClient:
         self._flush_releases()
         try:
             self.send(("failed", task_id, err))
-        except Exception:
-            self.send(("failed", task_id, RayTaskError(name, tb, RuntimeError(repr(e)),
-                                                       os.getpid())))
+        except Exception as send_error:  # pickled in the check, not on the wire: say why
+            stand_in = UnserializableException.of(e, repr(send_error))
+            self.send(("failed", task_id, RayTaskError(name, tb, stand_in, os.getpid())))
 
     def _stream(self, task_id: bytes, gen: Iterable[Any], backpressure: int) -> None:
         """Send each yielded item as it is produced; pause while ``backpressure`` items are

@@ -13,8 +13,12 @@ crosses process boundaries intact. Grouping follows what a caller wants to catch
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import Any
+import types
+from typing import Any, TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
 
 __all__ = [
     "ActorDiedError",
@@ -36,6 +40,7 @@ __all__ = [
     "RuntimeShutdownError",
     "TaskCancelledError",
     "TaskUnschedulableError",
+    "UnserializableException",
     "WorkerCrashedError",
 ]
 
@@ -163,12 +168,45 @@ class GetTimeoutError(RayError, TimeoutError):
     """``get``/``wait``/``next`` ran out of time. Also a builtin :class:`TimeoutError`."""
 
 
+class UnserializableException(RayError):
+    """Stands in for a task's exception that could not be pickled (it holds a lock, a socket…).
+
+    It is the ``cause`` of the :class:`RayTaskError` that ``get`` raises, which then is *not*
+    an instance of the original class (it cannot be rebuilt) but names it and carries its
+    message and the remote traceback. ``class_name`` is the original class's qualified name,
+    ``module`` its module, ``message`` its ``str()`` and ``reason`` why pickling failed.
+    """
+
+    def __init__(self, class_name: str, message: str = "", reason: str = "",
+                 module: str = "builtins"):
+        text = f"{class_name}: {message}" if message else class_name
+        super().__init__(f"{text} (could not be pickled: {reason})" if reason else text)
+        self.class_name = class_name
+        self.message = message
+        self.reason = reason
+        self.module = module
+
+    @classmethod
+    def of(cls, exc: BaseException, reason: str = "") -> UnserializableException:
+        """The stand-in for ``exc``; ``reason`` is why pickling it failed."""
+        try:
+            message = str(exc)
+        except Exception:
+            message = f"<str() of the {type(exc).__name__} failed>"
+        return cls(type(exc).__qualname__, message, reason, type(exc).__module__)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.class_name, self.message, self.reason, self.module))
+
+
 class RayTaskError(RayError):
     """The task's own code raised.
 
     ``cause`` is the original exception, ``traceback_str`` the remote traceback and
     ``function_name`` the task that raised. ``get`` raises ``as_instanceof_cause()`` of this,
-    which is an instance of both :class:`RayTaskError` and ``type(cause)``.
+    which is an instance of both :class:`RayTaskError` and ``type(cause)``, with the cause's
+    ``args`` and attributes. When the cause could not be pickled it is an
+    :class:`UnserializableException` and ``get`` raises a plain :class:`RayTaskError`.
     """
 
     def __init__(self, function_name: str, traceback_str: str, cause: BaseException,
@@ -177,13 +215,16 @@ class RayTaskError(RayError):
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid
-        # Exception.args drives the default pickling and repr; keep it simple and ours.
+        # Exception.args drives the default repr; the dual class replaces it by the cause's.
         Exception.__init__(self, self._message())
 
     def _message(self) -> str:
         where = f" (pid={self.pid})" if self.pid is not None else ""
         tb = self.traceback_str.rstrip()
-        return f"{type(self.cause).__name__} in {self.function_name}{where}\n{tb}"
+        cause = self.cause
+        name = (cause.class_name if isinstance(cause, UnserializableException)
+                else type(cause).__name__)
+        return f"{name} in {self.function_name}{where}\n{tb}"
 
     def __str__(self) -> str:
         return self._message()
@@ -194,31 +235,110 @@ class RayTaskError(RayError):
                  type(self) is not RayTaskError))
 
     def as_instanceof_cause(self) -> RayTaskError:
-        """Return a copy that is also an instance of the cause's class.
+        """Return a copy that is also an instance of the cause's class (like Ray).
 
         When the cause is itself a task error (a task let a nested ``get`` raise), the copy is
         an instance of the innermost user exception's class, so ``except ValueError`` still
-        works one or more task levels up; ``cause`` keeps the whole chain.
+        works one or more task levels up; ``cause`` keeps the whole chain. The copy has the
+        innermost exception's ``args``, its C-level fields (``errno``, ``filename``, the five
+        ``UnicodeError`` fields, ``exceptions`` of a group…), ``__slots__`` and ``__dict__``.
+
+        ``self`` itself (a plain RayTaskError, still naming the class in its message) when
+        no such copy can be made: the class can't be subclassed or instantiated that way, the
+        cause was unpicklable, or it is one of ``KeyboardInterrupt``, ``SystemExit``,
+        ``GeneratorExit``, ``asyncio.CancelledError`` — control flow, which must not look
+        like an interrupt, an exit or a cancellation to whoever catches the error.
         """
         root = self.cause
         while isinstance(root, RayTaskError):
             root = root.cause
         cause_cls = type(root)
-        if isinstance(self, cause_cls) or not issubclass(cause_cls, Exception):
+        if type(self) is not RayTaskError and isinstance(self, cause_cls):
+            return self  # already the dual class
+        if issubclass(cause_cls, _NEVER_DUAL) or isinstance(root, UnserializableException):
             return self
         cls = _dual_class(cause_cls)
         if cls is None:
             return self
-        err = cls.__new__(cls)
-        RayTaskError.__init__(err, self.function_name, self.traceback_str, self.cause, self.pid)
-        err.__cause__ = self.cause
-        # Copy the cause's attributes so handlers that read e.g. ``err.errno`` still work.
         try:
+            err = new_exception(cls, root.args)
+            RayTaskError.__init__(err, self.function_name, self.traceback_str, self.cause,
+                                  self.pid)
+            err.args = root.args
+            set_exception_fields(err, exception_fields(root))
+            err.__cause__ = self.cause
+            # The cause's instance attributes, so handlers that read e.g. ``err.code`` work;
+            # RayTaskError's own (``cause``, ``pid``…) win a clash.
             for k, v in vars(root).items():
                 err.__dict__.setdefault(k, v)
-        except TypeError:
-            pass
+        except Exception:
+            return self
         return err
+
+
+# Control-flow exceptions a task error must never impersonate (see as_instanceof_cause).
+_NEVER_DUAL = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was made by a class statement or type()
+
+
+def _static_base(cls: type) -> type:
+    """The nearest builtin class on ``cls``'s ``__base__`` chain: its C struct is the
+    instance layout, so its ``__new__`` is the one that may allocate a ``cls``.
+
+    ``cls.__new__(cls)`` is not that one in general: for ``class X(RayTaskError,
+    MemoryError)`` it finds ``MemoryError.__new__``, which refuses ("not safe") because the
+    layout comes from ``Exception``."""
+    base: type | None = cls
+    while base is not None and base.__flags__ & _HEAPTYPE:
+        base = base.__base__
+    return base or object
+
+
+def new_exception(cls: type[_E], args: tuple[Any, ...]) -> _E:
+    """An instance of ``cls`` with ``args``, made without running the class's Python
+    ``__init__``/``__new__`` (they may take other arguments than ``args``).
+
+    The builtin base's ``__new__`` gets ``args`` (``BaseExceptionGroup`` needs its
+    ``(message, exceptions)`` there) or, if it rejects them, nothing. Raises when neither works
+    (a ``BaseExceptionGroup`` nesting a ``KeyboardInterrupt`` can't be an ``Exception``)."""
+    base: Any = _static_base(cls)
+    try:
+        exc = base.__new__(cls, *args)
+    except Exception:
+        exc = base.__new__(cls)
+    exc.args = args
+    return exc  # type: ignore[no-any-return]
+
+
+def exception_fields(exc: BaseException) -> dict[str, Any]:
+    """``exc``'s attributes that ``vars(exc)`` misses: C-level fields of builtin exceptions
+    (``errno``, ``strerror``, ``filename`` of ``OSError``; the five of ``UnicodeError``;
+    ``value`` of ``StopIteration``…) and ``__slots__`` of user classes. Unset ones are
+    left out."""
+    out: dict[str, Any] = {}
+    for klass in type(exc).__mro__:
+        for name, d in vars(klass).items():
+            # args is set apart; dunders (__class__, __dict__, __cause__…) are no state.
+            if (name in out or name == "args" or name[:2] == name[-2:] == "__"
+                    or not isinstance(d, (types.MemberDescriptorType,
+                                          types.GetSetDescriptorType))):
+                continue
+            try:
+                out[name] = getattr(exc, name)
+            except AttributeError:
+                pass
+    return out
+
+
+def set_exception_fields(exc: BaseException, fields: dict[str, Any]) -> None:
+    """Set what :func:`exception_fields` returned; read-only ones (``message`` and
+    ``exceptions`` of a group, set by ``__new__``) are skipped."""
+    for name, value in fields.items():
+        try:
+            setattr(exc, name, value)
+        except Exception:
+            pass
 
 
 _dual_lock = threading.Lock()
@@ -230,21 +350,31 @@ def _dual_class(cause_cls: type[BaseException]) -> type[RayTaskError] | None:
         if cause_cls in _dual_cache:
             return _dual_cache[cause_cls]
         cls: type[RayTaskError] | None
+        # Exception, BaseException, RayError: RayTaskError already is one; a subclass of it
+        # alone still gets the cause's args and the ``RayTaskError(Exception)`` name.
+        bases: tuple[type, ...] = ((RayTaskError,) if issubclass(RayTaskError, cause_cls)
+                                   else (RayTaskError, cause_cls))
         try:
             cls = type(
                 f"RayTaskError({cause_cls.__name__})",
-                (RayTaskError, cause_cls),
+                bases,
                 {
                     "__init__": RayTaskError.__init__,
                     "__str__": RayTaskError.__str__,
                     "__reduce__": RayTaskError.__reduce__,
+                    # A __reduce_ex__ of the user's class would otherwise win over ours.
+                    "__reduce_ex__": _reduce_ex,
                     "__module__": __name__,
                 },
             )
-        except TypeError:  # e.g. layout conflicts between two C-level exception bases
+        except Exception:  # a final class, a layout or metaclass conflict, __init_subclass__
             cls = None
         _dual_cache[cause_cls] = cls
         return cls
+
+
+def _reduce_ex(self: RayTaskError, protocol: int) -> Any:
+    return RayTaskError.__reduce__(self)
 
 
 def _rebuild_task_error(function_name: str, traceback_str: str, cause: BaseException,

@@ -237,6 +237,15 @@ def defs() -> SimpleNamespace:
         return int(a.shape[0])
 
     @R.remote
+    def rbytes(n: int) -> bytes:
+        return b"x" * n
+
+    @R.remote
+    def rarray(n: int) -> Any:
+        import numpy as np
+        return np.full(n, 120, dtype=np.uint8)
+
+    @R.remote
     def rspin(n: int) -> int:
         x = 0
         for i in range(n):
@@ -363,6 +372,13 @@ def group_core_sync() -> None:
             "ppe_pickled_100mb", seconds(lambda: ppe.submit(take_array, arr).result()),
             reps=reps_(5), warm=lambda: R.get(d.rtake.remote(ref)))
     ref = None  # frees the array's shared memory
+
+    # large results from a process task: bytes (any buffer type) beside a numpy array
+    for label, size in (("64mb", 64 << 20), ("1gb", 1 << 30)):
+        measure(f"bytes_result_{label}", "s",
+                seconds(lambda size=size: R.get(d.rbytes.remote(size))),
+                f"numpy_result_{label}", seconds(lambda size=size: R.get(d.rarray.remote(size))),
+                reps=reps_(3), warm=lambda size=size: R.get(d.rbytes.remote(size)))
 
     # wait loop over 500 tasks, one ready at a time
     def wait_loop(n: int) -> None:
