@@ -29,7 +29,7 @@ def collect() -> dict[str, Any]:
     """Start a default runtime, read what it has, shut it down."""
     import aioray
     from aioray import _runtime
-    from aioray._shared_memory import _DIR
+    from aioray._objects.shm import _DIR
 
     was_running = aioray.is_initialized()
     info = aioray.init(ignore_reinit_error=True)

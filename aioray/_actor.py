@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from aioray._generator import GeneratorStream, ObjectRefGenerator, yield_items
 from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._object_store import PENDING, ObjectEntry
+from aioray._objects.serialization import ErrorValue, note_ref, serialize
+from aioray._objects.store import PENDING, ObjectEntry
 from aioray._options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_request, validate
-from aioray._serialization import ErrorValue, note_ref, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
 from aioray._task_manager import _raise_in_thread, app_error, current_task, fail_outputs
 from aioray.exceptions import (
@@ -52,8 +52,8 @@ from aioray.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from aioray._engine.scheduling.resources import Grant
     from aioray._runtime import Runtime
-    from aioray._scheduler import Grant
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -1273,7 +1273,7 @@ class ActorManager:
     def _worker_call(self, worker: Any, actor_id: bytes, meta: MethodMeta, payload: Any,
                      dep_ids: list[bytes], opts: dict[str, Any], task_id: bytes) -> None:
         from aioray._backchannel import ref_for
-        from aioray._object_store import STORE
+        from aioray._objects.store import STORE
         state = self.actors.get(actor_id)
         name = state.ac.__name__ if state is not None else "actor"
         handle: ActorHandle[Any] = ActorHandle(actor_id, name, {}, None, self.rt)

@@ -12,10 +12,10 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from aioray._engine.scheduling.resources import lending_cpu
 from aioray._object_ref import ObjectRef, object_id
-from aioray._object_store import PENDING, STORE, ObjectEntry
-from aioray._scheduler import lending_cpu
-from aioray._serialization import ErrorValue, picklable_exception
+from aioray._objects.serialization import ErrorValue, picklable_exception
+from aioray._objects.store import PENDING, STORE, ObjectEntry
 from aioray.exceptions import GetTimeoutError, ObjectFreedError
 
 if TYPE_CHECKING:

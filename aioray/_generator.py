@@ -40,8 +40,8 @@ from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aioray._object_ref import ObjectRef, object_id
-from aioray._object_store import ObjectEntry
-from aioray._serialization import ErrorValue, serialize_always
+from aioray._objects.serialization import ErrorValue, serialize_always
+from aioray._objects.store import ObjectEntry
 
 if TYPE_CHECKING:
     from aioray._runtime import Runtime

@@ -10,8 +10,8 @@ import weakref
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from aioray._object_store import PENDING, STORE, ObjectEntry
-from aioray._serialization import deserialize, note_ref
+from aioray._objects.serialization import deserialize, note_ref
+from aioray._objects.store import PENDING, STORE, ObjectEntry
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -269,7 +269,7 @@ def _driver_rebuild(id: bytes) -> ObjectRef[Any]:
         return pin_actor(id)  # type: ignore[return-value]
     entry = STORE.lookup(id)
     if entry is None:
-        from aioray._serialization import ErrorValue
+        from aioray._objects.serialization import ErrorValue
         from aioray.exceptions import ObjectFreedError
         entry = ObjectEntry(id, ErrorValue(ObjectFreedError(
             id.hex(), f"Object {id.hex()} was freed: every reference to it was dropped "

@@ -312,7 +312,7 @@ def _picklable(e: Exception) -> Exception:
     ``MyError(code, msg)`` classes aioray registers a by-state reducer, so Ray's pickler then
     copes too), else a RuntimeError describing it. Plain Ray reports such errors as
     ``UnserializableException``, losing the user's class."""
-    from aioray._serialization import picklable_exception
+    from aioray._objects.serialization import picklable_exception
     safe = picklable_exception(e)
     return e if type(safe) is type(e) else safe  # type: ignore[return-value]
 

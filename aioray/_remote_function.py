@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from aioray import _pickle
+from aioray._objects import pickler as _pickle
 from aioray._options import TASK_OPTIONS, validate
 
 P = ParamSpec("P")

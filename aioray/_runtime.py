@@ -26,11 +26,11 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from aioray import _shared_memory
+from aioray._engine.scheduling.resources import ResourcePool, lending_cpu
 from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._object_store import PENDING, ObjectEntry
-from aioray._scheduler import ResourcePool, lending_cpu
-from aioray._serialization import deserialize, serialize
+from aioray._objects import shm as _shared_memory
+from aioray._objects.serialization import deserialize, serialize
+from aioray._objects.store import PENDING, ObjectEntry
 from aioray.exceptions import GetTimeoutError, RuntimeShutdownError
 
 T = TypeVar("T")

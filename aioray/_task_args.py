@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aioray._object_ref import ObjectRef
-from aioray._serialization import (
+from aioray._objects.serialization import (
     IMMUTABLE_TYPES,
     SerializedObject,
     describe_unpicklable,

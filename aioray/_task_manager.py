@@ -34,9 +34,9 @@ from aioray._generator import (
     yield_items,
 )
 from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._object_store import PENDING, ObjectEntry
+from aioray._objects.serialization import ErrorValue, picklable_exception, serialize
+from aioray._objects.store import PENDING, ObjectEntry
 from aioray._options import resource_request
-from aioray._serialization import ErrorValue, picklable_exception, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
 from aioray.exceptions import (
     RayTaskError,
@@ -46,9 +46,9 @@ from aioray.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from aioray._engine.scheduling.resources import Grant, ResourcePool
     from aioray._remote_function import RemoteFunction
     from aioray._runtime import Runtime
-    from aioray._scheduler import Grant, ResourcePool
     from aioray._worker_pool import WorkerHandle
 
 _NO_RESOURCES: dict[str, float] = {}

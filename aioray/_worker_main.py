@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aioray import _object_ref, _pickle, _serialization
+from aioray import _object_ref
 from aioray._generator import (
     WorkerObjectRefGenerator,
     check_no_generator,
@@ -33,11 +33,13 @@ from aioray._generator import (
     yield_items,
 )
 from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._protocol import encode, recv_frame
+from aioray._objects import pickler as _pickle
+from aioray._objects import serialization as _serialization
+from aioray._objects.serialization import ErrorValue, deserialize, picklable_exception, serialize
 from aioray._remote_function import adopt_pickled
 from aioray._runtime import _as_ref_list, _check_timeout, _check_wait_args
-from aioray._serialization import ErrorValue, deserialize, picklable_exception, serialize
 from aioray._task_args import pack_args, split_returns, unpack_args
+from aioray._wire.framing import encode, recv_frame
 from aioray.exceptions import (
     GetTimeoutError,
     RayTaskError,

@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from aioray._protocol import FrameProtocol
-from aioray._serialization import SerializedObject
-from aioray._shared_memory import SharedBuffer
+from aioray._objects.serialization import SerializedObject
+from aioray._objects.shm import SharedBuffer
+from aioray._wire.framing import FrameProtocol
 from aioray.exceptions import WorkerCrashedError
 
 if TYPE_CHECKING:

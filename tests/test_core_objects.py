@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import aioray
-from aioray import _shared_memory
-from aioray._object_store import STORE
+from aioray._objects import shm as _shared_memory
+from aioray._objects.store import STORE
 from aioray.exceptions import GetTimeoutError
 
 np = pytest.importorskip("numpy")

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 import aioray
-from aioray import _pickle, _protocol
-from aioray._serialization import SerializedObject
-from aioray._shared_memory import SharedBuffer
+from aioray._objects import pickler as _pickle
+from aioray._objects.serialization import SerializedObject
+from aioray._objects.shm import SharedBuffer
+from aioray._wire import framing as _protocol
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ import pytest
 
 import aioray
 from aioray import _runtime
-from aioray._shared_memory import list_segments
+from aioray._objects.shm import list_segments
 from aioray.exceptions import RuntimeShutdownError, TaskCancelledError, WorkerCrashedError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 import aioray
-from aioray._shared_memory import list_segments
+from aioray._objects.shm import list_segments
 from aioray.exceptions import RuntimeShutdownError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -238,7 +238,7 @@ def test_shutdown_kills_hung_workers_and_sweeps_orphan_segments(ray: object,
 
     @aioray.remote(num_cpus=0, max_retries=0)
     def leak_segment_then_die(driver_pid: int) -> None:
-        from aioray._shared_memory import SharedBuffer
+        from aioray._objects.shm import SharedBuffer
         SharedBuffer.create(driver_pid, memoryview(b"x" * 1024), owner=False)
         os._exit(1)
 
@@ -452,7 +452,7 @@ def test_workers_exit_when_driver_is_killed(tmp_path: Path) -> None:
 
 
 def test_init_sweeps_segments_of_killed_drivers(tmp_path: Path) -> None:
-    from aioray import _shared_memory
+    from aioray._objects import shm as _shared_memory
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     path = os.path.join(_shared_memory._DIR, f"{_shared_memory.PREFIX}{dead.pid}-deadbeef")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import aioray
-from aioray import _shared_memory
+from aioray._objects import shm as _shared_memory
 
 N = 2
 TOTAL = 8

@@ -18,7 +18,7 @@ import weakref
 import pytest
 
 import aioray
-from aioray._object_store import STORE
+from aioray._objects.store import STORE
 
 LEFT = {}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aioray._serializability import (
+from aioray._objects.serializability import (
     FailureTuple,
     default_name,
     find_failures,

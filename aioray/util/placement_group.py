@@ -3,7 +3,7 @@
 ``placement_group(bundles)`` reserves the **sum** of all bundles from the node's resource pool
 in one acquire, so a group is either fully reserved or not at all (no partial reservation
 holds resources while the rest waits). Once reserved, every bundle is its own
-:class:`~aioray._scheduler.ResourcePool`; a task or actor with
+:class:`~aioray._engine.scheduling.resources.ResourcePool`; a task or actor with
 ``scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)``
 acquires its resources from bundle ``i``. Index ``-1`` ("any bundle") takes the first bundle,
 in index order, that can grant the request right now; if none can, it waits on every bundle
@@ -42,10 +42,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aioray._engine.scheduling.resources import Grant, ResourcePool
 from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._object_store import PENDING, ObjectEntry
-from aioray._scheduler import Grant, ResourcePool
-from aioray._serialization import ErrorValue, serialize
+from aioray._objects.serialization import ErrorValue, serialize
+from aioray._objects.store import PENDING, ObjectEntry
 from aioray.exceptions import (
     ActorDiedError,
     PlacementGroupRemovedError,

@@ -34,12 +34,12 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from aioray import _pickle
 from aioray._api import get, kill, remote, wait
 from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._object_store import PENDING, ObjectEntry
-from aioray._serialization import IMMUTABLE_TYPES, SerializedObject, deserialize, serialize
-from aioray._shared_memory import SharedBuffer
+from aioray._objects import pickler as _pickle
+from aioray._objects.serialization import IMMUTABLE_TYPES, SerializedObject, deserialize, serialize
+from aioray._objects.shm import SharedBuffer
+from aioray._objects.store import PENDING, ObjectEntry
 from aioray._worker_pool import adopt_segments
 
 __all__ = ["Empty", "Full", "Queue"]

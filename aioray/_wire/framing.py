@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from aioray import _pickle
+from aioray._objects import pickler as _pickle
 
 HEADER = struct.Struct("!Q")
 

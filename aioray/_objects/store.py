@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aioray._serialization import ErrorValue
+from aioray._objects.serialization import ErrorValue
 
 
 class _Pending:

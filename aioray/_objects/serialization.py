@@ -17,9 +17,9 @@ import threading
 import traceback
 from typing import Any
 
-from aioray import _pickle
-from aioray._serializability import default_name, find_failures, pickle_error, short_repr
-from aioray._shared_memory import SharedBuffer
+from aioray._objects import pickler as _pickle
+from aioray._objects.serializability import default_name, find_failures, pickle_error, short_repr
+from aioray._objects.shm import SharedBuffer
 
 SHM_THRESHOLD = 1 << 20
 IMMUTABLE_TYPES: frozenset[type] = frozenset(

@@ -17,7 +17,7 @@ import types
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from aioray._pickle import PROTOCOL, Pickler
+from aioray._objects.pickler import PROTOCOL, Pickler
 
 __all__ = ["FailureTuple", "default_name", "find_failures", "pickle_error", "short_repr"]
 
