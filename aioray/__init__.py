@@ -1,19 +1,25 @@
 """aioray: Ray Core's programming model as an asyncio-native runtime in one Python process.
 
 ``import aioray as ray`` runs Ray Core code unchanged. Everything below is re-exported from
-private modules; the layering, bottom to top:
+private packages. The layering, bottom to top (imports only point down; ``make lint`` checks it
+with import-linter, see ``.importlinter``):
 
-* ``_object_store`` / ``_object_ref`` / ``_serialization`` / ``_shared_memory`` — objects
-* ``_scheduler`` (resources) · ``_worker_pool`` + ``_worker_main`` (processes) ·
-  ``_task_manager`` (task lifecycle) · ``_actor`` · ``_generator`` — execution
-* ``_runtime`` — the one loop and the object that owns all of the above
-* ``_api`` — the public functions, thin forwards to the runtime
+* ``exceptions``, ``dag`` — leaves: they import nothing else of aioray.
+* ``_objects`` — values: pickling, serialization, shared memory, the store's entries, ids.
+* ``_backend`` — the seam: the ``Backend`` interface every implementation provides, and the
+  registry that picks one and loads it *by module name* (so nothing below the implementations
+  imports them).
+* ``_handles`` — what users hold: refs, remote functions, actor classes and handles,
+  generators, placement groups, strategies. They call only ``registry.current()``.
+* implementations, side by side and independent: ``_engine`` (the embedded runtime: the loop,
+  tasks, actors, streams, scheduling, worker pool), ``_worker`` (the worker process's side) and
+  ``_ray`` (the same API on Ray). ``_wire`` (frames) is shared by the engine and the worker.
+* faces: ``_api`` (the public functions), ``util``, ``actor``, this module — pure forwards.
 """
 
 # actor and util too: Ray code calls ray.actor.exit_actor() and ray.util.ActorPool without
 # importing those modules.
-from aioray import actor, exceptions, util
-from aioray._actor import ActorClass, ActorHandle, method
+from aioray import actor, dag, exceptions, util
 from aioray._api import (
     RuntimeInfo,
     as_completed,
@@ -24,6 +30,7 @@ from aioray._api import (
     get_actor,
     get_async,
     get_gpu_ids,
+    get_runtime_context,
     init,
     is_initialized,
     kill,
@@ -34,10 +41,11 @@ from aioray._api import (
     wait,
     wait_async,
 )
-from aioray._generator import DynamicObjectRefGenerator, ObjectRefGenerator
-from aioray._object_ref import ObjectRef
-from aioray._remote_function import RemoteFunction
-from aioray._runtime_context import RuntimeContext, get_runtime_context
+from aioray._handles.actor import ActorClass, ActorHandle, method
+from aioray._handles.context import RuntimeContext
+from aioray._handles.function import RemoteFunction
+from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
+from aioray._handles.ref import ObjectRef
 
 __version__ = "0.1.0"
 
@@ -56,6 +64,7 @@ __all__ = [
     "available_resources",
     "cancel",
     "cluster_resources",
+    "dag",
     "exceptions",
     "get",
     "get_actor",

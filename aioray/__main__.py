@@ -15,7 +15,7 @@ import platform
 import sys
 from typing import Any
 
-WORKER_START = "subprocess (python -m aioray._worker_main)"
+WORKER_START = "subprocess (python -m aioray._worker)"
 
 
 def _version(dist: str) -> str | None:
@@ -28,14 +28,15 @@ def _version(dist: str) -> str | None:
 def collect() -> dict[str, Any]:
     """Start a default runtime, read what it has, shut it down."""
     import aioray
-    from aioray import _runtime
+    from aioray._backend import registry
     from aioray._objects.shm import _DIR
 
     was_running = aioray.is_initialized()
     info = aioray.init(ignore_reinit_error=True)
     try:
         resources = aioray.cluster_resources()
-        ray_backend = bool(getattr(_runtime._ray_backend, "is_ray", False))
+        backend = registry.installed()
+        ray_backend = backend is not None and backend.name == "ray"
     finally:
         if not was_running:
             aioray.shutdown()

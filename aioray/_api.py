@@ -1,4 +1,4 @@
-"""The public functions: thin forwards to the current backend (see ``_runtime``)."""
+"""The public functions: thin forwards to the current backend (``aioray._backend.registry``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
-from aioray import _ray_backend, _runtime
-from aioray._actor import ActorClass, ActorHandle
-from aioray._generator import ObjectRefGenerator
-from aioray._object_ref import ObjectRef
-from aioray._remote_function import RemoteFunction
-from aioray._runtime import current_backend
+from aioray._backend import registry
+from aioray._backend.base import Backend
+from aioray._handles.actor import ActorClass, ActorHandle
+from aioray._handles.function import RemoteFunction
+from aioray._handles.generator import ObjectRefGenerator
+from aioray._handles.ref import ObjectRef
+from aioray._handles.validate import NOT_ASYNCIO
 from aioray.exceptions import GetTimeoutError
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             "num_cpus, num_gpus, resources, namespace, local_mode, ignore_reinit_error, "
             f"runtime_env, and (as no-ops) {', '.join(sorted(_INIT_NOOPS))}.")
     address = address or kwargs.get("redis_address")
-    if address != "local" and _ray_backend.wants_ray(address):
+    if address != "local" and registry.wants_ray(address):
         return _init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                          namespace=namespace, local_mode=local_mode,
                          ignore_reinit_error=ignore_reinit_error, runtime_env=runtime_env,
@@ -96,47 +97,51 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{k!r}: ...}}.")
         if not isinstance(v, (int, float)) or v < 0:
             raise ValueError(f"resources[{k!r}] must be a non-negative number, got {v!r}.")
-    with _runtime._lock:
-        rt = _runtime.current_runtime()
-        if rt is not None:
+    with registry.lock:
+        backend = registry.embedded()
+        if backend is not None:
             if not ignore_reinit_error:
-                raise RuntimeError(
-                    "aioray.init() was called twice (maybe by accident?). Pass "
-                    "ignore_reinit_error=True to ignore this, or call aioray.shutdown() first.")
+                raise _twice()
         else:
-            if _runtime._runtime is not None:
-                _runtime._runtime.shutdown()
-            rt = _runtime.start(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                namespace=namespace, local_mode=local_mode)
-    return RuntimeInfo(node_id=rt.node_id, job_id=rt.job_id, namespace=rt.namespace,
-                       resources=dict(rt.total), loop=_runtime.loop_implementation(rt.loop))
+            backend = registry.start_embedded(num_cpus=num_cpus, num_gpus=num_gpus,
+                                              resources=resources, namespace=namespace,
+                                              local_mode=local_mode)
+    return _info(backend)
+
+
+def _twice() -> RuntimeError:
+    return RuntimeError(
+        "aioray.init() was called twice (maybe by accident?). Pass ignore_reinit_error=True "
+        "to ignore this, or call aioray.shutdown() first.")
+
+
+def _info(backend: Backend) -> RuntimeInfo:
+    info = backend.runtime_info()
+    if info.extra:  # the Ray backend: Ray's own address info
+        return RuntimeInfo(info.extra)
+    return RuntimeInfo(node_id=info.node_id, job_id=info.job_id, namespace=info.namespace,
+                       resources=dict(info.resources), loop=info.loop)
 
 
 def _init_ray(address: str | None, *, ignore_reinit_error: bool, **kwargs: Any) -> RuntimeInfo:
-    """``init`` for the Ray backend (see ``aioray._ray_backend``)."""
-    with _runtime._lock:
-        if _runtime._ray_backend is not None or _runtime.current_runtime() is not None:
+    """``init`` for the Ray backend (see ``aioray._ray.backend``)."""
+    with registry.lock:
+        if registry.is_initialized():
             if not ignore_reinit_error:
-                raise RuntimeError(
-                    "aioray.init() was called twice (maybe by accident?). Pass "
-                    "ignore_reinit_error=True to ignore this, or call aioray.shutdown() first.")
-            b = _runtime.current_backend()
+                raise _twice()
+            backend = registry.current()
         else:
-            b = _runtime._ray_backend = _ray_backend.connect(address, **kwargs)
-    if not getattr(b, "is_ray", False):
-        return RuntimeInfo(node_id=b.node_id, job_id=b.job_id, namespace=b.namespace,
-                           resources=dict(b.total), loop=_runtime.loop_implementation(b.loop))
-    return RuntimeInfo(_ray_backend.runtime_info(b))
+            backend = registry.start_ray(address, **kwargs)
+    return _info(backend)
 
 
 def shutdown() -> None:
     """Stop aioray: in-flight work resolves to ``RuntimeShutdownError``, workers exit."""
-    _runtime.shutdown()
+    registry.shutdown()
 
 
 def is_initialized() -> bool:
-    return (_runtime.current_runtime() is not None or _runtime._worker_client is not None
-            or _runtime._ray_backend is not None)
+    return registry.is_initialized()
 
 
 class _RemoteDecorator(Protocol):
@@ -228,7 +233,7 @@ def get(refs: ObjectRef[Any] | Sequence[ObjectRef[Any]], *,
     Raises the task's error (a ``RayTaskError`` that is also the user's exception class),
     ``GetTimeoutError`` after ``timeout`` seconds. In async code use ``await ref``.
     """
-    return current_backend().get(refs, timeout)
+    return registry.current().get(refs, timeout)
 
 
 @overload
@@ -241,16 +246,12 @@ async def get_async(refs: Sequence[ObjectRef[T]], *,
 async def get_async(refs: ObjectRef[Any] | Sequence[ObjectRef[Any]], *,
                     timeout: float | None = None) -> Any:
     """``get`` for async code: ``await aioray.get_async([r1, r2], timeout=5)``."""
-    backend = current_backend()
-    if backend.is_worker:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: backend.get(refs, timeout))
-    return await backend.get_async(refs, timeout)
+    return await registry.current().get_async(refs, timeout)
 
 
 def put(value: T, **_ignored: Any) -> ObjectRef[T]:
     """Store an immutable copy of ``value``; returns its ref."""
-    return current_backend().put(value)  # type: ignore[no-any-return]
+    return registry.current().put(value)
 
 
 # Typing: a list of one kind (refs of T, or generators) comes back as that kind; a mixed list
@@ -268,7 +269,7 @@ def wait(refs: Sequence[_Waitable], *, num_returns: int = 1, timeout: float | No
          fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
     """Split refs (and generators) into ``(ready, not_ready)`` once ``num_returns`` are ready
     or ``timeout`` seconds pass. Order is kept; ``timeout=0`` polls."""
-    return current_backend().wait(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
+    return registry.current().wait(refs, num_returns, timeout, fetch_local)
 
 
 @overload
@@ -285,73 +286,50 @@ async def wait_async(refs: Sequence[_Waitable], *, num_returns: int = 1,
                      timeout: float | None = None,
                      fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
     """``wait`` for async code."""
-    backend = current_backend()
-    if backend.is_worker:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(  # type: ignore[no-any-return]
-            None, lambda: backend.wait(refs, num_returns, timeout, fetch_local))
-    return await backend.wait_async(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
+    return await registry.current().wait_async(refs, num_returns, timeout, fetch_local)
 
 
 def cancel(ref: ObjectRef[Any] | ObjectRefGenerator[Any], *, force: bool = False,
            recursive: bool = True) -> None:
     """Cancel the task behind ``ref`` (or a generator); ``get`` then raises
     ``TaskCancelledError``. A finished task is left alone."""
-    current_backend().cancel(ref, force, recursive)
+    registry.current().cancel(ref, force, recursive)
 
 
 def kill(actor: ActorHandle[Any], *, no_restart: bool = True) -> None:
     """End an actor now; its pending calls raise ``ActorDiedError``. With
     ``no_restart=False`` an actor with ``max_restarts`` restarts instead."""
-    current_backend().kill(actor, no_restart)
+    registry.current().kill(actor, no_restart)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
     """The handle of a named actor (ValueError listing the names if there is none)."""
-    return current_backend().get_actor(name, namespace)  # type: ignore[no-any-return]
-
-
-def _driver() -> Any:
-    backend = current_backend()
-    return backend
+    return registry.current().get_actor(name, namespace)
 
 
 def cluster_resources() -> dict[str, float]:
     """Total resources of this runtime (one node)."""
-    b = _driver()
-    if b.is_worker:
-        return b.generic("cluster_resources")  # type: ignore[no-any-return]
-    if getattr(b, "is_ray", False):
-        return b.cluster_resources()  # type: ignore[no-any-return]
-    return dict(b.total)
+    return registry.current().cluster_resources()
 
 
 def available_resources() -> dict[str, float]:
     """Resources not held by running tasks and actors right now."""
-    b = _driver()
-    if b.is_worker:
-        return b.generic("available_resources")  # type: ignore[no-any-return]
-    if getattr(b, "is_ray", False):
-        return b.available_resources()  # type: ignore[no-any-return]
-    return {k: v for k, v in b.node_pool.available.items() if v > 1e-9}
+    return registry.current().available_resources()
 
 
 def nodes() -> list[dict[str, Any]]:
-    b = _driver()
-    if getattr(b, "is_ray", False):
-        return b.nodes()  # type: ignore[no-any-return]
-    total = cluster_resources()
-    return [{"NodeID": getattr(b, "node_id", ""), "Alive": True, "Resources": total,
-             "NodeManagerAddress": "127.0.0.1"}]
+    return registry.current().nodes()
 
 
 def get_gpu_ids() -> list[int]:
     """GPU ids assigned to the current task or actor (also in ``CUDA_VISIBLE_DEVICES``)."""
-    from aioray._runtime_context import current_gpu_ids
-    rb = _runtime.ray_backend()
-    if rb is not None:
-        return rb.gpu_ids()  # type: ignore[no-any-return]
-    return current_gpu_ids()
+    return registry.current().gpu_ids()
+
+
+def get_runtime_context() -> Any:
+    """Who and where the calling code is: job, task, actor, node ids and the namespace (on
+    the Ray backend, Ray's own context, which has the same methods)."""
+    return registry.current().runtime_context()
 
 
 class as_completed(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):
@@ -374,21 +352,7 @@ class as_completed(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):
         self._lock = threading.Lock()
 
     def _start(self, push: Callable[[ObjectRef[T]], None]) -> None:
-        backend = current_backend()
-        if backend.is_worker:
-            def run() -> None:
-                remaining = list(self._refs)
-                while remaining:
-                    ready, remaining = backend.wait(remaining, 1, None, True)
-                    for r in ready:
-                        push(r)
-            threading.Thread(target=run, daemon=True).start()
-            return
-
-        def register() -> None:
-            for r in self._refs:
-                r._entry.add_callback(lambda r=r: push(r))  # type: ignore[misc]
-        backend.call_soon(register)
+        registry.current().notify_ready(self._refs, push)  # type: ignore[arg-type]
 
     def _left_time(self) -> float | None:
         if self._deadline is None:
@@ -425,7 +389,7 @@ class as_completed(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # trio (or anyio's trio backend)
-                raise RuntimeError(_runtime.NOT_ASYNCIO) from None
+                raise RuntimeError(NOT_ASYNCIO) from None
             q: asyncio.Queue[ObjectRef[T]] = asyncio.Queue()
             self._async_q = q
 

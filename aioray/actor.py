@@ -1,5 +1,5 @@
 """Ray's ``ray.actor`` names: ``exit_actor``, ``ActorHandle``, ``ActorClass``."""
 
-from aioray._actor import ActorClass, ActorHandle, ActorMethod, exit_actor
+from aioray._handles.actor import ActorClass, ActorHandle, ActorMethod, exit_actor
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor"]

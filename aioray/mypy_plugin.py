@@ -36,8 +36,8 @@ from mypy.types import (
 from mypy.typevars import fill_typevars
 
 _REMOTE = "aioray._api.remote"
-_HANDLE = "aioray._actor.ActorHandle"
-_BOUND_CLASS = "aioray._actor._BoundActorClass"
+_HANDLE = "aioray._handles.actor.ActorHandle"
+_BOUND_CLASS = "aioray._handles.actor._BoundActorClass"
 # Public names: the checker looks names up through package attributes.
 _REF = "aioray.ObjectRef"
 _GEN = "aioray.ObjectRefGenerator"

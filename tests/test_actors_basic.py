@@ -406,7 +406,7 @@ def test_methods_run_on_an_actor_thread_not_the_loop(ray: Any) -> None:
             return threading.get_ident()
 
     w = Where.remote()
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     assert aioray.get(w.thread.remote()) != rt.loop_thread_id
 
 

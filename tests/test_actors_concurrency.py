@@ -250,7 +250,7 @@ def test_async_actor_methods_run_on_the_loop(ray: Any) -> None:
             return threading.get_ident()
 
     w = Where.remote()
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     assert aioray.get([w.a.remote(), w.s.remote()]) == [rt.loop_thread_id] * 2
 
 

@@ -416,7 +416,7 @@ def test_dropping_last_handle_ends_actor_after_queued_calls(ray: Any) -> None:
     del t
     gc.collect()
     assert aioray.get(refs, timeout=TIMEOUT) == [1, 2, 3]  # queued calls finish first
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     wait_until(lambda: actor_id not in rt.actors.actors)
     wait_until(lambda: EVENTS[-1:] == ["del"])
     assert EVENTS == ["step1", "step2", "step3", "del"]
@@ -436,7 +436,7 @@ def test_dropping_last_handle_of_async_actor_waits_for_running_calls(ray: Any) -
     del b
     gc.collect()
     assert aioray.get(refs, timeout=TIMEOUT) == list(range(20))
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     wait_until(lambda: actor_id not in rt.actors.actors)
 
 
@@ -477,7 +477,7 @@ def test_detached_actor_outlives_its_handles_until_kill(ray: Any) -> None:
     aioray.get(a.ping.remote())
     del a
     gc.collect()
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     h = aioray.get_actor("daemon")
     assert aioray.get(h.count.remote(), timeout=TIMEOUT) == 1
     aioray.kill(h)
@@ -492,7 +492,7 @@ def test_unnamed_detached_actor_is_kept(ray: Any) -> None:
     aioray.get(a.ping.remote())
     del a
     gc.collect()
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     time.sleep(0.05)  # give a (wrong) out-of-scope exit the chance to happen
     assert rt.actors.actors[actor_id].status == "ALIVE"
 
@@ -523,7 +523,7 @@ def create_and_drop() -> bytes:
 
 def test_actor_created_and_dropped_in_a_worker_ends(ray: Any) -> None:
     actor_id = aioray.get(create_and_drop.remote(), timeout=TIMEOUT)
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     wait_until(lambda: actor_id not in rt.actors.actors)
 
 
@@ -555,7 +555,7 @@ def test_unused_actor_dropped_while_waiting_for_resources_is_never_created(ray: 
     actor_id = w._actor_id
     del w
     gc.collect()
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     wait_until(lambda: actor_id not in rt.actors.actors)
     aioray.kill(holder)
     wait_until(lambda: aioray.available_resources().get("CPU", 0) == 2)

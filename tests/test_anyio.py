@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import aioray
-from aioray._runtime import NOT_ASYNCIO
+from aioray._engine.runtime import NOT_ASYNCIO
 
 anyio = pytest.importorskip("anyio")
 
@@ -81,7 +81,7 @@ def test_anyio_asyncio_backend_adopting_anyios_loop() -> None:
         info = aioray.init(num_cpus=2)
         try:
             # adopted: the runtime runs on anyio's loop, so awaits never cross a thread
-            rt = aioray._runtime.current_runtime()
+            rt = aioray._engine.runtime.current_runtime()
             assert rt is not None and rt.loop is asyncio.get_running_loop()
             assert info["loop"]
             return await _exercise()

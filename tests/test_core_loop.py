@@ -32,7 +32,7 @@ def fail() -> None:
 
 
 def _rt() -> Any:
-    return aioray._runtime.current_runtime()
+    return aioray._engine.runtime.current_runtime()
 
 
 def _gated(n: int) -> tuple[list[threading.Event], Any]:

@@ -32,7 +32,7 @@ def _eventually(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def _segments() -> list[str]:
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     return _shared_memory.list_segments(rt.driver_pid)
 
 
@@ -245,7 +245,7 @@ def test_large_array_in_container_and_result(ray: Any) -> None:
 
 
 def test_shared_memory_swept_at_shutdown(ray: Any) -> None:
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     keep = aioray.put(np.ones(1 << 18))
     assert _shared_memory.list_segments(rt.driver_pid)
     aioray.shutdown()

@@ -29,7 +29,7 @@ def _until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def _queued() -> int:
-    return aioray._runtime.current_runtime().node_pool.queued()  # type: ignore[no-any-return]
+    return aioray._engine.runtime.current_runtime().node_pool.queued()  # type: ignore[no-any-return]
 
 
 class Gauge:
@@ -103,7 +103,7 @@ def test_async_tasks_default_to_zero_cpus_but_can_ask(ray: Any) -> None:
     _until(lambda: running == 5)
     limited = [task.options(num_cpus=1).remote() for _ in range(3)]
     _until(lambda: running == 7 and _queued() == 1)
-    aioray._runtime.current_runtime().call_soon(release.set)  # type: ignore[union-attr]
+    aioray._engine.runtime.current_runtime().call_soon(release.set)  # type: ignore[union-attr]
     aioray.get(free + limited, timeout=30)
     assert peak == 7
 

@@ -305,7 +305,7 @@ def test_submission_from_inside_a_worker_process(ray: Any) -> None:
 
 
 def test_parameter_named_when_the_function_is_known() -> None:
-    from aioray._task_args import pack_args
+    from aioray._handles.args import pack_args
 
     def f(first: Any, second: Any, *rest: Any) -> None:
         pass

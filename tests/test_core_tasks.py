@@ -49,7 +49,7 @@ def test_sync_function_runs_in_worker_process(ray: Any) -> None:
 
 def test_async_function_runs_on_runtime_loop(ray: Any) -> None:
     pid, tid = aioray.get(async_where.remote())
-    rt = aioray._runtime.current_runtime()
+    rt = aioray._engine.runtime.current_runtime()
     assert pid == os.getpid()
     assert tid == rt.loop_thread_id
 
@@ -57,7 +57,7 @@ def test_async_function_runs_on_runtime_loop(ray: Any) -> None:
 def test_executor_thread_option_runs_sync_function_in_driver(ray: Any) -> None:
     pid, tid = aioray.get(where.options(executor="thread").remote())
     assert pid == os.getpid()
-    assert tid not in (threading.get_ident(), aioray._runtime.current_runtime().loop_thread_id)
+    assert tid not in (threading.get_ident(), aioray._engine.runtime.current_runtime().loop_thread_id)
 
 
 def test_executor_thread_in_decorator(ray: Any) -> None:

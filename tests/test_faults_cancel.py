@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import aioray
-from aioray import _runtime
+from aioray._engine import runtime as _runtime
 from aioray.exceptions import TaskCancelledError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 import aioray
-from aioray import _runtime
+from aioray._engine import runtime as _runtime
 from aioray.exceptions import TaskCancelledError, WorkerCrashedError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 import aioray
-from aioray import _runtime
+from aioray._engine import runtime as _runtime
 from aioray._objects.shm import list_segments
 from aioray.exceptions import RuntimeShutdownError, TaskCancelledError, WorkerCrashedError
 
@@ -62,7 +62,7 @@ def _worker_children() -> list[psutil.Process]:
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "aioray._worker_main" in " ".join(p.cmdline()):
+            if "aioray._worker" in " ".join(p.cmdline()):
                 out.append(p)
         except psutil.NoSuchProcess:
             pass

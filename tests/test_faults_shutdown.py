@@ -55,7 +55,7 @@ def _worker_children() -> list[psutil.Process]:
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "aioray._worker_main" in " ".join(p.cmdline()):
+            if "aioray._worker" in " ".join(p.cmdline()):
                 out.append(p)
         except psutil.NoSuchProcess:
             pass

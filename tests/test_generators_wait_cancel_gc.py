@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import aioray
-from aioray import _runtime
+from aioray._engine import runtime as _runtime
 from aioray.exceptions import TaskCancelledError
 
 
@@ -261,7 +261,7 @@ def test_generator_dropped_inside_worker_is_released(ray: Any) -> None:
         return first  # type: ignore[no-any-return]
 
     assert aioray.get(consumer.remote(), timeout=60) == 0
-    rt = _runtime._runtime
+    rt = _runtime.current_runtime()
     assert rt is not None
     _poll(lambda: not rt.backchannel.generators)
 

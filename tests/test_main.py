@@ -22,7 +22,7 @@ def test_prints_version_loop_resources_and_worker_start() -> None:
     assert lines["aioray"].strip() == aioray.__version__
     assert lines["event loop"].strip().startswith("asyncio (")
     assert "CPU" in lines["resources"]
-    assert lines["worker start"].strip() == "subprocess (python -m aioray._worker_main)"
+    assert lines["worker start"].strip() == "subprocess (python -m aioray._worker)"
     assert lines["local mode"].strip().startswith("off")
     assert lines["backend"].strip().startswith("embedded")
 

@@ -62,7 +62,7 @@ def test_marker_local_mode(aioray_runtime):
 ASYNC_MARK
 
 async def test_async_fixture_adopts_the_test_loop(aioray_async_runtime):
-    from aioray._runtime import current_runtime
+    from aioray._engine.runtime import current_runtime
     assert current_runtime().loop is asyncio.get_running_loop()
     assert await add.remote(3, 4) == 7
     box = Box.remote(5)

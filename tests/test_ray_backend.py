@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import aioray
-from aioray import _runtime
+from aioray._backend import registry
 from aioray.exceptions import (
     ActorDiedError,
     GetTimeoutError,
@@ -51,14 +51,14 @@ def ray_session() -> Iterator[Any]:
     info = aioray.init(address="local-ray", num_cpus=2, include_dashboard=False,
                        log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests_dir}})
     assert info["backend"] == "ray"
-    rb = _runtime._ray_backend
+    rb = registry._ray
     yield rb
-    _runtime._ray_backend = rb
+    registry._ray = rb
     aioray.shutdown()
 
 
 def _use_ray(rb: Any) -> None:
-    _runtime._ray_backend = rb
+    registry._ray = rb
 
 
 @pytest.fixture
@@ -75,14 +75,14 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
         _use_ray(request.getfixturevalue("ray_session"))
         yield "ray"
         return
-    saved = _runtime._ray_backend
-    _runtime._ray_backend = None  # detach Ray without stopping it
+    saved = registry._ray
+    registry._ray = None  # detach Ray without stopping it
     aioray.init(address="local", num_cpus=2)  # "local": embedded even with AIORAY_BACKEND=ray
     try:
         yield "embedded"
     finally:
-        _runtime.shutdown()
-        _runtime._ray_backend = saved
+        registry.shutdown()
+        registry._ray = saved
 
 
 # -- functions and classes the tests run -------------------------------------------------------
@@ -161,7 +161,7 @@ def pair(a: int) -> tuple[int, int]:
 def in_task_backend() -> tuple[str, int, int]:
     # User code in a task uses aioray too: put/get/nested submit work where the task runs.
     r = aioray.put(20)
-    return (type(_runtime.current_backend()).__name__, aioray.get(add.remote(r, 1)),
+    return (type(registry.current()).__name__, aioray.get(add.remote(r, 1)),
             os.getpid())
 
 
@@ -480,7 +480,7 @@ def test_inside_ray_workers_aioray_uses_ray(on_ray: Any) -> None:
 
 def test_runtime_context_is_rays(on_ray: Any) -> None:
     ctx = aioray.get_runtime_context()
-    assert ctx.get_job_id() == _runtime._ray_backend.job_id
+    assert ctx.get_job_id() == registry._ray.job_id
     assert aioray.nodes() and aioray.nodes()[0]["Alive"]
 
 
@@ -503,10 +503,10 @@ def test_init_twice_and_ignore_reinit(on_ray: Any) -> None:
 
 
 def test_refs_cannot_cross_backends(on_ray: Any) -> None:
-    _runtime._ray_backend = None
+    registry._ray = None
     aioray.init(address="local", num_cpus=1)
     embedded_ref = aioray.put(1)
-    _runtime.shutdown()
+    registry.shutdown()
     _use_ray(on_ray)
     with pytest.raises(TypeError, match="refs cannot cross backends"):
         aioray.get(embedded_ref)
@@ -514,7 +514,7 @@ def test_refs_cannot_cross_backends(on_ray: Any) -> None:
 
 # -- selection rules (run without Ray too) ---------------------------------------------------------
 def test_selection_from_address_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aioray._ray_backend import wants_ray
+    from aioray._backend.registry import wants_ray
     monkeypatch.delenv("AIORAY_BACKEND", raising=False)
     assert wants_ray("auto") and wants_ray("local-ray") and wants_ray("ray://head:10001")
     assert not wants_ray(None)
@@ -531,20 +531,20 @@ def test_cluster_address_without_scheme_explains_options() -> None:
 
 
 def test_selecting_ray_without_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    saved = _runtime._ray_backend
-    _runtime._ray_backend = None
+    saved = registry._ray
+    registry._ray = None
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     try:
         with pytest.raises(ImportError, match=r"pip install 'aioray\[ray\]'"):
             aioray.init(address="local-ray")
     finally:
-        _runtime._ray_backend = saved
+        registry._ray = saved
 
 
 def test_error_mapping_of_ray_system_errors(ray_session: Any) -> None:
     import ray.exceptions as rex
 
-    from aioray._ray_backend import map_error
+    from aioray._ray.backend import map_error
     assert isinstance(map_error(rex.GetTimeoutError("t")), GetTimeoutError)
     assert isinstance(map_error(rex.TaskCancelledError()), TaskCancelledError)
     assert isinstance(map_error(rex.WorkerCrashedError()),

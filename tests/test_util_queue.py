@@ -226,7 +226,7 @@ def test_shutdown_fails_a_worker_blocked_in_get() -> None:
     ref = consume.remote(q)
     assert q.get(timeout=TIMEOUT) == "blocking"
     deadline = time.monotonic() + TIMEOUT
-    while not q._local._getters:  # type: ignore[union-attr]  # the worker's get waits
+    while not q._queues.local[q._qid]._getters:  # type: ignore[union-attr]  # the worker's get waits
         assert time.monotonic() < deadline
         time.sleep(0.005)
     q.shutdown(grace_period_s=TIMEOUT)
@@ -319,7 +319,7 @@ def test_shutdown_fails_blocked_getters_and_further_calls() -> None:
     t = threading.Thread(target=blocked)
     t.start()
     deadline = time.monotonic() + TIMEOUT
-    while not q._local._getters:  # type: ignore[union-attr]  # the get is waiting
+    while not q._queues.local[q._qid]._getters:  # type: ignore[union-attr]  # the get is waiting
         assert time.monotonic() < deadline
         time.sleep(0.005)
     q.shutdown()

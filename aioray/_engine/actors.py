@@ -23,24 +23,26 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import importlib
 import inspect
 import queue
-import sys
 import threading
 import uuid
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from aioray._generator import GeneratorStream, ObjectRefGenerator, yield_items
-from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._objects.serialization import ErrorValue, note_ref, serialize
+from aioray._engine.context import current_actor, current_call, current_task
+from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
+from aioray._engine.tasks import _raise_in_thread, app_error, fail_outputs
+from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
+from aioray._handles.args import pack_args, split_returns, unpack_args
+from aioray._handles.generator import ObjectRefGenerator, yield_items
+from aioray._handles.options import resource_request
+from aioray._handles.ref import ObjectRef
+from aioray._objects.ids import new_task_id, object_id
+from aioray._objects.serialization import ErrorValue, serialize
 from aioray._objects.store import PENDING, ObjectEntry
-from aioray._options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_request, validate
-from aioray._task_args import pack_args, split_returns, unpack_args
-from aioray._task_manager import _raise_in_thread, app_error, current_task, fail_outputs
 from aioray.exceptions import (
     ActorDiedError,
     ActorShutdownError,
@@ -52,8 +54,8 @@ from aioray.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from aioray._engine.runtime import Runtime
     from aioray._engine.scheduling.resources import Grant
-    from aioray._runtime import Runtime
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -62,10 +64,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_GROUP = "_default"
 GRAVEYARD_SIZE = 10_000
 
-current_actor: contextvars.ContextVar[ActorState | None] = contextvars.ContextVar(
-    "aioray_current_actor", default=None)
-current_call: contextvars.ContextVar[ActorCall | None] = contextvars.ContextVar(
-    "aioray_current_call", default=None)
 
 
 class ActorExit(BaseException):
@@ -74,170 +72,6 @@ class ActorExit(BaseException):
 
 class _Interrupted(BaseException):
     """Raised in an actor thread whose call was stopped by kill or a restart."""
-
-
-# -- the @method decorator and class metadata ---------------------------------------------
-# Typing: the decorated method keeps its type (so aioray.mypy_plugin can type its calls), except
-# with num_returns, which changes what .remote() returns.
-@overload
-def method(*, num_returns: int | str | None,
-           **kwargs: Any) -> Callable[[Callable[..., Any]], Any]: ...
-@overload
-def method(**kwargs: Any) -> Callable[[F], F]: ...
-@overload
-def method(fn: F, /) -> F: ...
-
-
-def method(*args: Any, **kwargs: Any) -> Any:
-    """Annotate an actor method: ``@aioray.method(num_returns=2, concurrency_group="io")``."""
-    if args:
-        if len(args) == 1 and callable(args[0]) and not kwargs:
-            return method()(args[0])  # bare @aioray.method, as recent Ray allows
-        raise TypeError("@aioray.method takes keyword arguments only, e.g. "
-                        "@aioray.method(num_returns=2).")
-    opts = validate(kwargs, METHOD_OPTIONS, "@aioray.method")
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.__aioray_method_options__ = opts  # type: ignore[attr-defined]
-        return fn
-    return deco
-
-
-class MethodMeta:
-    __slots__ = ("is_async", "is_generator", "name", "options")
-
-    def __init__(self, name: str, fn: Any) -> None:
-        self.name = name
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
-        self.is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
-        self.options: dict[str, Any] = dict(getattr(fn, "__aioray_method_options__", {}))
-
-    def __reduce__(self) -> Any:
-        return (_rebuild_meta, (self.name, self.is_async, self.is_generator, self.options))
-
-
-def _rebuild_meta(name: str, is_async: bool, is_gen: bool, options: dict[str, Any]) -> MethodMeta:
-    m = MethodMeta.__new__(MethodMeta)
-    m.name, m.is_async, m.is_generator, m.options = name, is_async, is_gen, options
-    return m
-
-
-def _methods_of(cls: type) -> dict[str, MethodMeta]:
-    out = {}
-    for name, fn in inspect.getmembers(cls, predicate=callable):
-        if name.startswith("__") and name not in ("__call__",):
-            continue
-        if isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod)):
-            continue
-        out[name] = MethodMeta(name, fn)
-    return out
-
-
-def _backend() -> Any:
-    from aioray._runtime import current_backend
-    return current_backend()
-
-
-class ActorClass(Generic[T]):
-    """A class made remote by ``@aioray.remote``; ``Cls.remote(...)`` creates an actor."""
-
-    def __init__(self, cls: type[T], options: dict[str, Any], *, check: bool = True) -> None:
-        self._cls = cls
-        self._default_options = validate(options, ACTOR_OPTIONS, f"actor {cls.__name__}")
-        self.__name__ = cls.__name__
-        self.__qualname__ = cls.__qualname__
-        self.__module__ = cls.__module__
-        self.__doc__ = cls.__doc__
-        if check:
-            self._check_groups(self._default_options)
-
-    # Lazy: while a class pickled by value is loading, its methods may name this ActorClass,
-    # which is then rebuilt around a class whose methods are not set yet.
-    @functools.cached_property
-    def _methods(self) -> dict[str, MethodMeta]:
-        return _methods_of(self._cls)
-
-    @functools.cached_property
-    def _is_async(self) -> bool:
-        return any(m.is_async for m in self._methods.values())
-
-    def _check_groups(self, opts: dict[str, Any]) -> None:
-        groups = set((opts.get("concurrency_groups") or {}).keys())
-        for m in self._methods.values():
-            g = m.options.get("concurrency_group")
-            if g is not None and g not in groups:
-                raise ValueError(
-                    f"Method {self._cls.__name__}.{m.name} uses concurrency group {g!r}, which "
-                    f"is not declared; declared groups: {sorted(groups) or 'none'}. Add it to "
-                    "@aioray.remote(concurrency_groups={...}).")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', use "
-            f"'{self.__name__}.remote()'.")
-
-    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
-        """Create the actor; returns its handle at once (creation runs in the background)."""
-        return _backend().create_actor(self, args, kwargs, self._default_options)  # type: ignore[no-any-return]
-
-    def options(self, **options: Any) -> _BoundActorClass[T]:
-        """The same class with other options for the actors created through the result.
-
-        ``num_cpus``/``num_gpus``/``resources`` (held for the actor's lifetime; creation waits
-        for them), ``max_concurrency`` (default 1 for sync actors, 1000 for async ones),
-        ``concurrency_groups``, ``max_restarts``, ``max_task_retries``, ``max_pending_calls``,
-        ``name``/``namespace``/``get_if_exists``, and ``lifetime="detached"``: in one process
-        there is no other driver to outlive, so a detached actor simply survives the loss of
-        all its handles and lives until ``kill()``, ``exit_actor()`` or ``shutdown()``.
-        """
-        opts = validate(options, ACTOR_OPTIONS, f"{self.__name__}.options()")
-        merged = {**self._default_options, **opts}
-        self._check_groups(merged)
-        return _BoundActorClass(self, merged)
-
-    def bind(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("Ray DAGs (.bind) are not supported by aioray.")
-
-    def __reduce__(self) -> Any:
-        # A module-level ``@remote`` class travels by name, like any importable class, so a
-        # process task can use it even when its methods refer to unpicklable module globals.
-        if _importable_as(self, self.__module__, self.__qualname__):
-            return (_import_actor_class, (self.__module__, self.__qualname__))
-        return (_rebuild_actor_class, (self._cls, self._default_options))
-
-
-def _rebuild_actor_class(cls: type, options: dict[str, Any]) -> ActorClass[Any]:
-    # Checked when it was defined; ``cls`` may still be loading (see ActorClass._methods).
-    return ActorClass(cls, options, check=False)
-
-
-def _importable_as(obj: object, module: str, qualname: str) -> bool:
-    mod = sys.modules.get(module)
-    if mod is None or module == "__main__" or "<locals>" in qualname:
-        return False
-    target: Any = mod
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    return target is obj
-
-
-def _import_actor_class(module: str, qualname: str) -> ActorClass[Any]:
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target  # type: ignore[no-any-return]
-
-
-class _BoundActorClass(Generic[T]):
-    def __init__(self, ac: ActorClass[T], options: dict[str, Any]) -> None:
-        self._ac = ac
-        self._options = options
-
-    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
-        return _backend().create_actor(self._ac, args, kwargs, self._options)  # type: ignore[no-any-return]
-
-    def options(self, **options: Any) -> _BoundActorClass[T]:
-        return self._ac.options(**{**self._options, **options})
 
 
 # -- handles -------------------------------------------------------------------------------
@@ -263,110 +97,12 @@ class _ActorToken:
             pass
 
 
-class ActorMethod(Generic[P, R]):
-    """``handle.method``: call it with ``.remote(...)``.
-
-    Typed ``ActorMethod[P, R]``: ``.remote(*P)`` returns ``R``. Through ``handle.name`` that is
-    ``ActorMethod[..., Any]``; aioray's mypy plugin (``aioray.mypy_plugin``) gives the method's
-    own parameters and ``ObjectRef[...]``/``ObjectRefGenerator[...]`` instead.
-    """
-
-    def __init__(self, handle: ActorHandle[Any], meta: MethodMeta,
-                 options: dict[str, Any] | None = None) -> None:
-        self._handle = handle
-        self._meta = meta
-        self._options = options if options is not None else meta.options
-
-    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._handle._backend.call_actor(  # type: ignore[no-any-return]
-            self._handle, self._meta, args, kwargs, self._options)
-
-    # num_returns changes what .remote() returns: untyped then (as for remote functions).
-    @overload
-    def options(self, *, num_returns: int | str | None,
-                **options: Any) -> ActorMethod[P, Any]: ...
-    @overload
-    def options(self, **options: Any) -> ActorMethod[P, R]: ...
-
-    def options(self, **options: Any) -> ActorMethod[P, Any]:
-        opts = validate(options, METHOD_OPTIONS, f"method {self._meta.name}.options()")
-        return ActorMethod(self._handle, self._meta, {**self._options, **opts})
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"Actor methods cannot be called directly. Instead of "
-            f"'{self._handle._class_name}.{self._meta.name}()', try "
-            f"'{self._meta.name}.remote()'.")
-
-    def bind(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("Ray DAGs (.bind) are not supported by aioray.")
-
-
-class ActorHandle(Generic[T]):
-    """A reference to an actor. Picklable: pass it to tasks (also in worker processes) and to
-    other actors. ``handle.method.remote(...)`` calls a method."""
-
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, MethodMeta],
-                 token: Any, backend: Any) -> None:
-        self._actor_id = actor_id
-        self._class_name = class_name
-        self._methods = methods
-        self._token = token
-        self._backend = backend
-
-    def __getattr__(self, name: str) -> ActorMethod[..., Any]:
-        if name.startswith("_") and name not in self.__dict__.get("_methods", {}):
-            if name == "__ray_terminate__":
-                return ActorMethod(self, MethodMeta("__ray_terminate__", lambda: None))
-            raise AttributeError(name)
-        meta = self._methods.get(name)
-        if meta is None:
-            raise AttributeError(
-                f"'{self._class_name}' actor has no method '{name}'. Methods: "
-                f"{', '.join(sorted(self._methods)) or 'none'}.")
-        return ActorMethod(self, meta)
-
-    def binary(self) -> bytes:
-        return self._actor_id
-
-    def hex(self) -> str:
-        return self._actor_id.hex()
-
-    def __hash__(self) -> int:
-        return hash(self._actor_id)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
-
-    def __repr__(self) -> str:
-        return f"Actor({self._class_name}, {self._actor_id.hex()})"
-
-    def __reduce__(self) -> Any:
-        reduce_handle = getattr(self._backend, "reduce_handle", None)
-        if reduce_handle is not None:  # another backend's handle (e.g. Ray's)
-            return reduce_handle(self)
-        note_ref(self)  # a worker holding this handle keeps the actor alive
-        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods))
-
-
-def _rebuild_handle(actor_id: bytes, class_name: str,
-                    methods: dict[str, MethodMeta]) -> ActorHandle[Any]:
-    from aioray._runtime import _worker_client, current_backend
-    if _worker_client is not None:
-        token = _worker_client.borrow(actor_id)
-        return ActorHandle(actor_id, class_name, methods, token, _worker_client)
-    backend = current_backend()
-    return backend.actors.handle_for(actor_id, class_name, methods)  # type: ignore[no-any-return]
-
-
-def pin_actor(actor_id: bytes) -> ActorHandle[Any]:
+def pin_actor(rt: Runtime, actor_id: bytes) -> ActorHandle[Any]:
     """Driver side: a handle that keeps ``actor_id`` alive while a stored value (sent back by a
     worker, say) contains a handle to it."""
-    from aioray._runtime import current_runtime
-    rt = current_runtime()
-    state = rt.actors.actors.get(actor_id) if rt is not None else None
-    if rt is None or state is None:  # dead or unknown: nothing to keep alive
-        return ActorHandle(actor_id, "actor", {}, None, rt)
+    state = rt.actors.actors.get(actor_id)
+    if state is None:  # dead or unknown: nothing to keep alive
+        return ActorHandle(actor_id, "actor", {}, None, None)
     return rt.actors.handle_for(actor_id, state.ac.__name__, state.ac._methods)
 
 
@@ -827,7 +563,7 @@ class ActorState:
                     post(push, serialize(item, pid))
                     produced += 1
                     if stream is not None and stream.backpressure:
-                        from aioray._task_manager import _wait_thread_capacity
+                        from aioray._engine.tasks import _wait_thread_capacity
                         _wait_thread_capacity(stream, produced)
                 return None
             return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
@@ -993,7 +729,7 @@ class ActorState:
                         loop.call_soon_threadsafe(push, serialize(item, pid))
                         produced += 1
                         if stream is not None and stream.backpressure:
-                            from aioray._task_manager import _wait_thread_capacity
+                            from aioray._engine.tasks import _wait_thread_capacity
                             _wait_thread_capacity(stream, produced)
                     return None
                 return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
@@ -1127,7 +863,6 @@ class ActorManager:
                 self.pending[handle._actor_id] = n + 1
         nret = call.nret = opts.get("num_returns")
         if meta.is_generator:
-            from aioray._generator import DynamicSink, StaticSink
             if nret in (None, "streaming"):
                 call.sink = GeneratorStream(self.rt, call.task_id,
                                             opts.get("_generator_backpressure_num_objects") or 0)
@@ -1272,7 +1007,7 @@ class ActorManager:
     # -- from worker processes ----------------------------------------------------------
     def _worker_call(self, worker: Any, actor_id: bytes, meta: MethodMeta, payload: Any,
                      dep_ids: list[bytes], opts: dict[str, Any], task_id: bytes) -> None:
-        from aioray._backchannel import ref_for
+        from aioray._engine.backchannel import ref_for
         from aioray._objects.store import STORE
         state = self.actors.get(actor_id)
         name = state.ac.__name__ if state is not None else "actor"
@@ -1298,8 +1033,8 @@ class ActorManager:
     async def _worker_create(self, worker: Any, ac: ActorClass[Any], payload: Any,
                              dep_ids: list[bytes], opts: dict[str, Any],
                              actor_id: bytes) -> bytes:
-        from aioray._backchannel import ref_for
-        from aioray._task_args import ArgRef
+        from aioray._engine.backchannel import ref_for
+        from aioray._handles.args import ArgRef
         deps = [ref_for(i) for i in dep_ids]
         args, kwargs = unpack_args(payload, [])
         args = tuple(deps[a.index] if type(a) is ArgRef else a for a in args)
@@ -1315,18 +1050,3 @@ class ActorManager:
 
     async def _worker_kill(self, worker: Any, actor_id: bytes, no_restart: bool) -> None:
         self._kill(actor_id, no_restart)
-
-
-def exit_actor() -> None:
-    """End the current actor from inside one of its methods (no restart)."""
-    if current_actor.get() is None and current_task.get() is None:
-        from aioray._runtime import ray_backend
-        backend = ray_backend()
-        if backend is not None:  # an actor running on Ray: Ray ends it
-            backend.exit_actor()
-        raise TypeError("exit_actor() called outside of an actor method; it ends the actor "
-                        "whose method calls it. To stop an actor from outside use "
-                        "aioray.kill(handle).")
-    if current_actor.get() is None:
-        raise TypeError("exit_actor() called inside a task, not an actor method.")
-    raise ActorExit()

@@ -13,14 +13,17 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aioray._engine.scheduling.resources import lending_cpu
-from aioray._object_ref import ObjectRef, object_id
+from aioray._engine.streams import GeneratorStream
+from aioray._handles.generator import ObjectRefGenerator
+from aioray._handles.ref import ObjectRef
+from aioray._objects.ids import object_id
 from aioray._objects.serialization import ErrorValue, picklable_exception
 from aioray._objects.store import PENDING, STORE, ObjectEntry
 from aioray.exceptions import GetTimeoutError, ObjectFreedError
 
 if TYPE_CHECKING:
-    from aioray._runtime import Runtime
-    from aioray._worker_pool import WorkerHandle
+    from aioray._engine.runtime import Runtime
+    from aioray._engine.worker_pool import WorkerHandle
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -133,9 +136,14 @@ class Backchannel:
         ref = stream.take()
         if ref is None:
             return None
+        return self.lend(worker, ref)
+
+    def lend(self, worker: WorkerHandle, ref: ObjectRef[Any]) -> bytes:
+        """Hand ``ref`` to ``worker`` by id (it borrows it): pinned until the worker releases
+        it, as if the reply frame carried it."""
         STORE.register(ref._entry)
-        worker.borrowed[ref.binary()] = [ref, worker.seq + 1]  # carried by the reply frame
-        return ref.binary()  # type: ignore[no-any-return]
+        worker.borrowed[ref.binary()] = [ref, worker.seq + 1]
+        return ref.binary()
 
     async def _cluster_resources(self, worker: WorkerHandle) -> dict[str, float]:
         return dict(self.rt.total)
@@ -150,7 +158,7 @@ class Backchannel:
     async def _gen_wait(self, worker: WorkerHandle, keys: list[tuple[str, bytes]], num: int,
                         timeout: float | None) -> list[int]:
         """wait() over refs and generators: indices of the ready ones."""
-        from aioray._runtime import _ready_now
+        from aioray._engine.runtime import _ready_now
         items: list[Any] = []
         for kind, id in keys:
             gen = self.generators.get(id) if kind == "g" else None
@@ -164,7 +172,6 @@ class Backchannel:
     # -- calls --------------------------------------------------------------------------
     def _submit(self, worker: WorkerHandle, rf: Any, payload: Any, dep_ids: list[bytes],
                 opts: dict[str, Any], task_id: bytes, parent: bytes | None) -> None:
-        from aioray._generator import GeneratorStream, ObjectRefGenerator
         tm = self.rt.tasks
         try:
             spec = tm.make_spec(rf, payload, [ref_for(i) for i in dep_ids], opts, task_id, parent)
@@ -184,7 +191,7 @@ class Backchannel:
         tm.start(spec)
 
     def _put(self, worker: WorkerHandle, id: bytes, stored: Any) -> None:
-        from aioray._worker_pool import adopt_segments
+        from aioray._engine.worker_pool import adopt_segments
         adopt_segments(stored)
         entry = ObjectEntry(id, stored)
         STORE.register(entry)

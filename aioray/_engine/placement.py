@@ -1,4 +1,4 @@
-"""Placement groups: gang-reserve bundles of resources, then schedule tasks and actors into them.
+"""Placement groups in the engine: gang-reserve bundles of resources, then schedule tasks and actors into them.
 
 ``placement_group(bundles)`` reserves the **sum** of all bundles from the node's resource pool
 in one acquire, so a group is either fully reserved or not at all (no partial reservation
@@ -35,191 +35,52 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aioray._backend.base import PlacementGroups
+from aioray._engine.context import current_actor, current_task
 from aioray._engine.scheduling.resources import Grant, ResourcePool
-from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._handles.placement_group import (
+    PlacementGroup,
+    PlacementGroupID,
+    PlacementGroupInfeasibleError,
+)
+from aioray._handles.ref import ObjectRef
+from aioray._handles.strategies import PlacementGroupSchedulingStrategy
+from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, serialize
 from aioray._objects.store import PENDING, ObjectEntry
 from aioray.exceptions import (
     ActorDiedError,
     PlacementGroupRemovedError,
-    RaySystemError,
     TaskUnschedulableError,
 )
 
 if TYPE_CHECKING:
-    from aioray._runtime import Runtime
+    from aioray._engine.runtime import Runtime
 
-__all__ = [
-    "PlacementGroup",
-    "PlacementGroupID",
-    "PlacementGroupInfeasibleError",
-    "get_current_placement_group",
-    "get_placement_group",
-    "placement_group",
-    "placement_group_table",
-    "remove_placement_group",
-]
-
-VALID_PLACEMENT_GROUP_STRATEGIES = frozenset({"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"})
 _NOT_RESERVED = frozenset({"memory", "object_store_memory"})
 _KEEP_REMOVED = 1000  # removed groups kept for placement_group_table(), per runtime
 
 
-class PlacementGroupInfeasibleError(RaySystemError):
-    """The placement group can never be reserved on this node."""
+def pool_for(rt: Runtime, pg: PlacementGroup, index: int) -> ResourcePool:
+    """The pool a task or actor in bundle ``index`` (-1: any) of ``pg`` acquires from."""
+    st = _state(rt, pg)
+    if st is None:
+        raise _gone(rt, pg)
+    if index == -1:
+        return st.any_pool
+    if isinstance(index, bool) or not isinstance(index, int) or not (
+            0 <= index < len(st.pools)):
+        raise ValueError(f"placement group bundle index {index!r} is invalid. Valid "
+                         f"indexes: 0-{len(st.pools) - 1} (or -1 for any bundle).")
+    return st.pools[index]
 
 
-class PlacementGroupID:
-    """A placement group's id (``.hex()``, ``.binary()``)."""
-
-    __slots__ = ("_id",)
-
-    def __init__(self, id: bytes) -> None:
-        self._id = id
-
-    @classmethod
-    def nil(cls) -> PlacementGroupID:
-        return cls(b"\0" * 18)
-
-    @classmethod
-    def from_random(cls) -> PlacementGroupID:
-        return cls(uuid.uuid4().bytes + b"\0\1")
-
-    def binary(self) -> bytes:
-        return self._id
-
-    def hex(self) -> str:
-        return self._id.hex()
-
-    def is_nil(self) -> bool:
-        return not any(self._id)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PlacementGroupID) and other._id == self._id
-
-    def __hash__(self) -> int:
-        return hash(self._id)
-
-    def __repr__(self) -> str:
-        return f"PlacementGroupID({self.hex()})"
-
-    def __reduce__(self) -> Any:
-        return (PlacementGroupID, (self._id,))
-
-
-class PlacementGroup:
-    """A handle to a placement group (picklable: pass it to tasks and actors)."""
-
-    def __init__(self, id: PlacementGroupID, bundle_cache: list[dict[str, float]] | None = None
-                 ) -> None:
-        self.id = id
-        self.bundle_cache = bundle_cache
-
-    @staticmethod
-    def empty() -> PlacementGroup:
-        return PlacementGroup(PlacementGroupID.nil())
-
-    @property
-    def is_empty(self) -> bool:
-        return self.id.is_nil()
-
-    @property
-    def bundle_specs(self) -> list[dict[str, float]]:
-        """The bundles, as given at creation (values as floats)."""
-        if self.bundle_cache is None:
-            info = placement_group_table(self)
-            self.bundle_cache = list(info.get("bundles", {}).values())
-        return self.bundle_cache
-
-    @property
-    def bundle_count(self) -> int:
-        return len(self.bundle_specs)
-
-    def ready(self) -> ObjectRef[PlacementGroup]:
-        """A ref that resolves to this placement group once every bundle is reserved
-        (``aioray.get(pg.ready())`` or ``await pg.ready()``). It raises
-        ``PlacementGroupRemovedError`` if the group is removed first, and
-        :class:`PlacementGroupInfeasibleError` if it can never be reserved."""
-        if self.is_empty:
-            from aioray._api import put
-            return put(self)
-        b = _backend()
-        if b.is_worker:
-            return _remote_ready.remote(self)  # type: ignore[no-any-return]
-        st = _state(b, self)
-        if st is None:
-            entry = ObjectEntry(object_id(new_task_id(), 0), ErrorValue(_gone(b, self)))
-            entry.retrieved = True
-            return ObjectRef(entry.id, entry)
-        return ObjectRef(st.ready_entry.id, st.ready_entry)
-
-    def wait(self, timeout_seconds: float = 30) -> bool:
-        """Block up to ``timeout_seconds`` for the group to be reserved; True if it is.
-        False at once if it was removed or can never be reserved."""
-        b = _backend()
-        if b.is_worker:
-            ref = self.ready()
-            done, _ = b.wait([ref], 1, timeout_seconds, True)
-            return bool(done) and _succeeded(b, ref)
-        st = _state(b, self)
-        if st is None or st.infeasible is not None:
-            return False
-        entry = st.ready_entry
-        if entry.value is PENDING:
-            b.run_sync(b.wait_entries([entry], timeout=timeout_seconds), None,
-                       "PlacementGroup.wait()", "await pg.wait_async(timeout_seconds)")
-        return st.state == "CREATED"
-
-    async def wait_async(self, timeout_seconds: float = 30) -> bool:
-        """:meth:`wait` for async code."""
-        from aioray._api import get_async, wait_async
-        ref = self.ready()
-        done, _ = await wait_async([ref], timeout=timeout_seconds)
-        if not done:
-            return False
-        try:
-            await get_async(ref)
-            return True
-        except Exception:
-            return False
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PlacementGroup) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    def __repr__(self) -> str:
-        return f"PlacementGroup({self.id.hex()})"
-
-    def __reduce__(self) -> Any:
-        return (PlacementGroup, (self.id, self.bundle_cache))
-
-    # -- used by the runtime (loop thread) ------------------------------------------------
-    def _pool_for(self, index: int) -> ResourcePool:
-        """The pool a task or actor in bundle ``index`` (-1: any) acquires from."""
-        from aioray._runtime import current_runtime
-        rt = current_runtime()
-        st = _state(rt, self) if rt is not None else None
-        if st is None:
-            raise _gone(rt, self)
-        if index == -1:
-            return st.any_pool
-        if isinstance(index, bool) or not isinstance(index, int) or not (
-                0 <= index < len(st.pools)):
-            raise ValueError(f"placement group bundle index {index!r} is invalid. Valid "
-                             f"indexes: 0-{len(st.pools) - 1} (or -1 for any bundle).")
-        return st.pools[index]
-
-
-# -- the driver side ---------------------------------------------------------------------
 class _AnyBundlePool(ResourcePool):
     """Bundle index -1: acquire from whichever bundle can grant the request first."""
 
@@ -473,8 +334,8 @@ def _forget(rt: Runtime, st: _GroupState) -> None:
         removed.popitem(last=False)
 
 
-def _state(rt: Any, pg: PlacementGroup) -> _GroupState | None:
-    return rt.placement_groups.get(pg.id.hex())  # type: ignore[no-any-return]
+def _state(rt: Runtime, pg: PlacementGroup) -> _GroupState | None:
+    return rt.placement_groups.get(pg.id.hex())
 
 
 def _gone(rt: Any, pg: PlacementGroup) -> BaseException:
@@ -497,7 +358,6 @@ def captured_opts(parent_opts: Mapping[str, Any], opts: dict[str, Any]) -> dict[
     strategy of its own (``"DEFAULT"`` opts out, as in Ray)."""
     if opts.get("placement_group") is not None or opts.get("scheduling_strategy") is not None:
         return opts
-    from aioray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
     strategy = parent_opts.get("scheduling_strategy")
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         pg, capture = strategy.placement_group, strategy.placement_group_capture_child_tasks
@@ -508,47 +368,6 @@ def captured_opts(parent_opts: Mapping[str, Any], opts: dict[str, Any]) -> dict[
         return opts
     return {**opts, "scheduling_strategy": PlacementGroupSchedulingStrategy(
         pg, placement_group_bundle_index=-1, placement_group_capture_child_tasks=True)}
-
-
-def _backend() -> Any:
-    from aioray._runtime import current_backend
-    return current_backend()
-
-
-def _succeeded(b: Any, ref: ObjectRef[Any]) -> bool:
-    try:
-        b.get(ref, 0)
-        return True
-    except Exception:
-        return False
-
-
-def _validate(bundles: Any, strategy: Any, name: Any, lifetime: Any) -> list[dict[str, float]]:
-    if strategy not in VALID_PLACEMENT_GROUP_STRATEGIES:
-        raise ValueError(f"Invalid placement group strategy {strategy!r}. Supported strategies "
-                         f"are: {sorted(VALID_PLACEMENT_GROUP_STRATEGIES)}.")
-    if not isinstance(bundles, list):
-        raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
-    if not bundles:
-        raise ValueError('Bundles must be a non-empty list of resource dictionaries. For '
-                         'example: `[{"CPU": 1.0}, {"GPU": 1.0}]`. Got empty list instead.')
-    for b in bundles:
-        if (not isinstance(b, dict) or not all(isinstance(k, str) for k in b)
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                           for v in b.values())):
-            raise ValueError('Bundles must be a non-empty list of resource dictionaries. For '
-                             'example: `[{"CPU": 1.0}, {"GPU": 1.0}]`.')
-        if not b or all(v == 0 for v in b.values()):
-            raise ValueError("Bundles cannot be an empty dictionary or resources with only 0 "
-                             f"values. Bundles: {bundles}")
-        if any(v < 0 for v in b.values()):
-            raise ValueError(f"Bundle resources must be non-negative. Bundles: {bundles}")
-    if lifetime not in (None, "detached"):
-        raise ValueError("Placement group `lifetime` argument must be either `None` or "
-                         f"'detached'. Got {lifetime}.")
-    if not isinstance(name, str):
-        raise TypeError(f"Placement group name must be a string, got {name!r}.")
-    return [{k: float(v) for k, v in b.items()} for b in bundles]
 
 
 def _create(rt: Runtime, specs: list[dict[str, float]], strategy: str, name: str,
@@ -576,53 +395,6 @@ def _create(rt: Runtime, specs: list[dict[str, float]], strategy: str, name: str
     return handle, st.infeasible
 
 
-# -- the public API ------------------------------------------------------------------------
-def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
-                    lifetime: str | None = None, _soft_target_node_id: str | None = None,
-                    bundle_label_selector: list[dict[str, str]] | None = None
-                    ) -> PlacementGroup:
-    """Reserve ``bundles`` (a list of resource dicts) as one gang; returns at once.
-
-    ``pg.ready()`` / ``pg.wait()`` tell when the reservation is made. ``strategy`` is one of
-    ``PACK``, ``SPREAD``, ``STRICT_PACK``, ``STRICT_SPREAD`` (the last is infeasible with more
-    than one bundle on aioray's single node: it warns and ``ready()`` raises).
-    ``name`` makes it retrievable with :func:`get_placement_group`. ``lifetime`` (None or
-    "detached") is recorded; ``_soft_target_node_id`` and ``bundle_label_selector`` are
-    accepted and ignored (one node).
-    """
-    strategy = "PACK" if strategy is None else strategy
-    specs = _validate(bundles, strategy, name, lifetime)
-    b = _backend()
-    if getattr(b, "is_ray", False):  # the Ray backend: Ray's placement groups
-        return b.placement_group(specs, strategy, name, lifetime,  # type: ignore[no-any-return]
-                                 _soft_target_node_id=_soft_target_node_id,
-                                 bundle_label_selector=bundle_label_selector)
-    if b.is_worker:
-        handle, infeasible = b.get(_remote_create.remote(specs, strategy, name, lifetime,
-                                                         b.namespace), None)
-    else:
-        handle, infeasible = _create(b, specs, strategy, name, lifetime, None)
-    if infeasible is not None:
-        warnings.warn(infeasible, stacklevel=2)
-    return handle  # type: ignore[no-any-return]
-
-
-def remove_placement_group(placement_group: PlacementGroup) -> None:
-    """Remove a group: its actors die, its tasks fail with ``PlacementGroupRemovedError``
-    and its resources return to the node — all done when this returns."""
-    if not isinstance(placement_group, PlacementGroup):
-        raise TypeError(f"remove_placement_group() expects a PlacementGroup, got "
-                        f"{type(placement_group).__name__}.")
-    b = _backend()
-    if getattr(b, "is_ray", False):
-        b.remove_placement_group(placement_group)
-        return
-    if b.is_worker:
-        b.get(_remote_remove.remote(placement_group), None)
-        return
-    _remove_on(b, placement_group)
-
-
 def _remove_on(rt: Runtime, pg: PlacementGroup) -> None:
     st = _state(rt, pg)
     if st is None:
@@ -638,20 +410,6 @@ def _remove_on(rt: Runtime, pg: PlacementGroup) -> None:
     rt.run_sync(on_loop(), None, "remove_placement_group()", "remove_placement_group(pg)")
 
 
-def get_placement_group(placement_group_name: str) -> PlacementGroup:
-    """The live placement group named ``placement_group_name`` in the current namespace
-    (ValueError if there is none)."""
-    if not placement_group_name:
-        raise ValueError("Please supply a non-empty value to get_placement_group")
-    b = _backend()
-    if getattr(b, "is_ray", False):
-        return b.get_placement_group(placement_group_name)  # type: ignore[no-any-return]
-    if b.is_worker:
-        return b.get(_remote_get.remote(placement_group_name, b.namespace),  # type: ignore[no-any-return]
-                     None)
-    return _get_on(b, placement_group_name, None)
-
-
 def _get_on(rt: Runtime, name: str, namespace: str | None) -> PlacementGroup:
     ns = namespace or rt.namespace
     groups: list[_GroupState] = list(rt.placement_groups.values())
@@ -663,18 +421,6 @@ def _get_on(rt: Runtime, name: str, namespace: str | None) -> PlacementGroup:
                      f"namespace {ns!r}: {names or 'none'}).")
 
 
-def placement_group_table(placement_group: PlacementGroup | None = None) -> dict[Any, Any]:
-    """State of one group (a dict) or of all groups (id hex -> dict), live and removed —
-    Ray's keys: placement_group_id, name, bundles, bundles_to_node_id, strategy, state
-    (PENDING / CREATED / REMOVED), stats."""
-    b = _backend()
-    if getattr(b, "is_ray", False):
-        return b.placement_group_table(placement_group)  # type: ignore[no-any-return]
-    if b.is_worker:
-        return b.get(_remote_table.remote(placement_group), None)  # type: ignore[no-any-return]
-    return _table_on(b, placement_group)
-
-
 def _table_on(rt: Runtime, pg: PlacementGroup | None) -> dict[Any, Any]:
     removed = _registry(rt).removed
     live = dict(rt.placement_groups)
@@ -684,77 +430,86 @@ def _table_on(rt: Runtime, pg: PlacementGroup | None) -> dict[Any, Any]:
     return {**{h: dict(i) for h, i in removed.items()}, **{h: st.info() for h, st in live.items()}}
 
 
-def get_current_placement_group() -> PlacementGroup | None:
-    """The group the calling task or actor was scheduled into; None in the driver or when
-    it was not scheduled into one."""
-    from aioray import _runtime
-    rb = _runtime.ray_backend()
-    if rb is not None:
-        return rb.current_placement_group()  # type: ignore[no-any-return]
-    client = _runtime._worker_client
-    if client is not None:
-        if client.current_task is None:
-            return None
-        return client.get(_remote_current.remote(client.current_task),  # type: ignore[no-any-return]
-                          None)
-    from aioray._actor import current_actor
-    from aioray._task_manager import current_task
-    spec = current_task.get()
-    if spec is not None:
-        return _group_of(spec.opts)
-    actor = current_actor.get()
-    if actor is not None:
-        return _group_of(actor.opts)
-    return None
+class EmbeddedPlacement(PlacementGroups):
+    """The engine's placement groups (``Runtime.placement``)."""
 
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        for op, handler in (("pg_create", self._pg_create), ("pg_ready", self._pg_ready),
+                            ("pg_remove", self._pg_remove), ("pg_get", self._pg_get),
+                            ("pg_table", self._pg_table), ("pg_current", self._pg_current)):
+            rt.backchannel.handle(op, handler)
 
-# -- worker processes: the same operations, run on the driver's loop ----------------------
-def _driver() -> Runtime:
-    from aioray._runtime import current_runtime
-    rt = current_runtime()
-    if rt is None:
-        raise RuntimeError("aioray is not running in this process")
-    return rt
+    def create(self, bundles: list[dict[str, float]], strategy: str, name: str,
+               lifetime: str | None, bundle_label_selector: Any,
+               namespace: str | None = None) -> PlacementGroup:
+        handle, infeasible = _create(self.rt, bundles, strategy, name, lifetime, namespace)
+        if infeasible is not None:
+            warnings.warn(infeasible, stacklevel=3)
+        return handle
 
+    def remove(self, pg: PlacementGroup) -> None:
+        _remove_on(self.rt, pg)
 
-async def _create_op(specs: list[dict[str, float]], strategy: str, name: str,
-                     lifetime: str | None, namespace: str) -> tuple[PlacementGroup, str | None]:
-    return _create(_driver(), specs, strategy, name, lifetime, namespace)
+    def get(self, name: str, namespace: str | None = None) -> PlacementGroup:
+        return _get_on(self.rt, name, namespace)
 
+    def table(self, pg: PlacementGroup | None) -> dict[Any, Any]:
+        return _table_on(self.rt, pg)
 
-async def _ready_op(pg: PlacementGroup) -> PlacementGroup:
-    rt = _driver()
-    st = _state(rt, pg)
-    if st is None:
-        raise _gone(rt, pg)
-    return await ObjectRef(st.ready_entry.id, st.ready_entry)  # type: ignore[no-any-return]
+    def current(self) -> PlacementGroup | None:
+        spec = current_task.get()
+        if spec is not None:
+            return _group_of(spec.opts)
+        actor = current_actor.get()
+        if actor is not None:
+            return _group_of(actor.opts)
+        return None
 
+    def of_task(self, task_id: bytes) -> PlacementGroup | None:
+        spec = self.rt.tasks.tasks.get(task_id)
+        return _group_of(spec.opts) if spec is not None else None
 
-async def _remove_op(pg: PlacementGroup) -> None:
-    _remove_on(_driver(), pg)
+    def ready(self, pg: PlacementGroup) -> ObjectRef[Any]:
+        st = _state(self.rt, pg)
+        if st is None:
+            entry = ObjectEntry(object_id(new_task_id(), 0), ErrorValue(_gone(self.rt, pg)))
+            entry.retrieved = True
+            return ObjectRef(entry.id, entry)
+        return ObjectRef(st.ready_entry.id, st.ready_entry)
 
+    def wait(self, pg: PlacementGroup, timeout_seconds: float) -> bool:
+        st = _state(self.rt, pg)
+        if st is None or st.infeasible is not None:
+            return False
+        entry = st.ready_entry
+        if entry.value is PENDING:
+            self.rt.run_sync(self.rt.wait_entries([entry], timeout=timeout_seconds), None,
+                             "PlacementGroup.wait()", "await pg.wait_async(timeout_seconds)")
+        return st.state == "CREATED"
 
-async def _get_op(name: str, namespace: str) -> PlacementGroup:
-    return _get_on(_driver(), name, namespace)
+    def infeasible_reason(self, pg: PlacementGroup) -> str | None:
+        st = _state(self.rt, pg)
+        return st.infeasible if st is not None else None
 
+    # -- the same operations for worker processes (back-channel requests) ----------------
+    async def _pg_create(self, worker: Any, specs: list[dict[str, float]], strategy: str,
+                         name: str, lifetime: str | None,
+                         namespace: str) -> tuple[PlacementGroup, str | None]:
+        return _create(self.rt, specs, strategy, name, lifetime, namespace)
 
-async def _table_op(pg: PlacementGroup | None) -> dict[Any, Any]:
-    return _table_on(_driver(), pg)
+    async def _pg_ready(self, worker: Any, pg: PlacementGroup) -> bytes:
+        ref = self.ready(pg)
+        return self.rt.backchannel.lend(worker, ref)
 
+    async def _pg_remove(self, worker: Any, pg: PlacementGroup) -> None:
+        _remove_on(self.rt, pg)
 
-async def _current_op(task_id: bytes) -> PlacementGroup | None:
-    spec = _driver().tasks.tasks.get(task_id)
-    return _group_of(spec.opts) if spec is not None else None
+    async def _pg_get(self, worker: Any, name: str, namespace: str) -> PlacementGroup:
+        return _get_on(self.rt, name, namespace)
 
+    async def _pg_table(self, worker: Any, pg: PlacementGroup | None) -> dict[Any, Any]:
+        return _table_on(self.rt, pg)
 
-def _remote(fn: Any) -> Any:
-    from aioray._api import remote
-    return remote(max_retries=0)(fn)
-
-
-_remote_create = _remote(_create_op)
-_remote_ready = _remote(_ready_op)
-_remote_remove = _remote(_remove_op)
-_remote_get = _remote(_get_op)
-_remote_table = _remote(_table_op)
-_remote_current = _remote(_current_op)
+    async def _pg_current(self, worker: Any, task_id: bytes) -> PlacementGroup | None:
+        return self.of_task(task_id)

@@ -26,18 +26,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aioray._generator import (
-    DynamicSink,
-    GeneratorStream,
-    ObjectRefGenerator,
-    StaticSink,
-    yield_items,
-)
-from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._engine.context import current_task
+from aioray._engine.placement import captured_opts
+from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
+from aioray._handles.args import pack_args, split_returns, unpack_args
+from aioray._handles.generator import ObjectRefGenerator, yield_items
+from aioray._handles.options import resource_request
+from aioray._handles.ref import ObjectRef
+from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, picklable_exception, serialize
 from aioray._objects.store import PENDING, ObjectEntry
-from aioray._options import resource_request
-from aioray._task_args import pack_args, split_returns, unpack_args
 from aioray.exceptions import (
     RayTaskError,
     TaskCancelledError,
@@ -46,16 +44,14 @@ from aioray.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from aioray._engine.runtime import Runtime
     from aioray._engine.scheduling.resources import Grant, ResourcePool
-    from aioray._remote_function import RemoteFunction
-    from aioray._runtime import Runtime
-    from aioray._worker_pool import WorkerHandle
+    from aioray._engine.worker_pool import WorkerHandle
+    from aioray._handles.function import RemoteFunction
 
 _NO_RESOURCES: dict[str, float] = {}
 _ONE_CPU: dict[str, float] = {"CPU": 1.0}
 
-current_task: contextvars.ContextVar[TaskSpec | None] = contextvars.ContextVar(
-    "aioray_current_task", default=None)
 
 
 class _AppError(Exception):
@@ -214,7 +210,6 @@ class TaskManager:
             parent = self.tasks.get(spec.parent)
             if parent is not None and (parent.opts.get("scheduling_strategy") is not None
                                        or parent.opts.get("placement_group") is not None):
-                from aioray.util.placement_group import captured_opts
                 spec.opts = captured_opts(parent.opts, spec.opts)  # capture_child_tasks
         try:
             pool = self.rt.pool_for(spec.opts)

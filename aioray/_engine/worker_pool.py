@@ -1,6 +1,6 @@
 """Worker processes for sync task bodies: spawning, reuse, crash detection, replacement.
 
-Each worker is one ``python -m aioray._worker_main`` child connected by a socketpair. Unlike
+Each worker is one ``python -m aioray._worker`` child connected by a socketpair. Unlike
 ``ProcessPoolExecutor`` a dead worker fails only the task it was running (``on_lost``); the pool
 replaces it on demand. Idle workers are reused LIFO (warm caches) and beyond ``max_idle`` they
 are retired.
@@ -29,9 +29,10 @@ from aioray._wire.framing import FrameProtocol
 from aioray.exceptions import WorkerCrashedError
 
 if TYPE_CHECKING:
-    from aioray._runtime import Runtime
+    from aioray._engine.runtime import Runtime
 
-_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The directory holding the aioray package (this file is aioray/_engine/worker_pool.py).
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def adopt_segments(stored: Any) -> None:
@@ -272,7 +273,7 @@ class WorkerPool:
             p for p in (_PKG_PARENT, env.get("PYTHONPATH", "")) if p)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "aioray._worker_main", str(child.fileno())],
+                [sys.executable, "-m", "aioray._worker", str(child.fileno())],
                 pass_fds=[child.fileno()], env=env, start_new_session=True,
                 stdin=subprocess.DEVNULL,
             )

@@ -8,8 +8,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from aioray._backend import registry
+from aioray._handles.options import TASK_OPTIONS, validate
 from aioray._objects import pickler as _pickle
-from aioray._options import TASK_OPTIONS, validate
+from aioray.dag import bind_function
 
 P = ParamSpec("P")
 # What ``.remote()`` returns: ``ObjectRef[T]`` for a plain or async function,
@@ -19,11 +21,6 @@ R = TypeVar("R")
 # fn id -> RemoteFunction, so a function pickled into a worker and back is the same object.
 _REGISTRY: weakref.WeakValueDictionary[bytes, RemoteFunction[Any, Any]] = (
     weakref.WeakValueDictionary())
-
-
-def _backend() -> Any:
-    from aioray import _runtime
-    return _runtime.current_backend()
 
 
 class RemoteFunction(Generic[P, R]):
@@ -60,7 +57,7 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Submit a task; returns an ObjectRef (or several, or an ObjectRefGenerator)."""
-        return _backend().submit_task(self, args, kwargs, self._default_options)  # type: ignore[no-any-return]
+        return registry.current().submit_task(self, args, kwargs, self._default_options)  # type: ignore[no-any-return]
 
     # num_returns changes what .remote() returns (a list of refs, a dynamic ref...): untyped then.
     @overload
@@ -76,8 +73,7 @@ class RemoteFunction(Generic[P, R]):
         return _BoundRemoteFunction(self, merged)
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "Ray DAGs (.bind) are not supported by aioray; call .remote() instead.")
+        return bind_function(self, args, kwargs)
 
     def _pickled_function(self) -> bytes:
         """The function, pickled once: what a worker process is sent before its first task."""
@@ -106,7 +102,7 @@ class _BoundRemoteFunction(Generic[P, R]):
         self._options = options
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return _backend().submit_task(self._rf, args, kwargs, self._options)  # type: ignore[no-any-return]
+        return registry.current().submit_task(self._rf, args, kwargs, self._options)  # type: ignore[no-any-return]
 
     @overload
     def options(self, *, num_returns: int | str | None,
@@ -120,6 +116,9 @@ class _BoundRemoteFunction(Generic[P, R]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._rf(*args, **kwargs)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        return bind_function(self, args, kwargs)
 
 
 def _rebuild(fn_id: bytes, function: Callable[..., Any],

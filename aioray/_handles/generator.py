@@ -1,211 +1,23 @@
-"""Generator tasks: the stream of refs a running generator feeds, and the three ways to read it.
+"""What users hold for generator tasks: :class:`ObjectRefGenerator` and
+:class:`DynamicObjectRefGenerator`.
 
-* :class:`ObjectRefGenerator` (streaming, Ray's default for generator functions; the older
-  ``num_returns="streaming"`` is an alias): an async queue of refs. ``next``/``for`` block the
-  calling thread, ``async for``/``__anext__`` await. The task runs eagerly to completion whether
-  or not anyone reads, unless ``_generator_backpressure_num_objects=N`` pauses the producer while
-  N refs are unconsumed.
-* ``num_returns=k``: :class:`StaticSink` fills k ordinary refs, each as soon as it is yielded.
-* ``num_returns="dynamic"``: :class:`DynamicSink` resolves one ref to a
-  :class:`DynamicObjectRefGenerator` when the task ends. Recent Ray deprecates "dynamic" in
-  favour of streaming; aioray supports it for old code.
-
-Every executor (loop coroutine, thread, worker process, actor) produces items the same way: it
-calls ``push(stored)`` per yield and ``finish(error)`` at the end, on the loop thread.
-
-Rules where Ray leaves a choice:
-
-* **Errors.** An exception raised by the generator becomes the next ref in order (refs yielded
-  before it stay valid), then the stream ends. A system failure (worker crash, cancel) ends the
-  stream the same way with a ``WorkerCrashedError`` / ``TaskCancelledError`` ref.
-* **Retries** (``max_retries``, ``retry_exceptions``, actor ``max_task_retries``): the generator
-  re-runs from the start and its first items — as many as earlier attempts already produced —
-  are dropped, so a ref handed out is never duplicated or replaced (Ray's rule: items are keyed
-  by their index). A non-deterministic generator therefore may mix attempts; use
-  ``max_retries=0`` for those, as Ray recommends.
-* **return value.** ``return v`` inside a generator task is ignored, as in Ray; aioray warns
-  (``RuntimeWarning``) so it does not vanish silently. Yield the value instead.
-* **Passing a generator** to a task or actor, ``put``-ing it or pickling it raises TypeError
-  (Ray's limitation). Pass the refs it yields, or ``gen.completed()``.
+An ``ObjectRefGenerator`` reads a :class:`~aioray._backend.base.Stream` that its backend
+provides (the engine's in-process stream, a worker's view of the driver's, Ray's generator);
+``next``/``for`` block the calling thread, ``async for`` awaits. How generator tasks produce
+their items, and the rules for errors, retries and backpressure, are in
+``aioray._engine.streams``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
 import warnings
-from collections import deque
-from collections.abc import Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Generator, Iterator
+from typing import Any, Generic, TypeVar
 
-from aioray._object_ref import ObjectRef, object_id
-from aioray._objects.serialization import ErrorValue, serialize_always
-from aioray._objects.store import ObjectEntry
-
-if TYPE_CHECKING:
-    from aioray._runtime import Runtime
+from aioray._backend.base import Stream
+from aioray._handles.ref import ObjectRef
 
 T = TypeVar("T")
-_log = logging.getLogger("aioray")
-
-
-class Sink:
-    """What a generator task feeds: ``push(stored)`` per item, ``finish(error)`` once."""
-
-    produced: int
-    _epoch = 0
-
-    def push(self, stored: Any) -> None:
-        raise NotImplementedError
-
-    def finish(self, error: BaseException | None = None) -> None:
-        raise NotImplementedError
-
-    def pusher(self) -> Callable[[Any], None]:
-        """A ``push`` for one run of the task (loop thread, when the run starts).
-
-        A retry re-runs the generator from the start: its first items — as many as earlier runs
-        produced — are dropped, so refs already handed out are never duplicated or replaced.
-        Once a newer run started, an older one still winding down pushes nothing.
-        """
-        self._epoch += 1
-        epoch, skip, seen = self._epoch, self.produced, 0
-
-        def push(stored: Any) -> None:
-            nonlocal seen
-            if self._epoch != epoch:
-                return
-            seen += 1
-            if seen > skip:
-                self.push(stored)
-        return push
-
-
-class GeneratorStream(Sink):
-    """The refs a generator task produced and nobody has taken yet (loop thread writes)."""
-
-    def __init__(self, runtime: Runtime, task_id: bytes, backpressure: int = -1) -> None:
-        self.runtime = runtime
-        self.task_id = task_id
-        self.items: deque[ObjectRef[Any]] = deque()
-        self.produced = 0
-        self.consumed = 0
-        self.done = False
-        self.dropped = False
-        self.backpressure = backpressure if backpressure and backpressure > 0 else 0
-        self._waiters: list[asyncio.Future[None]] = []
-        self.completed_entry = ObjectEntry(object_id(task_id, 0))
-        # Called with the consumed count when backpressure is on (producer resumes).
-        self.on_consumed: Callable[[int], None] | None = None
-        self._capacity: asyncio.Future[None] | None = None
-        self._thread_cv = threading.Condition()
-
-    # -- producer side (loop thread) ----------------------------------------------------
-    def push(self, stored: Any) -> None:
-        if self.done:
-            return
-        self.produced += 1
-        if self.dropped:
-            self.consumed += 1
-            self._notify_consumed()
-            return
-        entry = ObjectEntry(object_id(self.task_id, self.produced), stored)
-        self.items.append(ObjectRef(entry.id, entry))
-        self._wake()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        """The task ended; an error becomes one last ref (Ray's ordering rule)."""
-        if self.done:
-            return
-        if error is not None:
-            self.push(ErrorValue(error))
-        self.done = True
-        # The error also went into the stream as a ref: report it unretrieved once, not twice.
-        self.completed_entry.retrieved = True
-        self.completed_entry.resolve(ErrorValue(error) if error is not None else None)
-        self._wake()
-        if self._capacity is not None and not self._capacity.done():
-            self._capacity.set_result(None)
-        with self._thread_cv:
-            self._thread_cv.notify_all()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
-
-    async def wait_capacity(self) -> None:
-        """In-loop producers pause here while ``backpressure`` refs are unconsumed."""
-        while self.backpressure and not self.done and not self.dropped and (
-            self.produced - self.consumed >= self.backpressure
-        ):
-            self._capacity = self.runtime.loop.create_future()
-            await self._capacity
-
-    def wait_capacity_blocking(self) -> None:
-        """Thread producers (sync actors, thread tasks) pause here likewise."""
-        with self._thread_cv:
-            while self.backpressure and not self.done and not self.dropped and (
-                self.produced - self.consumed >= self.backpressure
-            ):
-                self._thread_cv.wait(0.5)
-
-    def _notify_consumed(self) -> None:
-        if not self.backpressure:
-            return
-        if self.on_consumed is not None:
-            self.on_consumed(self.consumed)
-        if self._capacity is not None and not self._capacity.done():
-            self._capacity.set_result(None)
-        with self._thread_cv:
-            self._thread_cv.notify_all()
-
-    # -- consumer side -------------------------------------------------------------------
-    def ready(self) -> bool:
-        return bool(self.items) or self.done
-
-    def take(self) -> ObjectRef[Any] | None:
-        """The next ref if one is there (any thread); None if none yet or the stream ended."""
-        try:
-            ref = self.items.popleft()
-        except IndexError:
-            return None
-        self.consumed_one()
-        return ref
-
-    def consumed_one(self) -> None:
-        if self.backpressure:
-            self.runtime.call_soon(self._consumed_on_loop)
-
-    def _consumed_on_loop(self) -> None:
-        self.consumed += 1
-        self._notify_consumed()
-
-    async def wait_ready(self) -> None:
-        """Loop thread: until an item is there or the stream has ended."""
-        while not self.items and not self.done:
-            fut = self.runtime.loop.create_future()
-            self._waiters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut.cancelled():  # a wait() timed out: don't pile up waiters
-                    try:
-                        self._waiters.remove(fut)
-                    except ValueError:
-                        pass
-
-    def drop(self) -> None:
-        """The consumer is gone: free untaken refs, let a paused producer finish."""
-        self.dropped = True
-        n = len(self.items)
-        self.items.clear()
-        self.consumed += n
-        self._notify_consumed()
-        with self._thread_cv:
-            self._thread_cv.notify_all()
 
 
 class ObjectRefGenerator(Generic[T]):
@@ -216,63 +28,49 @@ class ObjectRefGenerator(Generic[T]):
     ref in order, then the stream ends. Not thread-safe (as in Ray).
     """
 
-    def __init__(self, stream: GeneratorStream) -> None:
+    __slots__ = ("__weakref__", "_stream")
+
+    def __init__(self, stream: Stream) -> None:
         self._stream = stream
-        self._task_id = stream.task_id
 
     def __iter__(self) -> ObjectRefGenerator[T]:
         return self
 
     def __next__(self) -> ObjectRef[T]:
-        s = self._stream
-        while True:
-            ref = s.take()
-            if ref is not None:
-                return ref
-            if s.done:
-                ref = s.take()  # an item pushed just before done
-                if ref is not None:
-                    return ref
-                raise StopIteration
-            s.runtime.run_sync(s.wait_ready(), None, "next(gen)", "await gen.__anext__()")
+        ref = self._stream.next_ref()
+        if ref is None:
+            raise StopIteration
+        return ref
 
     def __aiter__(self) -> ObjectRefGenerator[T]:
         return self
 
     async def __anext__(self) -> ObjectRef[T]:
-        s = self._stream
-        while True:
-            ref = s.take()
-            if ref is not None:
-                return ref
-            if s.done:
-                ref = s.take()
-                if ref is not None:
-                    return ref
-                raise StopAsyncIteration
-            await s.runtime.run_async(s.wait_ready())
+        ref = await self._stream.anext_ref()
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
 
     def completed(self) -> ObjectRef[None]:
         """A ref that resolves when the task finishes (its error, if it failed)."""
-        e = self._stream.completed_entry
-        return ObjectRef(e.id, e)
+        return self._stream.completed()
 
     def is_finished(self) -> bool:
         """True once the task has ended and every ref was taken."""
-        return self._stream.done and not self._stream.items
+        return self._stream.is_finished()
 
     def next_ready(self) -> bool:
-        return self._stream.ready()
+        return self._stream.next_ready()
 
     def task_id(self) -> str:
-        return self._stream.task_id.hex()
+        return self._stream.task_id_hex()
 
     def _generator_ref(self) -> ObjectRef[None]:
         return self.completed()
 
     def __del__(self) -> None:
         try:
-            self._stream.runtime.call_soon(self._stream.drop)
+            self._stream.drop()
         except Exception:
             pass
 
@@ -283,7 +81,7 @@ class ObjectRefGenerator(Generic[T]):
         )
 
     def __repr__(self) -> str:
-        return f"ObjectRefGenerator({self._stream.task_id.hex()})"
+        return f"ObjectRefGenerator({self._stream.task_id_hex()})"
 
 
 # Ray's older name.
@@ -309,92 +107,6 @@ class DynamicObjectRefGenerator(Generic[T]):
         return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
 
 
-class StaticSink(Sink):
-    """``num_returns=k`` with a generator: k refs, each resolved as soon as it is yielded.
-
-    Fewer than k items (or an error before item k): refs already produced keep their values,
-    the rest hold the error. **More** than k items: an error in ref k, which is therefore held
-    back until the generator ends — Ray only logs this case (a known Ray bug, ray#28689); we
-    raise it. An exception *after* all k values were yielded has no ref left to go to: it is
-    logged (as in Ray) and the k values stand.
-    """
-
-    def __init__(self, entries: list[ObjectEntry], name: str) -> None:
-        self.entries = entries
-        self.name = name
-        self.produced = 0
-        self._last: Any = None
-        self._done = False
-
-    def push(self, stored: Any) -> None:
-        if self._done:
-            return
-        self.produced += 1
-        k = len(self.entries)
-        if self.produced < k:
-            self.entries[self.produced - 1].resolve(stored)
-        elif self.produced == k:
-            self._last = stored  # held: an extra item would turn it into an error
-        else:
-            self._last = None
-
-    def finish(self, error: BaseException | None = None) -> None:
-        if self._done:
-            return
-        self._done = True
-        k = len(self.entries)
-        n = self.produced
-        if k == 0:
-            return
-        if n > k:
-            self.entries[-1].resolve(ErrorValue(ValueError(
-                f"Generator task {self.name} yielded more values than num_returns={k}; "
-                "yield exactly num_returns values, or use num_returns='streaming'.")))
-            return
-        if n == k:
-            self.entries[-1].resolve(self._last)
-            self._last = None
-            if error is not None:
-                _log.error("Generator task %s raised after yielding all num_returns=%d values; "
-                           "the error is not stored in any ref: %s", self.name, k, error)
-            return
-        if error is None:
-            error = ValueError(f"Generator task {self.name} yielded {n} values but "
-                               f"num_returns={k}.")
-        ev = ErrorValue(error)
-        for e in self.entries[n:]:
-            e.resolve(ev)
-
-
-class DynamicSink(Sink):
-    """``num_returns="dynamic"``: one ref whose value lists the yielded refs (an exception is
-    one extra final ref). Ray deprecates this mode in favour of streaming generators."""
-
-    def __init__(self, entry: ObjectEntry, task_id: bytes, driver_pid: int) -> None:
-        self.entry = entry
-        self.task_id = task_id
-        self.driver_pid = driver_pid
-        self.refs: list[ObjectRef[Any]] = []
-        self.produced = 0
-        self._done = False
-
-    def push(self, stored: Any) -> None:
-        if self._done:
-            return
-        self.produced += 1
-        e = ObjectEntry(object_id(self.task_id, self.produced), stored)
-        self.refs.append(ObjectRef(e.id, e))
-
-    def finish(self, error: BaseException | None = None) -> None:
-        if self._done:
-            return
-        if error is not None:
-            self.push(ErrorValue(error))
-        self._done = True
-        self.entry.resolve(serialize_always(DynamicObjectRefGenerator(self.refs),
-                                            self.driver_pid))
-
-
 def yield_items(gen: Generator[Any, Any, Any], name: str) -> Generator[Any, None, None]:
     """Iterate a sync generator task's body; a ``return value`` is ignored (as in Ray) with a
     RuntimeWarning."""
@@ -403,69 +115,3 @@ def yield_items(gen: Generator[Any, Any, Any], name: str) -> Generator[Any, None
         warnings.warn(
             f"Generator task {name} returned {value!r:.60}; the return value of a generator "
             "task is ignored (as in Ray). Yield it instead.", RuntimeWarning, stacklevel=2)
-
-
-class WorkerObjectRefGenerator(ObjectRefGenerator[T]):
-    """A streaming generator consumed from inside a worker process: each ``next`` asks the
-    driver (``gen_next``), which holds the real :class:`ObjectRefGenerator`."""
-
-    def __init__(self, client: Any, task_id: bytes) -> None:
-        self._client = client
-        self._task_id = task_id
-
-    def __next__(self) -> ObjectRef[T]:
-        id = self._client.request("gen_next", self._task_id)
-        if id is None:
-            raise StopIteration
-        return self._client.borrow(id)  # type: ignore[no-any-return]
-
-    async def __anext__(self) -> ObjectRef[T]:
-        # The worker has no runtime loop: a thread blocks on the driver for us.
-        ref = await asyncio.get_running_loop().run_in_executor(None, next, self, None)
-        if ref is None:
-            raise StopAsyncIteration
-        return ref  # type: ignore[no-any-return]
-
-    def completed(self) -> ObjectRef[None]:
-        return self._client.borrow(object_id(self._task_id, 0))  # type: ignore[no-any-return]
-
-    def next_ready(self) -> bool:
-        return bool(self._client.wait([self], timeout=0)[0])
-
-    def is_finished(self) -> bool:
-        return bool(self._client.request("gen_finished", self._task_id))
-
-    def task_id(self) -> str:
-        return self._task_id.hex()
-
-    def __del__(self) -> None:
-        try:
-            self._client.call("gen_drop", self._task_id)
-        except Exception:
-            pass
-
-    def __repr__(self) -> str:
-        return f"ObjectRefGenerator({self._task_id.hex()})"
-
-
-_GET_GENERATOR = ("aioray.{fn}() does not accept an ObjectRefGenerator. Use next(gen) / "
-                  "`async for ref in gen` to take its refs, or gen.completed() to wait for the "
-                  "task.")
-
-
-def check_no_generator(refs: Any, fn: str) -> None:
-    """Worker side of get(): a generator is never a ref (it would be iterated to its end)."""
-    if isinstance(refs, ObjectRefGenerator) or (
-            isinstance(refs, (list, tuple)) and any(isinstance(r, ObjectRefGenerator)
-                                                    for r in refs)):
-        raise TypeError(_GET_GENERATOR.format(fn=fn))
-
-
-def worker_wait(client: Any, refs: list[Any], num_returns: int,
-                timeout: float | None) -> tuple[list[Any], list[Any]]:
-    """Worker side of ``wait`` over refs and generators (the driver decides readiness)."""
-    keys = [("g", r._task_id) if isinstance(r, WorkerObjectRefGenerator) else ("r", r.binary())
-            for r in refs]
-    ready = set(sorted(client.request("gen_wait", keys, num_returns, timeout))[:num_returns])
-    return ([r for i, r in enumerate(refs) if i in ready],
-            [r for i, r in enumerate(refs) if i not in ready])

@@ -6,6 +6,9 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+from aioray._backend import registry
+from aioray._handles.strategies import check_strategy
+
 # Options that only mean something on a cluster; accepted so Ray code runs, documented no-ops.
 _NOOP = {"memory", "accelerator_type", "enable_task_events", "_metadata", "label_selector",
          "_labels", "object_store_memory"}
@@ -44,15 +47,6 @@ def _int(name: str, value: Any, minimum: int) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _ray_selected() -> bool:
-    """The Ray backend is (or will be, per the environment) in use: runtime_env is Ray's."""
-    import os
-
-    from aioray import _runtime
-    return (_runtime._ray_backend is not None
-            or os.environ.get("AIORAY_BACKEND", "").strip().lower() == "ray")
 
 
 def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> dict[str, Any]:
@@ -122,13 +116,12 @@ def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> di
     if lt not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {lt!r}")
     renv = opts.get("runtime_env")
-    if renv and not _ray_selected():
+    if renv and not registry.runtime_env_supported():
         raise ValueError(
             "runtime_env is not supported by aioray's single-process runtime: everything runs "
             "in this Python environment. Drop the option, or use the Ray backend."
         )
     if opts.get("scheduling_strategy") is not None:
-        from aioray.util.scheduling_strategies import check_strategy
         check_strategy(opts["scheduling_strategy"])
     name = opts.get("name")
     if name is not None and not isinstance(name, str):

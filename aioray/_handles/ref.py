@@ -1,39 +1,22 @@
-"""``ObjectRef``: a typed, awaitable handle to one object in the store."""
+"""``ObjectRef``: a typed, awaitable handle to one object."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
-import os
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from aioray._objects.serialization import deserialize, note_ref
+from aioray._backend import registry
+from aioray._backend.base import Entry
+from aioray._objects import serialization
+from aioray._objects.serialization import ErrorValue, deserialize, note_ref
 from aioray._objects.store import PENDING, STORE, ObjectEntry
+from aioray.exceptions import ObjectFreedError
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-
-# 28-byte ids like Ray's: 16 random bytes per process, an 8-byte counter, a 4-byte index.
-_PREFIX = os.urandom(16)
-ACTOR_ID_SIZE = 16  # actor ids (uuid4 bytes) travel in the same id lists as object ids
-_counter = itertools.count(1)
-
-
-def new_task_id() -> bytes:
-    return _PREFIX + next(_counter).to_bytes(8, "little")
-
-
-def reseed_ids() -> None:
-    """Give a freshly started worker process its own id space."""
-    global _PREFIX
-    _PREFIX = os.urandom(16)
-
-
-def object_id(task_id: bytes, index: int) -> bytes:
-    return task_id + index.to_bytes(4, "little")
 
 
 class ObjectRef(Generic[T_co]):
@@ -46,9 +29,11 @@ class ObjectRef(Generic[T_co]):
 
     __slots__ = ("__weakref__", "_entry", "_id")
 
-    def __init__(self, id: bytes, entry: Any) -> None:
+    def __init__(self, id: bytes, entry: ObjectEntry | Entry) -> None:
         self._id = id
-        self._entry = entry
+        # An ObjectEntry of this process's store (the engine's refs: its code reads the entry
+        # directly), or another backend's Entry (a worker's borrow, a Ray ref).
+        self._entry: Any = entry
 
     def binary(self) -> bytes:
         return self._id
@@ -73,31 +58,17 @@ class ObjectRef(Generic[T_co]):
 
     def __await__(self) -> Generator[Any, None, T_co]:
         entry = self._entry
-        if type(entry) is ObjectEntry:
-            if entry.value is PENDING:
-                # The common case, awaited on the runtime's own loop: wait on the entry
-                # directly, not through get_async's layers of coroutines (an await round trip
-                # ~1.5x faster, gather over actor calls ~1.4x).
-                waiter = _loop_waiter(entry)
-                if waiter is not None:
-                    fut, on_ready = waiter
-                    try:
-                        yield from fut
-                    finally:
-                        if entry.value is PENDING:  # cancelled: leave nothing on the entry
-                            entry.remove_callback(on_ready)
-            if entry.value is not PENDING:
-                entry.retrieved = True
-                return deserialize(entry.value)  # type: ignore[no-any-return]
-        return (yield from _backend().await_ref(self).__await__())  # type: ignore[no-any-return]
+        if type(entry) is ObjectEntry and entry.value is not PENDING:
+            entry.retrieved = True
+            return deserialize(entry.value)  # type: ignore[no-any-return]
+        return (yield from registry.current().await_ref(self).__await__())  # type: ignore[no-any-return]
 
     def future(self) -> concurrent.futures.Future[T_co]:
         """A ``concurrent.futures.Future`` that completes with the object's value or error."""
-        return _backend().ref_future(self)  # type: ignore[no-any-return]
+        return registry.current().ref_future(self)
 
     def as_future(self) -> Any:
         """An ``asyncio.Future`` on the running loop (Ray's name for the same thing)."""
-        import asyncio
         return asyncio.ensure_future(_as_coro(self))
 
     # -- the bit of the Future protocol ``asyncio.wait([ref, ...])`` uses ----------------------
@@ -109,19 +80,16 @@ class ObjectRef(Generic[T_co]):
         entry = self._entry
         if type(entry) is ObjectEntry:
             return entry.value is not PENDING
-        from aioray._api import wait
-        return bool(wait([self], timeout=0)[0])
+        return bool(registry.current().wait([self], 1, 0, True)[0])
 
     def cancelled(self) -> bool:
         return False
 
     def result(self) -> T_co:
         """The value of a ready object (raises its error); ``InvalidStateError`` if pending."""
-        import asyncio
         if not self.done():
             raise asyncio.InvalidStateError(f"{self!r} is not ready yet.")
-        from aioray._api import get
-        return get(self)  # type: ignore[no-any-return]
+        return registry.current().get(self, None)  # type: ignore[no-any-return]
 
     def exception(self) -> BaseException | None:
         """The error of a ready object, or None if it holds a value."""
@@ -136,9 +104,6 @@ class ObjectRef(Generic[T_co]):
     def add_done_callback(self, fn: Callable[[Any], object], *,
                           context: Any = None) -> None:
         """Call ``fn(ref)`` on the running event loop once the object is ready."""
-        import asyncio
-
-        from aioray._api import wait_async
         loop = asyncio.get_running_loop()
         waiters = _DONE_CALLBACKS.setdefault(self, {})
 
@@ -158,7 +123,7 @@ class ObjectRef(Generic[T_co]):
             waiters[fn] = loop.call_soon(fire)
             return
         # Wait for readiness only (not the value): an error is not "retrieved" by waiting.
-        task = loop.create_task(wait_async([self]))
+        task = loop.create_task(registry.current().wait_async([self], 1, None, True))
         task.add_done_callback(fire)
         waiters[fn] = task
 
@@ -174,15 +139,11 @@ class ObjectRef(Generic[T_co]):
 
     def __reduce__(self) -> Any:
         entry = self._entry
-        if type(entry) is not ObjectEntry:
-            # Another backend's ref (e.g. Ray's) pickles as that backend says.
-            reduce_ref = getattr(entry, "reduce_ref", None)
-            if reduce_ref is not None:
-                return reduce_ref()
-        note_ref(self)
-        if type(self._entry) is ObjectEntry:
-            _register(self._entry)
-        return (_rebuild_ref, (self._id,))
+        if type(entry) is ObjectEntry:
+            note_ref(self)
+            STORE.register(entry)  # so the id can find its entry again in this process
+            return (_rebuild_ref, (self._id,))
+        return entry.reduce_ref(self)  # a worker's borrowed or a Ray ref: its backend says
 
     def __iter__(self) -> Any:
         raise TypeError(
@@ -203,83 +164,23 @@ async def _as_coro(ref: ObjectRef[T]) -> T:
     return await ref
 
 
-def _register(entry: ObjectEntry) -> None:
-    STORE.register(entry)
-
-
-def _backend() -> Any:
-    from aioray._runtime import current_backend
-    return current_backend()
-
-
-def _loop_waiter(entry: ObjectEntry) -> tuple[Any, Callable[[], None]] | None:
-    """A future on the running loop, completed when ``entry`` resolves — if that loop is the
-    driver runtime's and the awaiting task holds no CPU to lend meanwhile; else None (the
-    general path, ``get_async``, handles it)."""
-    rt = _runtime_mod()._runtime
-    if rt is None or rt.closed:
-        return None
-    try:
-        loop = _get_running_loop()
-    except RuntimeError:
-        return None
-    if loop is not rt.loop:
-        return None
-    spec = _current_task().get()
-    if spec is not None and spec.grant is not None:
-        return None
-    fut = loop.create_future()
-
-    def on_ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    entry.add_callback(on_ready)
-    return fut, on_ready
-
-
-# Resolved once: every pending ``await ref`` passes through _loop_waiter (a hot path), and
-# function-level imports there cost more than the rest of it.
-_get_running_loop = asyncio.get_running_loop
-
-
-def _runtime_mod() -> Any:
-    global _RUNTIME_MOD
-    if _RUNTIME_MOD is None:
-        from aioray import _runtime
-        _RUNTIME_MOD = _runtime
-    return _RUNTIME_MOD
-
-
-def _current_task() -> Any:
-    global _CURRENT_TASK
-    if _CURRENT_TASK is None:
-        from aioray._task_manager import current_task
-        _CURRENT_TASK = current_task
-    return _CURRENT_TASK
-
-
-_RUNTIME_MOD: Any = None
-_CURRENT_TASK: Any = None
-
-
-def _driver_rebuild(id: bytes) -> ObjectRef[Any]:
-    if len(id) == ACTOR_ID_SIZE:  # an actor handle inside a value: it keeps the actor alive
-        from aioray._actor import pin_actor
-        return pin_actor(id)  # type: ignore[return-value]
+def local_ref(id: bytes) -> ObjectRef[Any]:
+    """A ref to ``id`` in this process's store; an object already freed holds that error."""
     entry = STORE.lookup(id)
     if entry is None:
-        from aioray._objects.serialization import ErrorValue
-        from aioray.exceptions import ObjectFreedError
         entry = ObjectEntry(id, ErrorValue(ObjectFreedError(
             id.hex(), f"Object {id.hex()} was freed: every reference to it was dropped "
             "before this copy of the reference was rebuilt.")))
     return ObjectRef(id, entry)
 
 
-# Worker processes replace this with their own (refs there borrow from the driver).
-rebuild_hook: Callable[[bytes], ObjectRef[Any]] = _driver_rebuild
-
-
 def _rebuild_ref(id: bytes) -> ObjectRef[Any]:
-    return rebuild_hook(id)
+    """Unpickle: the backend in use rebuilds it (a worker borrows it from the driver); with none,
+    this process's store — never starts a runtime."""
+    backend = registry.installed()
+    if backend is not None:
+        return backend.rebuild_ref(id)
+    return local_ref(id)
+
+
+serialization.rebuild_ref = _rebuild_ref

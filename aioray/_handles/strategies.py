@@ -12,12 +12,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from aioray._backend import registry
+from aioray._handles.placement_group import PlacementGroup
 from aioray.exceptions import TaskUnschedulableError
-
-if TYPE_CHECKING:
-    from aioray.util.placement_group import PlacementGroup
 
 __all__ = [
     "DoesNotExist",
@@ -44,7 +43,6 @@ class PlacementGroupSchedulingStrategy:
     def __init__(self, placement_group: PlacementGroup | None,
                  placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks: bool | None = None) -> None:
-        from aioray.util.placement_group import PlacementGroup
         if placement_group is not None and not isinstance(placement_group, PlacementGroup):
             raise TypeError(
                 "PlacementGroupSchedulingStrategy expects a PlacementGroup (from "
@@ -97,13 +95,14 @@ class NodeAffinitySchedulingStrategy:
         self._spill_on_unavailable = _spill_on_unavailable
         self._fail_on_unavailable = _fail_on_unavailable
 
-    def _check_runtime(self, rt: Any) -> None:
-        """Raise if this affinity can never be satisfied by runtime ``rt`` (its one node)."""
-        if self.soft or self.node_id == rt.node_id:
+    def check_single_node(self, node_id: str) -> None:
+        """Raise if this affinity can never be satisfied on a runtime whose one node is
+        ``node_id``."""
+        if self.soft or self.node_id == node_id:
             return
         raise TaskUnschedulableError(
             f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft=False) can never "
-            f"be satisfied: aioray runs on one node, whose id is {rt.node_id!r} "
+            f"be satisfied: aioray runs on one node, whose id is {node_id!r} "
             "(aioray.get_runtime_context().get_node_id()). Use that id, or soft=True.")
 
     def __repr__(self) -> str:
@@ -204,11 +203,9 @@ def check_strategy(strategy: Any) -> None:
             "'DEFAULT', 'SPREAD', or a PlacementGroupSchedulingStrategy, "
             "NodeAffinitySchedulingStrategy or NodeLabelSchedulingStrategy from "
             "aioray.util.scheduling_strategies.")
-    if isinstance(strategy, NodeAffinitySchedulingStrategy):
-        from aioray._runtime import current_runtime
-        rt = current_runtime()
-        if rt is not None:
-            try:
-                strategy._check_runtime(rt)
-            except TaskUnschedulableError as e:
-                raise ValueError(str(e)) from None
+    backend = registry.installed()
+    if backend is not None:
+        try:
+            backend.check_strategy(strategy)
+        except TaskUnschedulableError as e:
+            raise ValueError(str(e)) from None

@@ -15,6 +15,7 @@ import inspect
 import pickle
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from aioray._objects import pickler as _pickle
@@ -63,12 +64,17 @@ class SerializedObject:
 
 
 def _from_wire(data: bytes, buffers: list[bytes | SharedBuffer], ids: list[bytes]) -> SerializedObject:
-    if ids:
-        from aioray import _object_ref
-        refs = tuple(_object_ref.rebuild_hook(i) for i in ids)
-    else:
-        refs = ()
+    refs = tuple(rebuild_ref(i) for i in ids) if ids else ()
     return SerializedObject(data, buffers, refs)
+
+
+def _no_refs_yet(id: bytes) -> Any:
+    raise RuntimeError("aioray._handles.ref was not imported: cannot rebuild refs")
+
+
+# Turns a contained ref's id back into a ref (pinning or borrowing its object). Set by
+# aioray._handles.ref, the layer that knows refs; objects sit below it.
+rebuild_ref: Callable[[bytes], Any] = _no_refs_yet
 
 
 class ErrorValue:

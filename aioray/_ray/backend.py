@@ -5,8 +5,8 @@ environment (``AIORAY_BACKEND=ray``, optional ``AIORAY_ADDRESS``). Inside Ray's 
 processes it attaches by itself, so tasks and actors that call aioray work there too.
 
 User code keeps seeing aioray's types: an :class:`ObjectRef` whose ``_entry`` is a
-:class:`RayEntry` holding the ``ray.ObjectRef``, :class:`RayObjectRefGenerator` (an
-:class:`ObjectRefGenerator`), :class:`ActorHandle` whose token is the Ray handle, and aioray's
+:class:`RayEntry` holding the ``ray.ObjectRef``, an :class:`ObjectRefGenerator` reading a
+:class:`RayStream`, :class:`ActorHandle` whose token is the Ray handle, and aioray's
 exception classes (Ray's errors are mapped, see :func:`map_error`). What Ray cannot run as
 written is adapted: ``async def`` tasks run under ``asyncio.run`` in the Ray worker, ``async
 def`` generator tasks are driven by a sync generator that steps an event loop.
@@ -25,20 +25,27 @@ import re
 import sys
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from aioray import exceptions as aex
-from aioray._generator import DynamicObjectRefGenerator, ObjectRefGenerator
-from aioray._object_ref import ObjectRef
+from aioray._backend import registry
+from aioray._backend.base import USE_ACTOR, Backend, PlacementGroups, Queues, RuntimeInfo
+from aioray._handles.actor import ActorHandle, MethodMeta
+from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
+from aioray._handles.placement_group import PlacementGroup, PlacementGroupID
+from aioray._handles.ref import ObjectRef, local_ref
+from aioray._handles.validate import (
+    as_ref_list,
+    check_put,
+    check_timeout,
+    check_wait_args,
+    split_ready,
+)
 
 T = TypeVar("T")
 
 INSTALL_HINT = "pip install 'aioray[ray]'"
-
-# init(address=...) values that select this backend (besides any "ray://..." address).
-RAY_ADDRESSES = ("auto", "local-ray")
-
 
 def _import_ray() -> Any:
     try:
@@ -49,19 +56,6 @@ def _import_ray() -> Any:
             f"`{INSTALL_HINT}`, or use aioray's embedded runtime (no address, "
             "AIORAY_BACKEND unset).") from e
     return ray
-
-
-def wants_ray(address: str | None) -> bool:
-    """Whether ``init(address)`` (or the environment, when ``address`` is None) picks Ray."""
-    if address is None:
-        kind = os.environ.get("AIORAY_BACKEND", "").strip().lower()
-        if kind in ("", "embedded", "aioray", "local"):
-            return False
-        if kind == "ray":
-            return True
-        raise ValueError(f"AIORAY_BACKEND={kind!r} is not a backend; use 'ray' or leave it "
-                         "unset for the embedded runtime.")
-    return address in RAY_ADDRESSES or address.startswith("ray://")
 
 
 def _ray_address(address: str | None) -> str | None:
@@ -92,7 +86,7 @@ class RayEntry:
     def __init__(self, ref: Any) -> None:
         self.ref = ref
 
-    def reduce_ref(self) -> Any:
+    def reduce_ref(self, ref: ObjectRef[Any]) -> Any:
         # Pickle the Ray ref itself, so Ray's serializer records it and borrowing works.
         return (_rebuild_ray_ref, (self.ref,))
 
@@ -132,40 +126,50 @@ def _unwrap_args(args: tuple[Any, ...], kwargs: dict[str, Any]
 
 
 # -- generators ---------------------------------------------------------------------------
-class RayObjectRefGenerator(ObjectRefGenerator[T]):
-    """A streaming generator task running on Ray: yields aioray refs, in order.
+class RayStream:
+    """A streaming generator task running on Ray, as an ``ObjectRefGenerator`` reads it:
+    aioray refs, in order; an error the task raised arrives as the next ref."""
 
-    ``next``/``for`` block, ``async for`` awaits; an error the task raised arrives as the next
-    ref. ``isinstance(gen, aioray.ObjectRefGenerator)`` holds on both backends.
-    """
+    __slots__ = ("ray_gen",)
 
-    def __init__(self, ray_gen: Any) -> None:  # no super().__init__: there is no local stream
-        self._ray_gen = ray_gen
-        self._stream = ray_gen  # identity for wait()'s duplicate check
+    def __init__(self, ray_gen: Any) -> None:
+        self.ray_gen = ray_gen
 
-    def __next__(self) -> ObjectRef[T]:
-        return wrap_ref(next(self._ray_gen))
+    def next_ref(self) -> ObjectRef[Any] | None:
+        try:
+            return wrap_ref(next(self.ray_gen))
+        except StopIteration:
+            return None
 
-    async def __anext__(self) -> ObjectRef[T]:
-        return wrap_ref(await self._ray_gen.__anext__())
+    async def anext_ref(self) -> ObjectRef[Any] | None:
+        try:
+            return wrap_ref(await self.ray_gen.__anext__())
+        except StopAsyncIteration:
+            return None
 
     def completed(self) -> ObjectRef[None]:
-        return wrap_ref(self._ray_gen.completed())
+        return wrap_ref(self.ray_gen.completed())
 
     def is_finished(self) -> bool:
-        return bool(self._ray_gen.is_finished())
+        return bool(self.ray_gen.is_finished())
 
     def next_ready(self) -> bool:
-        return bool(self._ray_gen.next_ready())
+        return bool(self.ray_gen.next_ready())
 
-    def task_id(self) -> str:
-        return str(self._ray_gen.completed().task_id().hex())
+    def task_id_hex(self) -> str:
+        return str(self.ray_gen.completed().task_id().hex())
 
-    def __del__(self) -> None:
+    def wait_key(self) -> object:
+        return self.ray_gen
+
+    def drop(self) -> None:
         pass  # Ray's generator frees its own stream
 
-    def __repr__(self) -> str:
-        return f"ObjectRefGenerator(ray, {self.task_id()})"
+
+def _ray_gen(item: Any) -> Any:
+    """The Ray generator behind an aioray generator, or None."""
+    stream = getattr(item, "_stream", None)
+    return stream.ray_gen if isinstance(stream, RayStream) else None
 
 
 def _convert_value(v: Any) -> Any:
@@ -186,42 +190,62 @@ def _pg_module() -> Any:
     return importlib.import_module("ray.util.placement_group")
 
 
-def wrap_placement_group(ray_pg: Any) -> Any:
+class RayPlacementGroup(PlacementGroup):
+    """An aioray ``PlacementGroup`` (so strategies and isinstance accept it) that is a Ray
+    placement group underneath."""
+
+    def __init__(self, ray_pg: Any) -> None:
+        super().__init__(PlacementGroupID(ray_pg.id.binary()), None)
+        self._ray_pg = ray_pg
+
+    @property
+    def bundle_specs(self) -> list[dict[str, float]]:
+        return list(self._ray_pg.bundle_specs)
+
+    @property
+    def is_empty(self) -> bool:
+        return bool(self._ray_pg.is_empty)
+
+    def __reduce__(self) -> Any:
+        return (wrap_placement_group, (self._ray_pg,))
+
+
+def wrap_placement_group(ray_pg: Any) -> RayPlacementGroup:
     """Ray's placement group as an aioray ``PlacementGroup``."""
-    return _pg_class()(ray_pg)
+    return RayPlacementGroup(ray_pg)
 
 
-@functools.cache
-def _pg_class() -> Any:
-    # Defined lazily: aioray.util imports the public API, which imports this module.
-    from aioray.util.placement_group import PlacementGroup, PlacementGroupID
+class RayPlacement(PlacementGroups):
+    """Ray's own placement groups."""
 
-    class RayPlacementGroup(PlacementGroup):
-        """An aioray ``PlacementGroup`` (so strategies and isinstance accept it) that is a
-        Ray placement group underneath."""
+    def create(self, bundles: list[dict[str, float]], strategy: str, name: str,
+               lifetime: str | None, bundle_label_selector: Any) -> PlacementGroup:
+        kwargs = {} if bundle_label_selector is None else {
+            "bundle_label_selector": bundle_label_selector}
+        return wrap_placement_group(_pg_module().placement_group(
+            bundles, strategy=strategy, name=name, lifetime=lifetime, **kwargs))
 
-        def __init__(self, ray_pg: Any) -> None:
-            super().__init__(PlacementGroupID(ray_pg.id.binary()), None)
-            self._ray_pg = ray_pg
+    def remove(self, pg: PlacementGroup) -> None:
+        _pg_module().remove_placement_group(_convert_pg(pg))
 
-        @property
-        def bundle_specs(self) -> list[dict[str, float]]:
-            return list(self._ray_pg.bundle_specs)
+    def get(self, name: str) -> PlacementGroup:
+        return wrap_placement_group(_pg_module().get_placement_group(name))
 
-        @property
-        def is_empty(self) -> bool:
-            return bool(self._ray_pg.is_empty)
+    def table(self, pg: PlacementGroup | None) -> dict[Any, Any]:
+        return dict(_pg_module().placement_group_table(None if pg is None else _convert_pg(pg)))
 
-        def ready(self) -> ObjectRef[Any]:
-            return wrap_ref(self._ray_pg.ready())
+    def current(self) -> PlacementGroup | None:
+        pg = _pg_module().get_current_placement_group()
+        return None if pg is None else wrap_placement_group(pg)
 
-        def wait(self, timeout_seconds: float = 30) -> bool:
-            return bool(self._ray_pg.wait(timeout_seconds))
+    def ready(self, pg: PlacementGroup) -> ObjectRef[Any]:
+        return wrap_ref(_convert_pg(pg).ready())
 
-        def __reduce__(self) -> Any:
-            return (wrap_placement_group, (self._ray_pg,))
+    def wait(self, pg: PlacementGroup, timeout_seconds: float) -> bool:
+        return bool(_convert_pg(pg).wait(timeout_seconds))
 
-    return RayPlacementGroup
+    def infeasible_reason(self, pg: PlacementGroup) -> str | None:
+        return None
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -437,7 +461,7 @@ def _ray_options(opts: dict[str, Any], drop: frozenset[str]) -> dict[str, Any]:
 
 def _returns(result: Any, nret: Any, is_gen: bool) -> Any:
     if is_gen and nret in (None, "streaming"):
-        return RayObjectRefGenerator(result)
+        return ObjectRefGenerator(RayStream(result))
     if result is None:
         return None
     if isinstance(result, list):
@@ -445,11 +469,30 @@ def _returns(result: Any, nret: Any, is_gen: bool) -> Any:
     return wrap_ref(result)
 
 
-class RayBackend:
+class RayQueues(Queues):
+    """On Ray every queue operation is a call to the queue's actor, as in Ray itself."""
+
+    def open(self, qid: str, maxsize: int) -> bool:
+        return False
+
+    def actor_started(self, qid: str, maxsize: int) -> asyncio.Queue[Any]:
+        return asyncio.Queue(maxsize)
+
+    def fast(self, qid: str) -> asyncio.Queue[Any] | None:
+        return None
+
+    def direct(self, qid: str, maxsize: int, op: str, arg: Any) -> Any:
+        return USE_ACTOR
+
+    def copy(self, item: Any, what: str) -> Any:
+        return item
+
+
+class RayBackend(Backend):
     """The public API's forwards, implemented with ``ray`` in this process."""
 
-    is_worker = False
-    is_ray = True
+    name = "ray"
+    supports_runtime_env = True
 
     def __init__(self, ray: Any, owns: bool) -> None:
         self.ray = ray
@@ -461,13 +504,8 @@ class RayBackend:
         self.job_id = str(ctx.get_job_id())
         self.node_id = str(ctx.get_node_id())
         self.namespace = str(ctx.namespace)
-
-    # -- the loop-free helpers other modules call -------------------------------------------
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        fn(*args)  # nothing to hop to: Ray's callbacks are thread-safe
-
-    def in_loop_thread(self) -> bool:
-        return False  # no aioray loop here: helpers take their general (actor) path
+        self.placement = RayPlacement()
+        self.queues = RayQueues()
 
     # -- tasks -------------------------------------------------------------------------------
     def _ray_function(self, rf: Any) -> Any:
@@ -489,15 +527,13 @@ class RayBackend:
         return _returns(result, nret, rf._is_generator)
 
     def put(self, value: Any) -> ObjectRef[Any]:
-        from aioray._runtime import _check_put
-        _check_put(value)
+        check_put(value)
         return wrap_ref(self.ray.put(value))
 
     # -- getting values ----------------------------------------------------------------------
     def get(self, refs: Any, timeout: float | None = None) -> Any:
-        from aioray._runtime import _as_ref_list, _check_timeout
-        single, lst = _as_ref_list(refs, "get")
-        _check_timeout(timeout)
+        single, lst = as_ref_list(refs, "get")
+        check_timeout(timeout)
         ray_refs = [_ray_ref(r, "get") for r in lst]
         try:
             values = self.ray.get(ray_refs, timeout=timeout)
@@ -507,9 +543,8 @@ class RayBackend:
         return values[0] if single else values
 
     async def get_async(self, refs: Any, timeout: float | None = None) -> Any:
-        from aioray._runtime import _as_ref_list, _check_timeout
-        single, lst = _as_ref_list(refs, "get_async")
-        _check_timeout(timeout)
+        single, lst = as_ref_list(refs, "get_async")
+        check_timeout(timeout)
         futs = [asyncio.wrap_future(_ray_ref(r, "get_async").future()) for r in lst]
         if not futs:
             return []
@@ -528,8 +563,16 @@ class RayBackend:
             values.append(_convert_value(f.result()))
         return values[0] if single else values
 
-    async def await_ref(self, ref: ObjectRef[Any]) -> Any:
-        return await self.get_async(ref)
+    def await_ref(self, ref: ObjectRef[Any]) -> Awaitable[Any]:
+        return self.get_async(ref)
+
+    def rebuild_ref(self, id: bytes) -> ObjectRef[Any]:
+        return local_ref(id)  # Ray's refs pickle as themselves (RayEntry.reduce_ref)
+
+    def notify_ready(self, refs: Sequence[ObjectRef[Any]],
+                     push: Callable[[ObjectRef[Any]], None]) -> None:
+        for r in refs:
+            _ray_ref(r, "as_completed").future().add_done_callback(lambda _f, r=r: push(r))
 
     def ref_future(self, ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
         src = _ray_ref(ref, "ObjectRef.future")
@@ -547,8 +590,9 @@ class RayBackend:
     # -- waiting -----------------------------------------------------------------------------
     @staticmethod
     def _waitable(item: Any) -> Any:
-        if isinstance(item, RayObjectRefGenerator):
-            return item._ray_gen
+        gen = _ray_gen(item)
+        if gen is not None:
+            return gen
         if isinstance(item, ObjectRefGenerator):
             raise TypeError("aioray.wait() got a generator of aioray's embedded runtime; it "
                             "cannot be waited on with the Ray backend.")
@@ -560,8 +604,7 @@ class RayBackend:
 
     def wait(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
              fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
-        from aioray._runtime import _check_wait_args, _split_ready
-        items = _check_wait_args(refs, num_returns, timeout)
+        items = check_wait_args(refs, num_returns, timeout)
         if num_returns == 0 or not items:
             return [], items
         ray_items = [self._waitable(i) for i in items]
@@ -571,12 +614,11 @@ class RayBackend:
                                      fetch_local=fetch_local)
         except BaseException as e:
             _raise_mapped(e)
-        return _split_ready(items, {index[self._key(r)] for r in ready}, num_returns)
+        return split_ready(items, {index[self._key(r)] for r in ready}, num_returns)
 
     async def wait_async(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
                          fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
-        from aioray._runtime import _check_wait_args, _split_ready
-        items = _check_wait_args(refs, num_returns, timeout)
+        items = check_wait_args(refs, num_returns, timeout)
         if num_returns == 0 or not items:
             return [], items
         if any(isinstance(i, ObjectRefGenerator) for i in items):
@@ -600,11 +642,11 @@ class RayBackend:
                 else:
                     f.cancel()
         ready = {i for i, f in enumerate(futs) if f.done() and not f.cancelled()}
-        return _split_ready(items, ready, num_returns)
+        return split_ready(items, ready, num_returns)
 
     def cancel(self, target: Any, force: bool = False, recursive: bool = True) -> None:
-        if isinstance(target, RayObjectRefGenerator):
-            ray_target = target._ray_gen
+        if _ray_gen(target) is not None:
+            ray_target = _ray_gen(target)
         elif isinstance(target, ObjectRef):
             ray_target = _ray_ref(target, "cancel")
         else:
@@ -635,7 +677,6 @@ class RayBackend:
 
     def create_actor(self, ac: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                      opts: dict[str, Any]) -> Any:
-        from aioray._actor import ActorHandle
         ropts = _ray_options(opts, _ACTOR_DROP)
         a, kw = _unwrap_args(args, kwargs)
         c = self._ray_class(ac)
@@ -646,7 +687,6 @@ class RayBackend:
         methods = dict(ac._methods)
         bp = opts.get("_generator_backpressure_num_objects")
         if bp is not None:
-            from aioray._actor import MethodMeta
             for name, m in list(methods.items()):
                 if m.is_generator and "_generator_backpressure_num_objects" not in m.options:
                     m2 = MethodMeta.__new__(MethodMeta)
@@ -682,7 +722,6 @@ class RayBackend:
         return self.wrap_handle(ray_handle)
 
     def wrap_handle(self, ray_handle: Any) -> Any:
-        from aioray._actor import ActorHandle, MethodMeta
         descriptor = getattr(ray_handle, "_ray_actor_creation_function_descriptor", None)
         class_name = getattr(descriptor, "class_name", None) or "Actor"
         class_name = class_name.rsplit(".", 1)[-1]
@@ -722,33 +761,29 @@ class RayBackend:
     def runtime_context(self) -> Any:
         return self.ray.get_runtime_context()
 
-    # -- placement groups (aioray.util.placement_group forwards here) -------------------------
-    def placement_group(self, bundles: list[dict[str, float]], strategy: str, name: str,
-                        lifetime: str | None, **kwargs: Any) -> Any:
-        pgm = _pg_module()
-        return wrap_placement_group(pgm.placement_group(
-            bundles, strategy=strategy, name=name, lifetime=lifetime,
-            **{k: v for k, v in kwargs.items() if v is not None}))
+    def runtime_info(self) -> RuntimeInfo:
+        resources = self.cluster_resources()
+        info = {"node_id": self.node_id, "job_id": self.job_id, "namespace": self.namespace,
+                "resources": resources, "loop": "ray", "backend": "ray"}
+        return RuntimeInfo(node_id=self.node_id, job_id=self.job_id, namespace=self.namespace,
+                           resources=resources, loop="ray", extra=info)
 
-    def remove_placement_group(self, pg: Any) -> None:
-        pgm = _pg_module()
-        pgm.remove_placement_group(_convert_pg(pg))
+    def on_own_loop(self) -> bool:
+        return False  # no aioray loop here: helpers take their general (actor) path
 
-    def get_placement_group(self, name: str) -> Any:
-        pgm = _pg_module()
-        return wrap_placement_group(pgm.get_placement_group(name))
+    def check_strategy(self, strategy: object) -> None:
+        pass  # Ray checks its own strategies
 
-    def placement_group_table(self, pg: Any = None) -> dict[Any, Any]:
-        pgm = _pg_module()
-        return dict(pgm.placement_group_table(None if pg is None else _convert_pg(pg)))
+    def rebuild_handle(self, actor_id: bytes, class_name: str,
+                       methods: dict[str, MethodMeta]) -> ActorHandle[Any]:
+        raise TypeError("a Ray-backed actor handle pickles as the Ray handle itself")
 
-    def current_placement_group(self) -> Any:
-        pgm = _pg_module()
-        pg = pgm.get_current_placement_group()
-        return None if pg is None else wrap_placement_group(pg)
-
-    def exit_actor(self) -> None:
+    def exit_actor(self) -> NoReturn:
         self.ray.actor.exit_actor()
+        raise AssertionError("ray.actor.exit_actor() returned")
+
+    def is_stale(self) -> bool:
+        return self.closed
 
     def shutdown(self) -> None:
         self.closed = True
@@ -757,9 +792,7 @@ class RayBackend:
 
 
 def _rebuild_handle(ray_handle: Any, class_name: str, methods: dict[str, Any]) -> Any:
-    from aioray._actor import ActorHandle
-    from aioray._runtime import current_backend
-    backend = current_backend()
+    backend = registry.current()
     return ActorHandle(ray_handle._actor_id.binary(), class_name, methods, ray_handle, backend)
 
 
@@ -803,12 +836,6 @@ def connect(address: str | None, *, num_cpus: float | None = None,
     return RayBackend(ray, owns=True)
 
 
-def runtime_info(backend: RayBackend) -> dict[str, Any]:
-    return {"node_id": backend.node_id, "job_id": backend.job_id,
-            "namespace": backend.namespace, "resources": backend.cluster_resources(),
-            "loop": "ray", "backend": "ray"}
-
-
-__all__ = ["INSTALL_HINT", "RayBackend", "RayEntry", "RayObjectRefGenerator", "attach_worker",
-           "connect", "in_ray_worker", "map_error", "wants_ray", "wrap_ref"]
+__all__ = ["INSTALL_HINT", "RayBackend", "RayEntry", "RayStream", "attach_worker", "connect",
+           "in_ray_worker", "map_error", "wrap_ref"]
 

@@ -1,6 +1,6 @@
 """The worker process: runs sync task bodies for the driver and talks back to it.
 
-Started as ``python -m aioray._worker_main FD`` (not ``multiprocessing``: that would re-import the
+Started as ``python -m aioray._worker FD`` (not ``multiprocessing``: that would re-import the
 user's ``__main__`` script, which for unguarded Ray scripts means running them again). One socket
 carries everything: tasks in, results and streamed generator items out, and the back-channel
 through which task code calls ``.remote()``, ``get``, ``put``, ``wait`` and actor methods.
@@ -21,27 +21,36 @@ import socket
 import sys
 import threading
 import traceback
+import uuid
+import warnings
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, NoReturn
 
-from aioray import _object_ref
-from aioray._generator import (
-    WorkerObjectRefGenerator,
-    check_no_generator,
-    worker_wait,
-    yield_items,
+from aioray._backend import registry
+from aioray._backend.base import (
+    USE_ACTOR,
+    Backend,
+    ContextInfo,
+    PlacementGroups,
+    Queues,
+    RuntimeInfo,
 )
-from aioray._object_ref import ObjectRef, new_task_id, object_id
+from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
+from aioray._handles.args import pack_args, split_returns, unpack_args
+from aioray._handles.context import RuntimeContext
+from aioray._handles.function import adopt_pickled
+from aioray._handles.generator import ObjectRefGenerator, yield_items
+from aioray._handles.placement_group import PlacementGroup
+from aioray._handles.ref import ObjectRef, _rebuild_ref
+from aioray._handles.validate import as_ref_list, check_timeout, check_wait_args
+from aioray._objects import ids as _ids
 from aioray._objects import pickler as _pickle
 from aioray._objects import serialization as _serialization
+from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, deserialize, picklable_exception, serialize
-from aioray._remote_function import adopt_pickled
-from aioray._runtime import _as_ref_list, _check_timeout, _check_wait_args
-from aioray._task_args import pack_args, split_returns, unpack_args
 from aioray._wire.framing import encode, recv_frame
 from aioray.exceptions import (
-    GetTimeoutError,
     RayTaskError,
     TaskCancelledError,
     UnserializableException,
@@ -66,16 +75,136 @@ class BorrowToken:
         except Exception:
             pass
 
+    def reduce_ref(self, ref: ObjectRef[Any]) -> Any:
+        _serialization.note_ref(ref)
+        return (_rebuild_ref, (ref.binary(),))
+
+
+class WorkerStream:
+    """A streaming generator consumed from inside a worker process: each ``next`` asks the
+    driver (``gen_next``), which holds the real stream."""
+
+    __slots__ = ("client", "task_id")
+
+    def __init__(self, client: WorkerClient, task_id: bytes) -> None:
+        self.client = client
+        self.task_id = task_id
+
+    def next_ref(self) -> ObjectRef[Any] | None:
+        id = self.client.request("gen_next", self.task_id)
+        return None if id is None else self.client.borrow(id)
+
+    async def anext_ref(self) -> ObjectRef[Any] | None:
+        # The worker has no runtime loop: a thread blocks on the driver for us.
+        return await asyncio.get_running_loop().run_in_executor(None, self.next_ref)
+
+    def completed(self) -> ObjectRef[None]:
+        return self.client.borrow(object_id(self.task_id, 0))
+
+    def is_finished(self) -> bool:
+        return bool(self.client.request("gen_finished", self.task_id))
+
+    def next_ready(self) -> bool:
+        return bool(self.client.request("gen_wait", [("g", self.task_id)], 1, 0))
+
+    def task_id_hex(self) -> str:
+        return self.task_id.hex()
+
+    def wait_key(self) -> object:
+        return self.task_id
+
+    def drop(self) -> None:
+        self.client.call("gen_drop", self.task_id)
+
+
+class WorkerPlacement(PlacementGroups):
+    """Placement groups from a worker process: the driver's, through the back-channel."""
+
+    def __init__(self, client: WorkerClient) -> None:
+        self.client = client
+
+    def create(self, bundles: list[dict[str, float]], strategy: str, name: str,
+               lifetime: str | None, bundle_label_selector: Any) -> PlacementGroup:
+        handle, infeasible = self.client.request("pg_create", bundles, strategy, name,
+                                                 lifetime, self.client.namespace)
+        if infeasible is not None:
+            warnings.warn(infeasible, stacklevel=3)
+        return handle  # type: ignore[no-any-return]
+
+    def remove(self, pg: PlacementGroup) -> None:
+        self.client.request("pg_remove", pg)
+
+    def get(self, name: str) -> PlacementGroup:
+        return self.client.request("pg_get", name, self.client.namespace)  # type: ignore[no-any-return]
+
+    def table(self, pg: PlacementGroup | None) -> dict[Any, Any]:
+        return self.client.request("pg_table", pg)  # type: ignore[no-any-return]
+
+    def current(self) -> PlacementGroup | None:
+        task = self.client.current_task
+        return None if task is None else self.client.request("pg_current", task)  # type: ignore[no-any-return]
+
+    def ready(self, pg: PlacementGroup) -> ObjectRef[Any]:
+        return self.client.borrow(self.client.request("pg_ready", pg))
+
+    def wait(self, pg: PlacementGroup, timeout_seconds: float) -> bool:
+        ref = self.ready(pg)
+        done, _ = self.client.wait([ref], 1, timeout_seconds, True)
+        if not done:
+            return False
+        try:
+            self.client.get(ref, 0)
+            return True
+        except Exception:
+            return False
+
+    def infeasible_reason(self, pg: PlacementGroup) -> str | None:
+        return None
+
 
 class _TaskCancelled(KeyboardInterrupt):
     """Raised in the task's code by ``cancel()``: a KeyboardInterrupt, as in Ray, so code that
     cleans up on Ctrl-C cleans up on cancel too."""
 
 
-class WorkerClient:
+class WorkerQueues(Queues):
+    """Queues from a worker process: non-waiting operations are one back-channel request to
+    the driver, which holds the queue; the rest are actor calls."""
+
+    def __init__(self, client: WorkerClient) -> None:
+        self.client = client
+
+    def open(self, qid: str, maxsize: int) -> bool:
+        return True  # its actor runs in the driver: direct() reaches the queue there
+
+    def actor_started(self, qid: str, maxsize: int) -> asyncio.Queue[Any]:
+        return asyncio.Queue(maxsize)  # not reached: queue actors run on the driver's loop
+
+    def fast(self, qid: str) -> asyncio.Queue[Any] | None:
+        return None
+
+    def direct(self, qid: str, maxsize: int, op: str, arg: Any) -> Any:
+        client = self.client
+        if op in ("put", "put_batch"):
+            arg = serialize(arg, client.driver_pid)
+        got = client.request("queue_op", qid, maxsize, op, arg)
+        if isinstance(got, str) and got == "use-actor":
+            return USE_ACTOR
+        if op in ("get", "get_batch") and isinstance(got, list):
+            holder = client.borrow(got[1]) if len(got) > 1 else None
+            value = deserialize(got[0])
+            del holder  # mapped: the driver may drop its copy now
+            return value
+        return got
+
+    def copy(self, item: Any, what: str) -> Any:
+        return item  # direct() serializes
+
+
+class WorkerClient(Backend):
     """The runtime as seen from inside a worker process: every call goes to the driver."""
 
-    is_worker = True
+    name = "worker"
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -101,7 +230,9 @@ class WorkerClient:
         self._deferred_cancel = False
         self._credit: dict[bytes, int] = {}
         self._credit_cv = threading.Condition()
-        self.gpu_ids: list[int] = []
+        self._gpu_ids: list[int] = []
+        self.placement = WorkerPlacement(self)
+        self.queues = WorkerQueues(self)
         # What a task without GPUs sees: the environment this worker started with.
         self._initial_cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
 
@@ -215,7 +346,7 @@ class WorkerClient:
         self.current_task = task_id
         self.current_name = name
         # _cancel_for is not reset: a cancel that arrived before this task started counts.
-        self.gpu_ids = list(gpu_ids or ())
+        self._gpu_ids = list(gpu_ids or ())
         if gpu_ids is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
         elif self._initial_cvd is None:  # not the devices of an earlier GPU task on this worker
@@ -314,14 +445,13 @@ class WorkerClient:
 
     def submit_task(self, rf: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                     opts: dict[str, Any]) -> Any:
-        from aioray._generator import WorkerObjectRefGenerator
         payload, deps = pack_args(args, kwargs, rf._name, self.driver_pid, rf._function)
         task_id = new_task_id()
         nret: Any = opts.get("num_returns", None if rf._is_generator else 1)
         self.call("submit", rf, payload, [d.binary() for d in deps], opts, task_id,
                   self.current_task)
         if rf._is_generator and nret in (None, "streaming"):
-            return WorkerObjectRefGenerator(self, task_id)
+            return ObjectRefGenerator(WorkerStream(self, task_id))
         if nret == "dynamic":
             nret = 1
         refs = self._new_refs(task_id, nret)
@@ -336,32 +466,56 @@ class WorkerClient:
         return ref
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
-        check_no_generator(refs, "get")
-        single, lst = _as_ref_list(refs, "get")
-        _check_timeout(timeout)
-        try:
-            stored = self.request("get", [r.binary() for r in lst], timeout)
-        except GetTimeoutError:
-            raise
+        single, lst = as_ref_list(refs, "get")
+        check_timeout(timeout)
+        stored = self.request("get", [r.binary() for r in lst], timeout)
         values = [deserialize(s) for s in stored]
         return values[0] if single else values
 
-    def wait(self, refs: list[Any], num_returns: int = 1, timeout: float | None = None,
+    def wait(self, refs: Sequence[Any], num_returns: int = 1, timeout: float | None = None,
              fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
         # Same checks as in the driver: a bad call must fail here, not hang the task.
-        refs = _check_wait_args(refs, num_returns, timeout)
+        refs = check_wait_args(refs, num_returns, timeout)
         if not refs:
             return [], []
-        if any(isinstance(r, WorkerObjectRefGenerator) for r in refs):
-            return worker_wait(self, refs, num_returns, timeout)
+        if any(isinstance(r, ObjectRefGenerator) for r in refs):
+            # The driver decides readiness of refs and generators alike.
+            keys = [("g", r._stream.wait_key()) if isinstance(r, ObjectRefGenerator)
+                    else ("r", r.binary()) for r in refs]
+            ready_at = set(sorted(self.request("gen_wait", keys, num_returns, timeout))
+                           [:num_returns])
+            return ([r for i, r in enumerate(refs) if i in ready_at],
+                    [r for i, r in enumerate(refs) if i not in ready_at])
         ids = [r.binary() for r in refs]
         ready_ids = set(self.request("wait", ids, num_returns, timeout))
         ready = [r for r in refs if r.binary() in ready_ids][:num_returns]
         taken = {r.binary() for r in ready}
         return ready, [r for r in refs if r.binary() not in taken]
 
-    async def await_ref(self, ref: ObjectRef[Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, self.get, ref)
+    async def get_async(self, refs: Any, timeout: float | None = None) -> Any:
+        # The worker has no runtime loop: a thread blocks on the driver for us.
+        return await asyncio.get_running_loop().run_in_executor(None, self.get, refs, timeout)
+
+    async def wait_async(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
+                         fetch_local: bool = True) -> tuple[list[Any], list[Any]]:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self.wait, refs, num_returns, timeout, fetch_local)
+
+    def await_ref(self, ref: ObjectRef[Any]) -> Awaitable[Any]:
+        return self.get_async(ref, None)
+
+    def rebuild_ref(self, id: bytes) -> ObjectRef[Any]:
+        return self.borrow(id)
+
+    def notify_ready(self, refs: Sequence[ObjectRef[Any]],
+                     push: Callable[[ObjectRef[Any]], None]) -> None:
+        def run() -> None:
+            remaining = list(refs)
+            while remaining:
+                ready, remaining = self.wait(remaining, 1, None, True)
+                for r in ready:
+                    push(r)
+        threading.Thread(target=run, daemon=True).start()
 
     def ref_future(self, ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -375,16 +529,13 @@ class WorkerClient:
         return fut
 
     def cancel(self, ref: Any, force: bool = False, recursive: bool = True) -> None:
-        id = (object_id(ref._task_id, 0) if isinstance(ref, WorkerObjectRefGenerator)
-              else ref.binary())
+        id = (object_id(bytes.fromhex(ref._stream.task_id_hex()), 0)
+              if isinstance(ref, ObjectRefGenerator) else ref.binary())
         self.call("cancel", id, force, recursive)
 
     # -- actors, through the driver --------------------------------------------------------
     def create_actor(self, ac: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                      opts: dict[str, Any]) -> Any:
-        import uuid
-
-        from aioray._actor import ActorHandle
         actor_id = uuid.uuid4().bytes
         payload, deps = pack_args(args, kwargs, f"{ac.__name__}.__init__", self.driver_pid)
         # get_if_exists may answer with an existing actor's id
@@ -394,14 +545,13 @@ class WorkerClient:
 
     def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...],
                    kwargs: dict[str, Any], opts: dict[str, Any]) -> Any:
-        from aioray._generator import WorkerObjectRefGenerator
         payload, deps = pack_args(args, kwargs, meta.name, self.driver_pid)
         task_id = new_task_id()
         self.call("actor_call", handle._actor_id, meta, payload, [d.binary() for d in deps],
                   opts, task_id)
         nret = opts.get("num_returns")
         if meta.is_generator and nret in (None, "streaming"):
-            return WorkerObjectRefGenerator(self, task_id)
+            return ObjectRefGenerator(WorkerStream(self, task_id))
         if not isinstance(nret, int):
             nret = 1
         refs = self._new_refs(task_id, nret)
@@ -411,13 +561,60 @@ class WorkerClient:
         self.request("kill_actor", handle._actor_id, no_restart)
 
     def get_actor(self, name: str, namespace: str | None = None) -> Any:
-        from aioray._actor import ActorHandle
         actor_id, class_name, methods = self.request("get_actor", name, namespace)
         return ActorHandle(actor_id, class_name, methods, self.borrow(actor_id), self)
 
-    def generic(self, op: str, *args: Any) -> Any:
-        """Any driver-side operation that returns a value (actors, resources, queues…)."""
-        return self.request(op, *args)
+    def exit_actor(self) -> NoReturn:
+        raise TypeError("exit_actor() called inside a task, not an actor method.")
+
+    def reduce_handle(self, handle: ActorHandle[Any]) -> Any:
+        _serialization.note_ref(handle)  # the driver pins the actor while the value lives
+        return (_rebuild_handle, (handle._actor_id, handle._class_name, handle._methods))
+
+    def rebuild_handle(self, actor_id: bytes, class_name: str,
+                       methods: dict[str, MethodMeta]) -> ActorHandle[Any]:
+        return ActorHandle(actor_id, class_name, methods, self.borrow(actor_id), self)
+
+    # -- the node and the caller ---------------------------------------------------------
+    def cluster_resources(self) -> dict[str, float]:
+        return self.request("cluster_resources")  # type: ignore[no-any-return]
+
+    def available_resources(self) -> dict[str, float]:
+        return self.request("available_resources")  # type: ignore[no-any-return]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [{"NodeID": self.node_id, "Alive": True, "Resources": self.cluster_resources(),
+                 "NodeManagerAddress": "127.0.0.1"}]
+
+    def gpu_ids(self) -> list[int]:
+        return list(self._gpu_ids)
+
+    def context_info(self) -> ContextInfo:
+        task = self.current_task
+        return ContextInfo(
+            job_id=self.job_id, node_id=self.node_id, namespace=self.namespace,
+            task_id=task.hex() if task else None,
+            canceled=None if task is None else self._cancel_for == task,
+            gpu_ids=list(self._gpu_ids))
+
+    def runtime_context(self) -> RuntimeContext:
+        return RuntimeContext(self.context_info)
+
+    def runtime_info(self) -> RuntimeInfo:
+        return RuntimeInfo(node_id=self.node_id, job_id=self.job_id, namespace=self.namespace,
+                           resources=self.cluster_resources(), loop="(the driver's)")
+
+    def on_own_loop(self) -> bool:
+        return False  # a worker has no runtime loop to block
+
+    def check_strategy(self, strategy: object) -> None:
+        pass  # checked by the driver when the task is scheduled (TaskUnschedulableError)
+
+    def is_stale(self) -> bool:
+        return False
+
+    def shutdown(self) -> None:
+        pass  # the driver ends this process
 
 
 def _load_function(blob: bytes) -> Callable[..., Any]:
@@ -431,11 +628,9 @@ def main() -> None:
     global CLIENT
     fd = int(sys.argv[1])
     sock = socket.socket(fileno=fd)
-    _object_ref.reseed_ids()
+    _ids.reseed_ids()
     CLIENT = WorkerClient(sock)
-    _object_ref.rebuild_hook = CLIENT.borrow
-    from aioray import _runtime
-    _runtime.set_worker_client(CLIENT)
+    registry.install_worker(CLIENT)
     _serialization.OWN_SEGMENTS = False
     try:
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -447,6 +642,3 @@ def main() -> None:
         pass  # the driver went away (shutdown while we started): nothing to report to
     os._exit(0)
 
-
-if __name__ == "__main__":
-    main()

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any, Generic, NoReturn, TypeVar
 
 from aioray._api import get, get_async, wait, wait_async
+from aioray._backend import registry
 from aioray.exceptions import ActorDiedError
 
 A = TypeVar("A")
@@ -49,9 +50,8 @@ def _key(future: Any) -> Any:
 
 
 def _on_running_loop() -> bool:
-    from aioray._runtime import current_runtime
-    rt = current_runtime()
-    return rt is not None and rt.in_loop_thread() and rt.loop.is_running()
+    backend = registry.installed()
+    return backend is not None and backend.on_own_loop()
 
 
 class ActorPool(Generic[A]):

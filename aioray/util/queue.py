@@ -27,20 +27,17 @@ Beyond Ray:
 from __future__ import annotations
 
 import asyncio
-import pickle
 import queue as _stdlib_queue
 import uuid
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from aioray._api import get, kill, remote, wait
-from aioray._object_ref import ObjectRef, new_task_id, object_id
-from aioray._objects import pickler as _pickle
-from aioray._objects.serialization import IMMUTABLE_TYPES, SerializedObject, deserialize, serialize
-from aioray._objects.shm import SharedBuffer
-from aioray._objects.store import PENDING, ObjectEntry
-from aioray._worker_pool import adopt_segments
+from aioray._api import get, kill, remote, wait, wait_async
+from aioray._backend import registry
+from aioray._backend.base import USE_ACTOR, Queues
+from aioray._handles import queue_ops
+from aioray._handles.queue_ops import Fail
+from aioray._handles.ref import ObjectRef
 
 __all__ = ["Empty", "Full", "Queue"]
 
@@ -55,66 +52,23 @@ class Full(_stdlib_queue.Full):
     """``put`` found no room (non-blocking, or after ``timeout``)."""
 
 
-class _Fail:
-    """What the actor's internal methods return instead of raising (cheaper than an error
-    travelling back as a task failure)."""
-
-    __slots__ = ("full", "msg")
-
-    def __init__(self, full: bool, msg: str = "") -> None:
-        self.full = full
-        self.msg = msg
-
-    def __reduce__(self) -> Any:
-        return (_Fail, (self.full, self.msg))
-
-
 def _check(result: Any) -> Any:
-    if type(result) is _Fail:
+    if type(result) is Fail:
         raise (Full if result.full else Empty)(result.msg) if result.msg else (
             Full() if result.full else Empty())
     return result
 
 
-# -- the operations, on an asyncio.Queue (actor methods and the loop-thread fast path) -----
-def _put_nowait(q: asyncio.Queue[Any], item: Any) -> _Fail | None:
-    if q.full():
-        return _Fail(True)
-    q.put_nowait(item)
-    return None
-
-
-def _get_nowait(q: asyncio.Queue[Any]) -> Any:
-    if q.empty():
-        return _Fail(False)
-    return q.get_nowait()
-
-
-def _put_batch(q: asyncio.Queue[Any], maxsize: int, items: list[Any]) -> _Fail | None:
-    if maxsize > 0 and len(items) + q.qsize() > maxsize:
-        return _Fail(True, f"Cannot add {len(items)} items to queue of size {q.qsize()} and "
-                           f"maxsize {maxsize}.")
-    for item in items:
-        q.put_nowait(item)
-    return None
-
-
-def _get_batch(q: asyncio.Queue[Any], num_items: int) -> Any:
-    if num_items > q.qsize():
-        return _Fail(False, f"Cannot get {num_items} items from queue of size {q.qsize()}.")
-    return [q.get_nowait() for _ in range(num_items)]
-
-
-async def _put(q: asyncio.Queue[Any], item: Any, timeout: float | None) -> _Fail | None:
+async def _put(q: asyncio.Queue[Any], item: Any, timeout: float | None) -> Fail | None:
     if not q.full():
         q.put_nowait(item)
         return None
     if timeout is not None and timeout <= 0:
-        return _Fail(True)
+        return Fail(True)
     try:
         await asyncio.wait_for(q.put(item), timeout)
     except asyncio.TimeoutError:
-        return _Fail(True)
+        return Fail(True)
     return None
 
 
@@ -122,78 +76,11 @@ async def _get(q: asyncio.Queue[Any], timeout: float | None) -> Any:
     if not q.empty():
         return q.get_nowait()
     if timeout is not None and timeout <= 0:
-        return _Fail(False)
+        return Fail(False)
     try:
         return await asyncio.wait_for(q.get(), timeout)
     except asyncio.TimeoutError:
-        return _Fail(False)
-
-
-# Queues of this process by id: a Queue made in the driver shares its asyncio.Queue with the
-# actor (which runs in the driver too) so loop-thread calls can use it directly.
-_LOCAL: weakref.WeakValueDictionary[str, asyncio.Queue[Any]] = weakref.WeakValueDictionary()
-
-
-# qid -> the actor behind it (its ActorState), to serve worker requests only while it lives.
-_ACTORS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_OP = "aioray.util.queue"
-_USE_ACTOR = "use-actor"  # on the wire
-_ACTOR: Any = object()  # what _direct() returns then (never equal to a user's item)
-
-
-def _install(rt: Any) -> None:
-    """Serve worker processes' queue requests on ``rt``'s back-channel (idempotent)."""
-    rt.backchannel.handle(_OP, _serve)
-
-
-def _apply(q: asyncio.Queue[Any], maxsize: int, op: str, arg: Any) -> Any:
-    """A non-waiting operation on the queue itself (loop thread)."""
-    if op == "put":
-        return _put_nowait(q, arg)
-    if op == "put_batch":
-        return _put_batch(q, maxsize, arg)
-    if op == "get":
-        return _get_nowait(q)
-    if op == "get_batch":
-        return _get_batch(q, arg)
-    if op == "qsize":
-        return q.qsize()
-    if op == "empty":
-        return q.empty()
-    if op == "full":
-        return q.full()
-    raise ValueError(f"unknown queue operation {op!r}")
-
-
-def _live(qid: str) -> tuple[asyncio.Queue[Any], Any] | None:
-    q = _LOCAL.get(qid)
-    state = _ACTORS.get(qid)
-    if q is None or state is None or state.status != "ALIVE":
-        return None  # not created yet, or dead: the actor path gives the right outcome
-    return q, state
-
-
-async def _serve(worker: Any, qid: str, op: str, arg: Any) -> Any:
-    """A worker's non-waiting operation, applied to the queue directly (loop thread)."""
-    live = _live(qid)
-    if live is None:
-        return _USE_ACTOR
-    q, state = live
-    if op in ("put", "put_batch"):
-        adopt_segments(arg)
-        arg = deserialize(arg)
-    got = _apply(q, state.instance.maxsize, op, arg)
-    if op in ("get", "get_batch") and type(got) is not _Fail:
-        stored = serialize(got, state.rt.driver_pid)
-        if type(stored) is SerializedObject and any(
-                isinstance(b, SharedBuffer) for b in stored.buffers):
-            # Shared memory must outlive the reply until the worker has mapped it: an entry
-            # holds it, pinned (like any ref sent to a worker) until the worker lets go.
-            entry = ObjectEntry(object_id(new_task_id(), 0), stored)
-            worker.borrowed[entry.id] = [ObjectRef(entry.id, entry), worker.seq + 1]
-            return [stored, entry.id]
-        return [stored]  # a list: the reply pins the refs inside
-    return got
+        return Fail(False)
 
 
 class _QueueActor:
@@ -201,18 +88,10 @@ class _QueueActor:
     plus the ``_``-prefixed ones the handle uses."""
 
     def __init__(self, maxsize: int, qid: str | None = None) -> None:
-        from aioray._actor import current_actor
         self.maxsize = maxsize
-        q = _LOCAL.get(qid) if qid else None
-        if q is None:
-            q = asyncio.Queue(maxsize)
-            if qid:
-                _LOCAL[qid] = q
-        self.queue = q
-        state = current_actor.get()
-        if qid and state is not None:
-            _ACTORS[qid] = state
-            _install(state.rt)
+        self.queue: asyncio.Queue[Any] = (
+            registry.current().queues.actor_started(qid, maxsize) if qid
+            else asyncio.Queue(maxsize))
 
     def qsize(self) -> int:
         return self.queue.qsize()
@@ -230,34 +109,34 @@ class _QueueActor:
         return _check(await _get(self.queue, timeout))
 
     def put_nowait(self, item: Any) -> None:
-        _check(_put_nowait(self.queue, item))
+        _check(queue_ops.put_nowait(self.queue, item))
 
     def put_nowait_batch(self, items: Iterable[Any]) -> None:
-        _check(_put_batch(self.queue, self.maxsize, list(items)))
+        _check(queue_ops.put_batch(self.queue, self.maxsize, list(items)))
 
     def get_nowait(self) -> Any:
-        return _check(_get_nowait(self.queue))
+        return _check(queue_ops.get_nowait(self.queue))
 
     def get_nowait_batch(self, num_items: int) -> list[Any]:
-        return _check(_get_batch(self.queue, num_items))  # type: ignore[no-any-return]
+        return _check(queue_ops.get_batch(self.queue, num_items))  # type: ignore[no-any-return]
 
-    async def _put(self, item: Any, timeout: float | None) -> _Fail | None:
+    async def _put(self, item: Any, timeout: float | None) -> Fail | None:
         return await _put(self.queue, item, timeout)
 
     async def _get(self, timeout: float | None) -> Any:
         return await _get(self.queue, timeout)
 
-    def _put_nowait(self, item: Any) -> _Fail | None:
-        return _put_nowait(self.queue, item)
+    def _put_nowait(self, item: Any) -> Fail | None:
+        return queue_ops.put_nowait(self.queue, item)
 
     def _get_nowait(self) -> Any:
-        return _get_nowait(self.queue)
+        return queue_ops.get_nowait(self.queue)
 
-    def _put_batch(self, items: list[Any]) -> _Fail | None:
-        return _put_batch(self.queue, self.maxsize, items)
+    def _put_batch(self, items: list[Any]) -> Fail | None:
+        return queue_ops.put_batch(self.queue, self.maxsize, items)
 
     def _get_batch(self, num_items: int) -> Any:
-        return _get_batch(self.queue, num_items)
+        return queue_ops.get_batch(self.queue, num_items)
 
     def _barrier(self) -> None:
         """A no-op: its completion means every call submitted before it was applied."""
@@ -285,16 +164,11 @@ class Queue:
     """
 
     def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
-        from aioray._runtime import Runtime, current_backend
         self.maxsize = maxsize
         self._qid = uuid.uuid4().hex
-        backend = current_backend()
-        self._local: asyncio.Queue[Any] | None = None
-        self._rt: Any = None
-        if isinstance(backend, Runtime):  # the actor runs in this process: share its queue
-            self._local = asyncio.Queue(maxsize)
-            _LOCAL[self._qid] = self._local
-            self._rt = weakref.ref(backend)
+        self._queues: Queues | None = registry.current().queues
+        if not self._queues.open(self._qid, maxsize):
+            self._queues = None  # every operation is an actor call
         opts = {"max_concurrency": _MAX_CONCURRENCY, **(actor_options or {})}
         self.actor: Any = _QueueActorClass.options(**opts).remote(maxsize, self._qid)
 
@@ -309,55 +183,17 @@ class Queue:
 
     def _fast(self) -> asyncio.Queue[Any] | None:
         """The queue itself, when called on the loop thread of the runtime that owns it."""
-        local = self._local
-        if local is None or self.actor is None:
+        if self._queues is None or self.actor is None:
             return None
-        rt = self._rt()
-        if rt is None or rt.closed or not rt.in_loop_thread():
-            return None
-        return local
+        return self._queues.fast(self._qid)
 
     def _direct(self, op: str, arg: Any = None) -> Any:
         """A non-waiting ``op`` applied to the queue without an actor call — in a worker
         process one back-channel request, in a driver thread one hop to the loop — or
-        ``_ACTOR`` when that is not possible (queue not created yet, actor dead, ...)."""
-        if self._local is not None:
-            return self._on_driver(op, arg)
-        from aioray import _runtime
-        client = _runtime._worker_client
-        if client is None:
-            return _ACTOR
-        if op in ("put", "put_batch"):
-            arg = serialize(arg, client.driver_pid)
-        try:
-            got = client.request(_OP, self._qid, op, arg)
-        except RuntimeError as e:
-            if _OP in str(e):  # no handler yet: no queue actor was created so far
-                return _ACTOR
-            raise
-        if isinstance(got, str) and got == _USE_ACTOR:
-            return _ACTOR
-        if op in ("get", "get_batch") and isinstance(got, list):
-            holder = client.borrow(got[1]) if len(got) > 1 else None
-            value = deserialize(got[0])
-            del holder  # mapped: the driver may drop its copy now
-            return value
-        return got
-
-    def _on_driver(self, op: str, arg: Any) -> Any:
-        rt = self._rt() if self._rt is not None else None
-        local = self._local
-        if rt is None or rt.closed or local is None or self.actor is None:
-            return _ACTOR
-        if op in ("put", "put_batch"):
-            arg = self._copy(arg, f"{op}()")
-        qid, maxsize = self._qid, self.maxsize
-
-        async def on_loop() -> Any:
-            if _live(qid) is None:
-                return _ACTOR
-            return _apply(local, maxsize, op, arg)
-        return rt.run_sync(on_loop(), None, f"Queue.{op}()", "await queue.get_async()")
+        ``USE_ACTOR`` when that is not possible (queue not created yet, actor dead, ...)."""
+        if self._queues is None or self.actor is None:
+            return USE_ACTOR
+        return self._queues.direct(self._qid, self.maxsize, op, arg)
 
     @staticmethod
     def _loop_running() -> bool:
@@ -367,23 +203,10 @@ class Queue:
         except RuntimeError:
             return False
 
-    @staticmethod
-    def _on_runtime_loop() -> bool:
-        from aioray._runtime import current_runtime
-        rt = current_runtime()
-        return rt is not None and rt.in_loop_thread() and rt.loop.is_running()
-
-    @staticmethod
-    def _copy(item: Any, what: str) -> Any:
+    def _copy(self, item: Any, what: str) -> Any:
         """What the actor would store for ``item``: a copy; a top-level ref's value."""
-        if type(item) in IMMUTABLE_TYPES:
-            return item
-        if isinstance(item, ObjectRef):
-            if item._entry.value is PENDING:
-                raise _would_block(what, f"await queue.{what.split('(')[0]}_async(...)")
-            return deserialize(item._entry.value)
-        # In-band pickle round trip: the same copy the actor would hold, without shared memory.
-        return pickle.loads(_pickle.dumps(item))
+        assert self._queues is not None  # only on the fast path
+        return self._queues.copy(item, what)
 
     # -- size -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -395,7 +218,7 @@ class Queue:
         if fast is not None:
             return fast.qsize()
         handle = self._handle()
-        if (n := self._direct("qsize")) is not _ACTOR:
+        if (n := self._direct("qsize")) is not USE_ACTOR:
             return n  # type: ignore[no-any-return]
         return get(handle.qsize.remote())  # type: ignore[no-any-return]
 
@@ -409,7 +232,7 @@ class Queue:
         if fast is not None:
             return fast.empty()
         handle = self._handle()
-        if (e := self._direct("empty")) is not _ACTOR:
+        if (e := self._direct("empty")) is not USE_ACTOR:
             return e  # type: ignore[no-any-return]
         return get(handle.empty.remote())  # type: ignore[no-any-return]
 
@@ -419,7 +242,7 @@ class Queue:
         if fast is not None:
             return fast.full()
         handle = self._handle()
-        if (f := self._direct("full")) is not _ACTOR:
+        if (f := self._direct("full")) is not USE_ACTOR:
             return f  # type: ignore[no-any-return]
         return get(handle.full.remote())  # type: ignore[no-any-return]
 
@@ -442,8 +265,8 @@ class Queue:
                 raise _would_block("put()", "await queue.put_async(item)")
         else:
             # A top-level ref is resolved by the actor call (Ray's argument rule).
-            done = _ACTOR if isinstance(item, ObjectRef) else self._direct("put", item)
-            if done is not _ACTOR and (done is None or not block or timeout == 0):
+            done = USE_ACTOR if isinstance(item, ObjectRef) else self._direct("put", item)
+            if done is not USE_ACTOR and (done is None or not block or timeout == 0):
                 _check(done)
                 return
             # full and willing to wait: wait inside the actor
@@ -482,11 +305,11 @@ class Queue:
         actor = self._handle()
         fast = self._fast()
         if fast is not None:
-            _check(_put_batch(fast, self.maxsize, self._copy(list(items), "put_nowait_batch()")))
+            _check(queue_ops.put_batch(fast, self.maxsize, self._copy(list(items), "put_nowait_batch()")))
             return
         items = list(items)
         done = self._direct("put_batch", items)
-        if done is not _ACTOR:
+        if done is not USE_ACTOR:
             _check(done)
             return
         _check(get(actor._put_batch.remote(items)))
@@ -508,7 +331,7 @@ class Queue:
                 raise _would_block("get()", "await queue.get_async()")
         else:
             got = self._direct("get")
-            if got is not _ACTOR and (type(got) is not _Fail or not block or timeout == 0):
+            if got is not USE_ACTOR and (type(got) is not Fail or not block or timeout == 0):
                 return _check(got)
             # empty and willing to wait: wait inside the actor
         if not block:
@@ -541,9 +364,9 @@ class Queue:
         actor = self._handle()
         fast = self._fast()
         if fast is not None:
-            return _check(_get_batch(fast, num_items))  # type: ignore[no-any-return]
+            return _check(queue_ops.get_batch(fast, num_items))  # type: ignore[no-any-return]
         got = self._direct("get_batch", num_items)
-        if got is not _ACTOR:
+        if got is not USE_ACTOR:
             return _check(got)  # type: ignore[no-any-return]
         return _check(get(actor._get_batch.remote(num_items)))  # type: ignore[no-any-return]
 
@@ -555,12 +378,12 @@ class Queue:
         is killed. On the loop thread that happens in the background."""
         actor = self.actor
         self.actor = None
-        self._local = None
+        self._queues = None
         if actor is None:
             return
         if force:
             kill(actor, no_restart=True)
-        elif self._on_runtime_loop():
+        elif registry.current().on_own_loop():
             asyncio.get_running_loop().create_task(_stop(actor, grace_period_s))
         else:
             # Calls on one handle reach the actor in order: once this one ran, every call
@@ -570,20 +393,14 @@ class Queue:
 
 
 async def _stop(actor: Any, grace_period_s: float) -> None:
-    from aioray._api import wait_async
     await wait_async([actor._barrier.remote()], timeout=grace_period_s)
     kill(actor, no_restart=True)
 
 
 def _rebuild(maxsize: int, actor: Any, qid: str) -> Queue:
-    from aioray._runtime import current_runtime
     q = Queue.__new__(Queue)
     q.maxsize = maxsize
     q.actor = actor
     q._qid = qid
-    q._local = _LOCAL.get(qid)
-    rt = current_runtime() if q._local is not None else None
-    q._rt = weakref.ref(rt) if rt is not None else None
-    if q._rt is None:
-        q._local = None
+    q._queues = registry.current().queues
     return q

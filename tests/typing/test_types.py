@@ -18,7 +18,7 @@ from aioray import (
     ObjectRef,
     ObjectRefGenerator,
 )
-from aioray._actor import ActorMethod
+from aioray.actor import ActorMethod
 
 
 @ray.remote

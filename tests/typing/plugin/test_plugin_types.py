@@ -9,7 +9,7 @@ from typing_extensions import assert_type
 
 import aioray as ray
 from aioray import ActorHandle, ObjectRef, ObjectRefGenerator
-from aioray._actor import ActorMethod
+from aioray.actor import ActorMethod
 
 
 @ray.remote

@@ -1,0 +1,1 @@
+"""See aioray/__init__.py for the layering."""

@@ -1,0 +1,111 @@
+"""Placement groups (``ray.util.placement_group``): gang-reserve bundles of resources, then
+schedule tasks and actors into them with ``PlacementGroupSchedulingStrategy``.
+
+Each function forwards to the backend's placement service; on aioray's own runtime the
+single-node rules are described in ``aioray._engine.placement`` (infeasible groups fail at once
+with :class:`PlacementGroupInfeasibleError` instead of pending forever; removal takes effect
+before ``remove_placement_group`` returns). From worker processes every function works through
+the driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aioray._backend import registry
+from aioray._handles.placement_group import (
+    PlacementGroup,
+    PlacementGroupID,
+    PlacementGroupInfeasibleError,
+)
+
+__all__ = [
+    "PlacementGroup",
+    "PlacementGroupID",
+    "PlacementGroupInfeasibleError",
+    "get_current_placement_group",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+]
+
+VALID_PLACEMENT_GROUP_STRATEGIES = frozenset({"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"})
+
+
+def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
+                    lifetime: str | None = None, _soft_target_node_id: str | None = None,
+                    bundle_label_selector: list[dict[str, str]] | None = None
+                    ) -> PlacementGroup:
+    """Reserve ``bundles`` (a list of resource dicts) as one gang; returns at once.
+
+    ``pg.ready()`` / ``pg.wait()`` tell when the reservation is made. ``strategy`` is one of
+    ``PACK``, ``SPREAD``, ``STRICT_PACK``, ``STRICT_SPREAD`` (the last is infeasible with more
+    than one bundle on aioray's single node: it warns and ``ready()`` raises).
+    ``name`` makes it retrievable with :func:`get_placement_group`. ``lifetime`` (None or
+    "detached") is recorded; ``_soft_target_node_id`` and ``bundle_label_selector`` are
+    accepted and ignored (one node).
+    """
+    strategy = "PACK" if strategy is None else strategy
+    specs = _validate(bundles, strategy, name, lifetime)
+    return registry.current().placement.create(specs, strategy, name, lifetime,
+                                               bundle_label_selector)
+
+
+def remove_placement_group(placement_group: PlacementGroup) -> None:
+    """Remove a group: its actors die, its tasks fail with ``PlacementGroupRemovedError``
+    and its resources return to the node — all done when this returns."""
+    if not isinstance(placement_group, PlacementGroup):
+        raise TypeError(f"remove_placement_group() expects a PlacementGroup, got "
+                        f"{type(placement_group).__name__}.")
+    registry.current().placement.remove(placement_group)
+
+
+def get_placement_group(placement_group_name: str) -> PlacementGroup:
+    """The live placement group named ``placement_group_name`` in the current namespace
+    (ValueError if there is none)."""
+    if not placement_group_name:
+        raise ValueError("Please supply a non-empty value to get_placement_group")
+    return registry.current().placement.get(placement_group_name)
+
+
+def placement_group_table(placement_group: PlacementGroup | None = None) -> dict[Any, Any]:
+    """State of one group (a dict) or of all groups (id hex -> dict), live and removed —
+    Ray's keys: placement_group_id, name, bundles, bundles_to_node_id, strategy, state
+    (PENDING / CREATED / REMOVED), stats."""
+    return registry.current().placement.table(placement_group)
+
+
+def get_current_placement_group() -> PlacementGroup | None:
+    """The group the calling task or actor was scheduled into; None in the driver or when
+    it was not scheduled into one."""
+    backend = registry.installed()
+    return backend.placement.current() if backend is not None else None
+
+
+def _validate(bundles: Any, strategy: Any, name: Any, lifetime: Any) -> list[dict[str, float]]:
+    if strategy not in VALID_PLACEMENT_GROUP_STRATEGIES:
+        raise ValueError(f"Invalid placement group strategy {strategy!r}. Supported strategies "
+                         f"are: {sorted(VALID_PLACEMENT_GROUP_STRATEGIES)}.")
+    if not isinstance(bundles, list):
+        raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
+    if not bundles:
+        raise ValueError('Bundles must be a non-empty list of resource dictionaries. For '
+                         'example: `[{"CPU": 1.0}, {"GPU": 1.0}]`. Got empty list instead.')
+    for b in bundles:
+        if (not isinstance(b, dict) or not all(isinstance(k, str) for k in b)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           for v in b.values())):
+            raise ValueError('Bundles must be a non-empty list of resource dictionaries. For '
+                             'example: `[{"CPU": 1.0}, {"GPU": 1.0}]`.')
+        if not b or all(v == 0 for v in b.values()):
+            raise ValueError("Bundles cannot be an empty dictionary or resources with only 0 "
+                             f"values. Bundles: {bundles}")
+        if any(v < 0 for v in b.values()):
+            raise ValueError(f"Bundle resources must be non-negative. Bundles: {bundles}")
+    if lifetime not in (None, "detached"):
+        raise ValueError("Placement group `lifetime` argument must be either `None` or "
+                         f"'detached'. Got {lifetime}.")
+    if not isinstance(name, str):
+        raise TypeError(f"Placement group name must be a string, got {name!r}.")
+    return [{k: float(v) for k, v in b.items()} for b in bundles]
