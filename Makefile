@@ -21,8 +21,11 @@ bytecode: $(STAMP)
 demo: $(STAMP) bytecode
 	$(PY) examples/quickstart.py
 
+# ruff, then the import layers (.importlinter: imports point down; faces never import an
+# implementation).
 lint: $(STAMP)
 	$(PY) -m ruff check aioray tests benchmarks examples
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(PY) -m mypy aioray

@@ -15,6 +15,10 @@ import platform
 import sys
 from typing import Any
 
+import aioray
+from aioray._backend import registry
+from aioray._objects.shm import _DIR
+
 WORKER_START = "subprocess (python -m aioray._worker)"
 
 
@@ -27,10 +31,6 @@ def _version(dist: str) -> str | None:
 
 def collect() -> dict[str, Any]:
     """Start a default runtime, read what it has, shut it down."""
-    import aioray
-    from aioray._backend import registry
-    from aioray._objects.shm import _DIR
-
     was_running = aioray.is_initialized()
     info = aioray.init(ignore_reinit_error=True)
     try:

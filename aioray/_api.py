@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast, overload
 
 from aioray._backend import registry
 from aioray._backend.base import Backend
@@ -352,7 +352,7 @@ class as_completed(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):
         self._lock = threading.Lock()
 
     def _start(self, push: Callable[[ObjectRef[T]], None]) -> None:
-        registry.current().notify_ready(self._refs, push)  # type: ignore[arg-type]
+        registry.current().notify_ready(self._refs, cast(Callable[[ObjectRef[Any]], None], push))
 
     def _left_time(self) -> float | None:
         if self._deadline is None:

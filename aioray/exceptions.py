@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import types
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 _E = TypeVar("_E", bound=BaseException)
 
@@ -308,7 +308,7 @@ def new_exception(cls: type[_E], args: tuple[Any, ...]) -> _E:
     except Exception:
         exc = base.__new__(cls)
     exc.args = args
-    return exc  # type: ignore[no-any-return]
+    return cast("_E", exc)
 
 
 def exception_fields(exc: BaseException) -> dict[str, Any]:

@@ -32,17 +32,18 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from aioray._engine.backchannel import ref_for
 from aioray._engine.context import current_actor, current_call, current_task
 from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
-from aioray._engine.tasks import _raise_in_thread, app_error, fail_outputs
+from aioray._engine.tasks import _raise_in_thread, _wait_thread_capacity, app_error, fail_outputs
 from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
-from aioray._handles.args import pack_args, split_returns, unpack_args
+from aioray._handles.args import ArgRef, pack_args, split_returns, unpack_args
 from aioray._handles.generator import ObjectRefGenerator, yield_items
 from aioray._handles.options import resource_request
 from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, serialize
-from aioray._objects.store import PENDING, ObjectEntry
+from aioray._objects.store import PENDING, STORE, ObjectEntry
 from aioray.exceptions import (
     ActorDiedError,
     ActorShutdownError,
@@ -563,7 +564,6 @@ class ActorState:
                     post(push, serialize(item, pid))
                     produced += 1
                     if stream is not None and stream.backpressure:
-                        from aioray._engine.tasks import _wait_thread_capacity
                         _wait_thread_capacity(stream, produced)
                 return None
             return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
@@ -729,7 +729,6 @@ class ActorState:
                         loop.call_soon_threadsafe(push, serialize(item, pid))
                         produced += 1
                         if stream is not None and stream.backpressure:
-                            from aioray._engine.tasks import _wait_thread_capacity
                             _wait_thread_capacity(stream, produced)
                     return None
                 return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
@@ -831,7 +830,7 @@ class ActorManager:
     def _start(self, state: ActorState) -> None:
         if state.status == "DEAD":  # killed before it could start
             return
-        state.create_task = self.rt.loop.create_task(state.create())  # type: ignore[attr-defined]
+        state.create_task = self.rt.loop.create_task(state.create())
 
     def handle_for(self, actor_id: bytes, class_name: str,
                    methods: dict[str, MethodMeta]) -> ActorHandle[Any]:
@@ -1007,8 +1006,6 @@ class ActorManager:
     # -- from worker processes ----------------------------------------------------------
     def _worker_call(self, worker: Any, actor_id: bytes, meta: MethodMeta, payload: Any,
                      dep_ids: list[bytes], opts: dict[str, Any], task_id: bytes) -> None:
-        from aioray._engine.backchannel import ref_for
-        from aioray._objects.store import STORE
         state = self.actors.get(actor_id)
         name = state.ac.__name__ if state is not None else "actor"
         handle: ActorHandle[Any] = ActorHandle(actor_id, name, {}, None, self.rt)
@@ -1033,8 +1030,6 @@ class ActorManager:
     async def _worker_create(self, worker: Any, ac: ActorClass[Any], payload: Any,
                              dep_ids: list[bytes], opts: dict[str, Any],
                              actor_id: bytes) -> bytes:
-        from aioray._engine.backchannel import ref_for
-        from aioray._handles.args import ArgRef
         deps = [ref_for(i) for i in dep_ids]
         args, kwargs = unpack_args(payload, [])
         args = tuple(deps[a.index] if type(a) is ArgRef else a for a in args)

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aioray._engine.scheduling.resources import lending_cpu
-from aioray._engine.streams import GeneratorStream
+from aioray._engine.streams import GeneratorStream, ready_now
+from aioray._engine.worker_pool import adopt_segments
 from aioray._handles.generator import ObjectRefGenerator
 from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import object_id
@@ -158,7 +159,6 @@ class Backchannel:
     async def _gen_wait(self, worker: WorkerHandle, keys: list[tuple[str, bytes]], num: int,
                         timeout: float | None) -> list[int]:
         """wait() over refs and generators: indices of the ready ones."""
-        from aioray._engine.runtime import _ready_now
         items: list[Any] = []
         for kind, id in keys:
             gen = self.generators.get(id) if kind == "g" else None
@@ -167,7 +167,7 @@ class Backchannel:
                 object_id(id, 0) if kind == "g" else id))
         async with lending_cpu(self._grant_of(worker)):
             await self.rt._wait_items(items, num, timeout)
-        return sorted(_ready_now(items))
+        return sorted(ready_now(items))
 
     # -- calls --------------------------------------------------------------------------
     def _submit(self, worker: WorkerHandle, rf: Any, payload: Any, dep_ids: list[bytes],
@@ -191,7 +191,6 @@ class Backchannel:
         tm.start(spec)
 
     def _put(self, worker: WorkerHandle, id: bytes, stored: Any) -> None:
-        from aioray._engine.worker_pool import adopt_segments
         adopt_segments(stored)
         entry = ObjectEntry(id, stored)
         STORE.register(entry)

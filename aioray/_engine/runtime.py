@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from aioray._backend import registry
 from aioray._backend.base import Backend, ContextInfo, RuntimeInfo
@@ -30,6 +30,7 @@ from aioray._engine.context import current_actor, current_call, current_task
 from aioray._engine.placement import EmbeddedPlacement, pool_for
 from aioray._engine.queues import EmbeddedQueues
 from aioray._engine.scheduling.resources import ResourcePool, lending_cpu
+from aioray._engine.streams import ready_now, values_of
 from aioray._engine.tasks import TaskManager
 from aioray._engine.worker_pool import WorkerPool
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
@@ -57,7 +58,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     if os.environ.get("AIORAY_LOOP", "uvloop") == "uvloop":
         try:
             import uvloop
-            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+            return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
         except ImportError:
             pass
     return asyncio.new_event_loop()
@@ -246,7 +247,7 @@ class Runtime(Backend):
             else:
                 self.run_sync(self._wait_for_get(pending, timeout), None, "aioray.get()",
                               "await ref` or `await aioray.get_async(refs)")
-        values = _values(entries)
+        values = values_of(entries)
         return values[0] if single else values
 
     def _can_wait_direct(self, lend_cpu: bool = True) -> bool:
@@ -307,7 +308,7 @@ class Runtime(Backend):
         entries = [r._entry for r in lst]
         if any(e.value is PENDING for e in entries):
             await self.run_async(self._wait_for_get(entries, timeout))
-        values = _values(entries)
+        values = values_of(entries)
         return values[0] if single else values
 
     def await_ref(self, ref: ObjectRef[Any]) -> Awaitable[Any]:
@@ -331,7 +332,7 @@ class Runtime(Backend):
         if entry.value is not PENDING:
             fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
             try:
-                fut.set_result(_values([entry])[0])
+                fut.set_result(values_of([entry])[0])
             except BaseException as e:
                 fut.set_exception(e)
             return fut
@@ -342,7 +343,7 @@ class Runtime(Backend):
         items = check_wait_args(refs, num_returns, timeout)
         if not items:
             return [], []
-        ready = _ready_now(items)
+        ready = ready_now(items)
         if len(ready) < num_returns and (timeout is None or timeout > 0):
             if self._can_wait_direct(lend_cpu=False) and all(
                     type(i) is ObjectRef for i in items):  # generators: the coroutine path
@@ -351,7 +352,7 @@ class Runtime(Backend):
             else:
                 self.run_sync(self._wait_items(items, num_returns, timeout), None,
                               "aioray.wait()", "await aioray.wait_async(refs)")
-            ready = _ready_now(items)
+            ready = ready_now(items)
         return split_ready(items, ready, num_returns)
 
     async def wait_async(self, refs: Any, num_returns: int = 1, timeout: float | None = None,
@@ -359,10 +360,10 @@ class Runtime(Backend):
         items = check_wait_args(refs, num_returns, timeout)
         if not items:
             return [], []
-        ready = _ready_now(items)
+        ready = ready_now(items)
         if len(ready) < num_returns and (timeout is None or timeout > 0):
             await self.run_async(self._wait_items(items, num_returns, timeout))
-            ready = _ready_now(items)
+            ready = ready_now(items)
         return split_ready(items, ready, num_returns)
 
     async def _wait_items(self, items: list[Any], num: int, timeout: float | None) -> None:
@@ -446,7 +447,7 @@ class Runtime(Backend):
                      push: Callable[[ObjectRef[Any]], None]) -> None:
         def register() -> None:
             for r in refs:
-                r._entry.add_callback(lambda r=r: push(r))  # type: ignore[misc, union-attr]
+                r._entry.add_callback(lambda r=r: push(r))
         self.call_soon(register)
 
     # -- the node and the caller ---------------------------------------------------------
@@ -588,25 +589,6 @@ class Runtime(Backend):
 
     def is_stale(self) -> bool:
         return self.closed or self.loop.is_closed()
-
-
-def _values(entries: list[ObjectEntry]) -> list[Any]:
-    out = []
-    for e in entries:
-        e.retrieved = True
-        out.append(deserialize(e.value))
-    return out
-
-
-def _ready_now(items: list[Any]) -> set[int]:
-    out = set()
-    for i, r in enumerate(items):
-        if isinstance(r, ObjectRefGenerator):
-            if r._stream.next_ready():
-                out.add(i)
-        elif r._entry.value is not PENDING:
-            out.add(i)
-    return out
 
 
 # -- the process-wide runtime ------------------------------------------------------------

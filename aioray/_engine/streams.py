@@ -38,11 +38,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aioray._handles.generator import DynamicObjectRefGenerator
+from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import object_id
-from aioray._objects.serialization import ErrorValue, serialize_always
-from aioray._objects.store import ObjectEntry
+from aioray._objects.serialization import ErrorValue, deserialize, serialize_always
+from aioray._objects.store import PENDING, ObjectEntry
 
 if TYPE_CHECKING:
     from aioray._engine.runtime import Runtime
@@ -334,3 +334,25 @@ class DynamicSink(Sink):
         self._done = True
         self.entry.resolve(serialize_always(DynamicObjectRefGenerator(self.refs),
                                             self.driver_pid))
+
+
+# -- readiness of what get()/wait() were given (refs and generators) -------------------
+def values_of(entries: list[ObjectEntry]) -> list[Any]:
+    out = []
+    for e in entries:
+        e.retrieved = True
+        out.append(deserialize(e.value))
+    return out
+
+
+def ready_now(items: list[Any]) -> set[int]:
+    out = set()
+    for i, r in enumerate(items):
+        if isinstance(r, ObjectRefGenerator):
+            if r._stream.next_ready():
+                out.add(i)
+        elif r._entry.value is not PENDING:
+            out.add(i)
+    return out
+
+

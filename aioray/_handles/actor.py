@@ -11,7 +11,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from aioray._backend import registry
 from aioray._backend.base import Backend
@@ -169,7 +169,7 @@ def _import_actor_class(module: str, qualname: str) -> ActorClass[Any]:
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)
-    return target  # type: ignore[no-any-return]
+    return cast(ActorClass[Any], target)
 
 
 class _BoundActorClass(Generic[T]):
@@ -207,8 +207,8 @@ class ActorMethod(Generic[P, R]):
         if backend is None:
             raise ActorDiedError(f"The actor {self._handle._actor_id.hex()} is dead or unknown "
                                  "(this handle was rebuilt after it ended).")
-        return backend.call_actor(  # type: ignore[no-any-return]
-            self._handle, self._meta, args, kwargs, self._options)
+        return cast(R, backend.call_actor(self._handle, self._meta, args, kwargs,
+                                          self._options))
 
     # num_returns changes what .remote() returns: untyped then (as for remote functions).
     @overload

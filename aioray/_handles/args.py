@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from aioray._handles.generator import ObjectRefGenerator
 from aioray._handles.ref import ObjectRef
 from aioray._objects.serialization import (
     IMMUTABLE_TYPES,
@@ -33,7 +34,6 @@ class ArgRef:
 
 
 def _check_arg(value: Any, func_name: str) -> None:
-    from aioray._handles.generator import ObjectRefGenerator
     if isinstance(value, ObjectRefGenerator):
         raise TypeError(
             f"An ObjectRefGenerator cannot be passed as an argument to {func_name} (a Ray "

@@ -6,7 +6,7 @@ import inspect
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from aioray._backend import registry
 from aioray._handles.options import TASK_OPTIONS, validate
@@ -57,7 +57,7 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Submit a task; returns an ObjectRef (or several, or an ObjectRefGenerator)."""
-        return registry.current().submit_task(self, args, kwargs, self._default_options)  # type: ignore[no-any-return]
+        return cast(R, registry.current().submit_task(self, args, kwargs, self._default_options))
 
     # num_returns changes what .remote() returns (a list of refs, a dynamic ref...): untyped then.
     @overload
@@ -102,7 +102,7 @@ class _BoundRemoteFunction(Generic[P, R]):
         self._options = options
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return registry.current().submit_task(self._rf, args, kwargs, self._options)  # type: ignore[no-any-return]
+        return cast(R, registry.current().submit_task(self._rf, args, kwargs, self._options))
 
     @overload
     def options(self, *, num_returns: int | str | None,

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import weakref
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from aioray._backend import registry
 from aioray._backend.base import Entry
@@ -60,8 +60,8 @@ class ObjectRef(Generic[T_co]):
         entry = self._entry
         if type(entry) is ObjectEntry and entry.value is not PENDING:
             entry.retrieved = True
-            return deserialize(entry.value)  # type: ignore[no-any-return]
-        return (yield from registry.current().await_ref(self).__await__())  # type: ignore[no-any-return]
+            return cast(T_co, deserialize(entry.value))
+        return cast(T_co, (yield from registry.current().await_ref(self).__await__()))
 
     def future(self) -> concurrent.futures.Future[T_co]:
         """A ``concurrent.futures.Future`` that completes with the object's value or error."""
@@ -89,7 +89,7 @@ class ObjectRef(Generic[T_co]):
         """The value of a ready object (raises its error); ``InvalidStateError`` if pending."""
         if not self.done():
             raise asyncio.InvalidStateError(f"{self!r} is not ready yet.")
-        return registry.current().get(self, None)  # type: ignore[no-any-return]
+        return cast(T_co, registry.current().get(self, None))
 
     def exception(self) -> BaseException | None:
         """The error of a ready object, or None if it holds a value."""

@@ -21,6 +21,13 @@ from typing import Any
 from aioray._objects import pickler as _pickle
 from aioray._objects.serializability import default_name, find_failures, pickle_error, short_repr
 from aioray._objects.shm import SharedBuffer
+from aioray.exceptions import (
+    ObjectLostError,
+    UnserializableException,
+    exception_fields,
+    new_exception,
+    set_exception_fields,
+)
 
 SHM_THRESHOLD = 1 << 20
 IMMUTABLE_TYPES: frozenset[type] = frozenset(
@@ -134,7 +141,6 @@ def deserialize(stored: Any) -> Any:
         try:
             bufs = [b.view() if isinstance(b, SharedBuffer) else b for b in stored.buffers]
         except FileNotFoundError as e:  # the segment was swept (shutdown) before first use
-            from aioray.exceptions import ObjectLostError
             raise ObjectLostError(message=(
                 "This object's shared memory is gone: aioray.shutdown() frees every object, "
                 "so get values you still need before shutting down.")) from e
@@ -223,7 +229,6 @@ def picklable_exception(exc: BaseException) -> BaseException:
     also those whose plain pickling silently drops their ``__slots__``. Only an exception whose
     state itself can't be pickled (it holds a lock) becomes the stand-in.
     """
-    from aioray.exceptions import UnserializableException
 
     cls = type(exc)
     copy: BaseException | None = None
@@ -267,7 +272,6 @@ def _reduce_is_builtin(cls: type) -> bool:
 def _lost_fields(exc: BaseException, copy: BaseException) -> bool:
     """True if the pickled ``copy`` lacks a C-level field or ``__slots__`` value ``exc`` has
     (the builtin ``__reduce__`` keeps only ``args`` and ``__dict__``)."""
-    from aioray.exceptions import exception_fields
 
     have = exception_fields(copy)
     return any(name not in have or (have[name] is None and value is not None)
@@ -275,7 +279,6 @@ def _lost_fields(exc: BaseException, copy: BaseException) -> bool:
 
 
 def _reduce_exception_by_state(exc: BaseException) -> Any:
-    from aioray.exceptions import exception_fields
 
     return (_rebuild_exception, (type(exc), exc.args, dict(vars(exc)), exception_fields(exc)))
 
@@ -283,7 +286,6 @@ def _reduce_exception_by_state(exc: BaseException) -> Any:
 def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...],
                        state: dict[str, Any],
                        fields: dict[str, Any] | None = None) -> BaseException:
-    from aioray.exceptions import new_exception, set_exception_fields
 
     exc = new_exception(cls, args)
     if fields:

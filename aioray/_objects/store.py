@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aioray._objects.serialization import ErrorValue
+from aioray.exceptions import RayError, RayTaskError, RuntimeShutdownError
 
 
 class _Pending:
@@ -84,7 +85,6 @@ def _report_unretrieved(id: bytes, error: BaseException) -> None:
     if os.environ.get("AIORAY_SILENCE_UNRETRIEVED_ERRORS"):
         return
     try:
-        from aioray.exceptions import RayError, RayTaskError, RuntimeShutdownError
         if isinstance(error, RuntimeShutdownError):
             return
         text = str(error) if isinstance(error, RayTaskError) else repr(error)

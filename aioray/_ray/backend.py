@@ -42,6 +42,7 @@ from aioray._handles.validate import (
     check_wait_args,
     split_ready,
 )
+from aioray._objects.serialization import picklable_exception
 
 T = TypeVar("T")
 
@@ -336,7 +337,6 @@ def _picklable(e: Exception) -> Exception:
     ``MyError(code, msg)`` classes aioray registers a by-state reducer, so Ray's pickler then
     copes too), else a RuntimeError describing it. Plain Ray reports such errors as
     ``UnserializableException``, losing the user's class."""
-    from aioray._objects.serialization import picklable_exception
     safe = picklable_exception(e)
     return e if type(safe) is type(e) else safe  # type: ignore[return-value]
 

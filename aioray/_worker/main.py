@@ -25,7 +25,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from aioray._backend import registry
 from aioray._backend.base import (
@@ -129,20 +129,21 @@ class WorkerPlacement(PlacementGroups):
                                                  lifetime, self.client.namespace)
         if infeasible is not None:
             warnings.warn(infeasible, stacklevel=3)
-        return handle  # type: ignore[no-any-return]
+        return cast(PlacementGroup, handle)
 
     def remove(self, pg: PlacementGroup) -> None:
         self.client.request("pg_remove", pg)
 
     def get(self, name: str) -> PlacementGroup:
-        return self.client.request("pg_get", name, self.client.namespace)  # type: ignore[no-any-return]
+        return cast(PlacementGroup, self.client.request("pg_get", name, self.client.namespace))
 
     def table(self, pg: PlacementGroup | None) -> dict[Any, Any]:
-        return self.client.request("pg_table", pg)  # type: ignore[no-any-return]
+        return cast(dict[Any, Any], self.client.request("pg_table", pg))
 
     def current(self) -> PlacementGroup | None:
         task = self.client.current_task
-        return None if task is None else self.client.request("pg_current", task)  # type: ignore[no-any-return]
+        return None if task is None else cast(PlacementGroup | None,
+                                              self.client.request("pg_current", task))
 
     def ready(self, pg: PlacementGroup) -> ObjectRef[Any]:
         return self.client.borrow(self.client.request("pg_ready", pg))
@@ -577,10 +578,10 @@ class WorkerClient(Backend):
 
     # -- the node and the caller ---------------------------------------------------------
     def cluster_resources(self) -> dict[str, float]:
-        return self.request("cluster_resources")  # type: ignore[no-any-return]
+        return cast(dict[str, float], self.request("cluster_resources"))
 
     def available_resources(self) -> dict[str, float]:
-        return self.request("available_resources")  # type: ignore[no-any-return]
+        return cast(dict[str, float], self.request("available_resources"))
 
     def nodes(self) -> list[dict[str, Any]]:
         return [{"NodeID": self.node_id, "Alive": True, "Resources": self.cluster_resources(),
@@ -618,7 +619,7 @@ class WorkerClient(Backend):
 
 
 def _load_function(blob: bytes) -> Callable[..., Any]:
-    return _pickle.loads(blob)  # type: ignore[no-any-return]
+    return cast(Callable[..., Any], _pickle.loads(blob))
 
 
 CLIENT: WorkerClient | None = None

@@ -30,7 +30,7 @@ import asyncio
 import queue as _stdlib_queue
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from aioray._api import get, kill, remote, wait, wait_async
 from aioray._backend import registry
@@ -118,7 +118,7 @@ class _QueueActor:
         return _check(queue_ops.get_nowait(self.queue))
 
     def get_nowait_batch(self, num_items: int) -> list[Any]:
-        return _check(queue_ops.get_batch(self.queue, num_items))  # type: ignore[no-any-return]
+        return cast(list[Any], _check(queue_ops.get_batch(self.queue, num_items)))
 
     async def _put(self, item: Any, timeout: float | None) -> Fail | None:
         return await _put(self.queue, item, timeout)
@@ -219,8 +219,8 @@ class Queue:
             return fast.qsize()
         handle = self._handle()
         if (n := self._direct("qsize")) is not USE_ACTOR:
-            return n  # type: ignore[no-any-return]
-        return get(handle.qsize.remote())  # type: ignore[no-any-return]
+            return cast(int, n)
+        return cast(int, get(handle.qsize.remote()))
 
     def qsize(self) -> int:
         """The number of items in the queue."""
@@ -233,8 +233,8 @@ class Queue:
             return fast.empty()
         handle = self._handle()
         if (e := self._direct("empty")) is not USE_ACTOR:
-            return e  # type: ignore[no-any-return]
-        return get(handle.empty.remote())  # type: ignore[no-any-return]
+            return cast(bool, e)
+        return cast(bool, get(handle.empty.remote()))
 
     def full(self) -> bool:
         """Whether the queue is full."""
@@ -243,8 +243,8 @@ class Queue:
             return fast.full()
         handle = self._handle()
         if (f := self._direct("full")) is not USE_ACTOR:
-            return f  # type: ignore[no-any-return]
-        return get(handle.full.remote())  # type: ignore[no-any-return]
+            return cast(bool, f)
+        return cast(bool, get(handle.full.remote()))
 
     # -- put ---------------------------------------------------------------------------------
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -364,11 +364,11 @@ class Queue:
         actor = self._handle()
         fast = self._fast()
         if fast is not None:
-            return _check(queue_ops.get_batch(fast, num_items))  # type: ignore[no-any-return]
+            return cast(list[Any], _check(queue_ops.get_batch(fast, num_items)))
         got = self._direct("get_batch", num_items)
         if got is not USE_ACTOR:
-            return _check(got)  # type: ignore[no-any-return]
-        return _check(get(actor._get_batch.remote(num_items)))  # type: ignore[no-any-return]
+            return cast(list[Any], _check(got))
+        return cast(list[Any], _check(get(actor._get_batch.remote(num_items))))
 
     # -- end ---------------------------------------------------------------------------------
     def shutdown(self, force: bool = False, grace_period_s: float = 5) -> None:

@@ -40,7 +40,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from multiprocessing import TimeoutError
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import aioray
 from aioray.exceptions import RayTaskError, TaskCancelledError, UnserializableException
@@ -301,7 +301,7 @@ class _Job:
 
     @property
     def sink(self) -> AsyncResult | IMapIterator | None:
-        return self._sink() if isinstance(self._sink, weakref.ref) else self._sink  # type: ignore[no-any-return]
+        return self._sink() if isinstance(self._sink, weakref.ref) else self._sink
 
 
 def _chunked(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
@@ -419,7 +419,7 @@ class Pool:
     def map(self, func: Callable[[Any], Any], iterable: Iterable[Any],
             chunksize: int | None = None) -> list[Any]:
         """``[func(x) for x in iterable]`` in parallel, in order."""
-        return self._map_async(func, iterable, chunksize, False, None, None).get()  # type: ignore[no-any-return]
+        return cast(list[Any], self._map_async(func, iterable, chunksize, False, None, None).get())
 
     def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any],
                   chunksize: int | None = None,
@@ -432,7 +432,7 @@ class Pool:
     def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
                 chunksize: int | None = None) -> list[Any]:
         """``[func(*args) for args in iterable]`` in parallel, in order."""
-        return self._map_async(func, iterable, chunksize, True, None, None).get()  # type: ignore[no-any-return]
+        return cast(list[Any], self._map_async(func, iterable, chunksize, True, None, None).get())
 
     def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
                       chunksize: int | None = None,
