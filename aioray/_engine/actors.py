@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aioray._engine.backchannel import ref_for
 from aioray._engine.context import current_actor, current_call, current_task
+from aioray._engine.states import ActorStatus, CallState
 from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
 from aioray._engine.tasks import _raise_in_thread, _wait_thread_capacity, app_error, fail_outputs
 from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
@@ -130,7 +131,7 @@ class ActorCall:
         self.in_thread = False  # handed to an actor thread: asyncio cannot stop it any more
         self.cancelled = False
         self.attempt = 0
-        self.state = "queued"
+        self.state = CallState.QUEUED
         self.submitter: Any = None  # who made the call; calls keep their order per submitter
 
     def fail(self, error: BaseException) -> None:
@@ -217,7 +218,7 @@ class ActorState:
         self.namespace: str = opts.get("namespace") or self.rt.namespace
         self.detached = opts.get("lifetime") == "detached"
         self.instance: Any = None
-        self.status = "PENDING"  # PENDING -> ALIVE -> (RESTARTING ->) DEAD
+        self.status = ActorStatus.PENDING
         self.death_cause: BaseException | None = None
         self.restarts = 0
         self.max_restarts = opts.get("max_restarts") or 0
@@ -292,10 +293,10 @@ class ActorState:
                 instance = await asyncio.wrap_future(done)
         finally:
             current_actor.reset(token)
-        if self.status == "DEAD":
+        if self.status is ActorStatus.DEAD:
             return
         self.instance = instance
-        self.status = "ALIVE"
+        self.status = ActorStatus.ALIVE
         if not self.ready.done():
             self.ready.set_result(None)
         for g in self.groups.values():
@@ -310,7 +311,7 @@ class ActorState:
 
     def _exit_if_unused(self) -> None:
         """No handle is left (and not named/detached): go once the queued calls are done."""
-        if self.terminate_when_idle and self.status == "ALIVE" and self._idle():
+        if self.terminate_when_idle and self.status is ActorStatus.ALIVE and self._idle():
             self._die(ActorDiedError(
                 f"The actor {self.ac.__name__} went out of scope: every handle to it was "
                 "dropped.", actor_id=self.actor_id.hex()))
@@ -319,12 +320,12 @@ class ActorState:
         """End the actor (or restart it). ``graceful`` (exit_actor, __ray_terminate__): calls
         already running finish; otherwise (kill) they are interrupted and fail with ``cause``.
         Queued calls fail with ``cause`` either way."""
-        if self.status == "DEAD":
+        if self.status is ActorStatus.DEAD:
             return
         if restart and self.can_restart():
             self._restart(cause)
             return
-        self.status = "DEAD"
+        self.status = ActorStatus.DEAD
         self.death_cause = cause
         if not self.ready.done():
             self.ready.set_result(None)
@@ -332,9 +333,9 @@ class ActorState:
         for g in self.groups.values():
             for call in list(g.running):
                 # a call handed to a thread but not started yet counts as queued
-                if not graceful or call.state == "dispatched":
+                if not graceful or call.state is CallState.DISPATCHED:
                     self._abort_running(call, cause)
-            running = running or any(c.state != "dispatched" for c in g.running)
+            running = running or any(c.state is not CallState.DISPATCHED for c in g.running)
             while g.queue:
                 call = g.queue.popleft()
                 self.manager.done(call)
@@ -370,7 +371,7 @@ class ActorState:
 
     def _restart(self, cause: BaseException) -> None:
         self.restarts += 1
-        self.status = "RESTARTING"
+        self.status = ActorStatus.RESTARTING
         self.instance = None
         for g in self.groups.values():
             for call in list(g.running):
@@ -379,7 +380,7 @@ class ActorState:
                     # Retry on the new instance, ahead of the calls queued behind it. The old
                     # execution is stopped and, being stale (attempt changed), resolves nothing.
                     call.attempt += 1
-                    call.state = "queued"
+                    call.state = CallState.QUEUED
                     call.in_thread = False
                     g.queue.appendleft(call)
                     self._interrupt_stale(call)
@@ -413,7 +414,7 @@ class ActorState:
 
     # -- calls (loop thread) ------------------------------------------------------------
     def submit(self, call: ActorCall) -> None:
-        if self.status == "DEAD":
+        if self.status is ActorStatus.DEAD:
             self.manager.done(call)
             call.fail(self._dead_error())
             return
@@ -425,7 +426,7 @@ class ActorState:
                 f"{self.ac.__name__}; declared: {sorted(g for g in self.groups if g != DEFAULT_GROUP)}."))
             return
         group.queue.append(call)
-        if self.status == "ALIVE":
+        if self.status is ActorStatus.ALIVE:
             self._pump(group)
 
     def _dead_error(self) -> ActorDiedError:
@@ -441,7 +442,7 @@ class ActorState:
         ready holds back its submitter's later calls, while other submitters' calls pass (as
         in Ray). Async actors take at most ``limit`` calls at once; sync actors hand every
         startable call to the group's threads, which bound the concurrency themselves."""
-        if self.status != "ALIVE":
+        if self.status is not ActorStatus.ALIVE:
             return
         lanes = group.lanes
         q = group.queue
@@ -490,12 +491,12 @@ class ActorState:
                 q.popleft()
             group.running.add(call)
             if lanes is not None:
-                call.state = "dispatched"
+                call.state = CallState.DISPATCHED
                 call.in_thread = True
                 lanes.submit(functools.partial(self._run_in_thread, call, call.attempt, group,
                                                dep_values))
             else:
-                call.state = "running"
+                call.state = CallState.RUNNING
                 call.atask = self.rt.loop.create_task(self._run(call, group, dep_values))
 
     async def _await_args(self, group: _Group, call: ActorCall,
@@ -516,10 +517,10 @@ class ActorState:
     def _run_in_thread(self, call: ActorCall, attempt: int, group: _Group,
                        dep_values: list[Any]) -> None:
         """On one of the group's threads: run the call, post the outcome to the loop."""
-        if call.cancelled or call.attempt != attempt or self.exiting or self.status == "DEAD":
+        if call.cancelled or call.attempt != attempt or self.exiting or self.status is ActorStatus.DEAD:
             self.rt.call_soon(self._thread_done, call, attempt, group, "skip", None)
             return
-        call.state = "started"
+        call.state = CallState.STARTED
         call.thread_ident = threading.get_ident()
         actor_token = current_actor.set(self)
         call_token = current_call.set(call)
@@ -598,11 +599,11 @@ class ActorState:
         if current:
             group.running.discard(call)
             self.manager.done(call)
-        if self.status == "ALIVE":
+        if self.status is ActorStatus.ALIVE:
             if current:
                 self._pump(group)
             self._exit_if_unused()
-        elif self.status == "DEAD" and self.instance is not None and self._idle():
+        elif self.status is ActorStatus.DEAD and self.instance is not None and self._idle():
             self._release()  # the last call running at a graceful exit is done
 
     def _retries_left(self, call: ActorCall) -> bool:
@@ -615,7 +616,7 @@ class ActorState:
         up to ``max_task_retries`` times, from the front of the queue (calls already handed
         to threads may run first: Ray guarantees no order once retries happen)."""
         wanted = call.opts.get("retry_exceptions")
-        if not wanted or call.sink is not None or call.cancelled or self.status != "ALIVE":
+        if not wanted or call.sink is not None or call.cancelled or self.status is not ActorStatus.ALIVE:
             return False  # generator methods are not retried: their items are out already
         if isinstance(wanted, (list, tuple)) and not isinstance(error, tuple(wanted)):
             return False
@@ -623,7 +624,7 @@ class ActorState:
             return False
         group.running.discard(call)
         call.attempt += 1
-        call.state = "queued"
+        call.state = CallState.QUEUED
         call.in_thread = False
         group.queue.appendleft(call)
         return True
@@ -656,10 +657,10 @@ class ActorState:
             if call.attempt == attempt:  # else re-queued by a restart: not ours any more
                 group.running.discard(call)
                 self.manager.done(call)
-            if self.status == "ALIVE":
+            if self.status is ActorStatus.ALIVE:
                 self._pump(group)
                 self._exit_if_unused()
-            elif self.status == "DEAD" and self.instance is not None and self._idle():
+            elif self.status is ActorStatus.DEAD and self.instance is not None and self._idle():
                 self._release()  # the last call running at a graceful exit is done
 
     async def _invoke(self, call: ActorCall, group: _Group, dep_values: list[Any],
@@ -803,7 +804,7 @@ class ActorManager:
         if name is not None:
             with self._named_lock:
                 existing = self.named.get((namespace, name))
-                if existing is not None and existing.status != "DEAD":
+                if existing is not None and existing.status is not ActorStatus.DEAD:
                     if opts.get("get_if_exists"):
                         return self.handle_for(existing.actor_id, existing.ac.__name__,
                                                existing.ac._methods)
@@ -828,7 +829,7 @@ class ActorManager:
         return handle
 
     def _start(self, state: ActorState) -> None:
-        if state.status == "DEAD":  # killed before it could start
+        if state.status is ActorStatus.DEAD:  # killed before it could start
             return
         state.create_task = self.rt.loop.create_task(state.create())
 
@@ -916,7 +917,7 @@ class ActorManager:
             return
         cause = ActorDiedError("The actor was killed by aioray.kill().",
                                actor_id=actor_id.hex())
-        if state.status in ("PENDING", "RESTARTING"):
+        if state.status in (ActorStatus.PENDING, ActorStatus.RESTARTING):
             if not no_restart and state.can_restart():
                 return  # already on its way to a fresh instance
             task = getattr(state, "create_task", None)
@@ -930,7 +931,7 @@ class ActorManager:
         ns = namespace or self.rt.namespace
         with self._named_lock:
             state = self.named.get((ns, name))
-        if state is None or state.status == "DEAD":
+        if state is None or state.status is ActorStatus.DEAD:
             names = sorted(n for (space, n), s in self.named.items() if space == ns)
             raise ValueError(
                 f"Failed to look up actor with name {name!r} in namespace {ns!r}. Named actors "
@@ -950,9 +951,9 @@ class ActorManager:
         self.check_cancel(task_id, force)
         call.cancelled = True
         call.fail(TaskCancelledError(task_id.hex()))
-        if call.state == "running" and call.atask is not None and not call.in_thread:
+        if call.state is CallState.RUNNING and call.atask is not None and not call.in_thread:
             call.atask.cancel()
-        elif call.state == "queued":
+        elif call.state is CallState.QUEUED:
             state = self.actors.get(call.actor_id)
             group = state.groups.get(call.group) if state is not None else None
             if group is not None and call in group.waiting:
@@ -972,7 +973,7 @@ class ActorManager:
             return  # a new handle was made meanwhile
         # Ray lets queued calls finish before an out-of-scope actor goes away.
         state.terminate_when_idle = True
-        if state.status == "PENDING" and state._idle():
+        if state.status is ActorStatus.PENDING and state._idle():
             # Never used and not created yet (maybe waiting for resources): don't create it.
             task = getattr(state, "create_task", None)
             if task is not None and not task.done():

@@ -20,6 +20,7 @@ from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import object_id
 from aioray._objects.serialization import ErrorValue, picklable_exception
 from aioray._objects.store import PENDING, STORE, ObjectEntry
+from aioray._wire.messages import Reply
 from aioray.exceptions import GetTimeoutError, ObjectFreedError
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class Backchannel:
     def request(self, worker: WorkerHandle, rid: int, op: str, args: tuple[Any, ...]) -> None:
         handler = self._handlers.get(op)
         if handler is None:
-            worker.send(("reply", rid, False, RuntimeError(f"unknown request {op!r}")))
+            worker.send(Reply(rid, False, RuntimeError(f"unknown request {op!r}")))
             return
         self.rt.loop.create_task(self._serve(worker, rid, handler, args))
 
@@ -89,7 +90,7 @@ class Backchannel:
         except BaseException as e:
             ok, value = False, picklable_exception(e)
         carrying = value if ok and isinstance(value, list) else ()
-        worker.send(("reply", rid, ok, value), carrying=carrying)
+        worker.send(Reply(rid, ok, value), carrying=carrying)
 
     def call(self, worker: WorkerHandle, op: str, args: tuple[Any, ...]) -> None:
         handler = self._calls.get(op)

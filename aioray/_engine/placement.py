@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from aioray._backend.base import PlacementGroups
 from aioray._engine.context import current_actor, current_task
 from aioray._engine.scheduling.resources import Grant, ResourcePool
+from aioray._engine.states import ActorStatus, GroupScheduling, GroupState
 from aioray._handles.placement_group import (
     PlacementGroup,
     PlacementGroupID,
@@ -164,8 +165,8 @@ class _GroupState:
             pool.available = {k: 0.0 for k in pool.total}  # nothing until reserved
             self.pools.append(pool)
         self.any_pool = _AnyBundlePool(self)
-        self.state = "PENDING"
-        self.scheduling_state = "QUEUED"
+        self.state = GroupState.PENDING
+        self.scheduling_state = GroupScheduling.QUEUED
         self.infeasible: str | None = None
         self.grant: Grant | None = None
         self.task: asyncio.Task[None] | None = None
@@ -175,11 +176,11 @@ class _GroupState:
 
     # -- loop thread --------------------------------------------------------------------
     def start(self) -> None:
-        if self.state != "PENDING":
+        if self.state is not GroupState.PENDING:
             return
         if self.infeasible is not None:
             err = PlacementGroupInfeasibleError(self.infeasible)
-            self.scheduling_state = "INFEASIBLE"
+            self.scheduling_state = GroupScheduling.INFEASIBLE
             self._fail_pools(err)
             self.ready_entry.retrieved = True  # reported by the warning already
             self.ready_entry.resolve(ErrorValue(err))
@@ -200,15 +201,15 @@ class _GroupState:
             self._fail_pools(e)
             self.ready_entry.resolve(ErrorValue(e))
             return
-        if self.state != "PENDING":
+        if self.state is not GroupState.PENDING:
             grant.release()
             return
         self._reserved(grant)
 
     def _reserved(self, grant: Grant) -> None:
         self.grant = grant
-        self.state = "CREATED"
-        self.scheduling_state = "FINISHED"
+        self.state = GroupState.CREATED
+        self.scheduling_state = GroupScheduling.FINISHED
         self.latency_ms = (time.monotonic() - self.created_at) * 1000.0
         for pool, gpu_ids in zip(self.pools, _split_gpus(grant, self.requests), strict=True):
             pool._gpu_free = gpu_ids
@@ -224,7 +225,7 @@ class _GroupState:
 
     def remove(self) -> None:
         """``remove_placement_group``: kill what runs in the group, free its resources."""
-        if self.state == "REMOVED":
+        if self.state is GroupState.REMOVED:
             return
         err = PlacementGroupRemovedError(
             f"Placement group {self.label} was removed (remove_placement_group).")
@@ -233,7 +234,7 @@ class _GroupState:
         for actor in list(rt.actors.actors.values()):
             if _group_of(actor.opts) == self.handle:
                 task = getattr(actor, "create_task", None)
-                if actor.status == "PENDING" and task is not None and not task.done():
+                if actor.status is ActorStatus.PENDING and task is not None and not task.done():
                     task.cancel()
                 actor._die(ActorDiedError(
                     f"The actor was killed because its placement group {self.label} was "
@@ -247,10 +248,10 @@ class _GroupState:
 
     def _close(self, error: BaseException) -> None:
         """Fail waiters and give the reservation back (removal, runtime shutdown)."""
-        if self.state == "REMOVED":
+        if self.state is GroupState.REMOVED:
             return
-        self.state = "REMOVED"
-        self.scheduling_state = "REMOVED"
+        self.state = GroupState.REMOVED
+        self.scheduling_state = GroupScheduling.REMOVED
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self._fail_pools(error)
@@ -262,7 +263,7 @@ class _GroupState:
 
     # -- any thread -----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        created = self.state == "CREATED"
+        created = self.state is GroupState.CREATED
         return {
             "placement_group_id": self.hex,
             "name": self.name,
@@ -270,14 +271,14 @@ class _GroupState:
             "bundles_to_node_id": {i: self.rt.node_id if created else ""
                                    for i in range(len(self.specs))},
             "strategy": self.strategy,
-            "state": self.state,
+            "state": self.state.value,
             "lifetime": self.lifetime,
             "stats": {
                 "end_to_end_creation_latency_ms": self.latency_ms,
                 "scheduling_latency_ms": self.latency_ms,
                 "scheduling_attempt": 1,
                 "highest_retry_delay_ms": 0,
-                "scheduling_state": self.scheduling_state,
+                "scheduling_state": self.scheduling_state.value,
             },
         }
 
@@ -486,7 +487,7 @@ class EmbeddedPlacement(PlacementGroups):
         if entry.value is PENDING:
             self.rt.run_sync(self.rt.wait_entries([entry], timeout=timeout_seconds), None,
                              "PlacementGroup.wait()", "await pg.wait_async(timeout_seconds)")
-        return st.state == "CREATED"
+        return st.state is GroupState.CREATED
 
     def infeasible_reason(self, pg: PlacementGroup) -> str | None:
         st = _state(self.rt, pg)

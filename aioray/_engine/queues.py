@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioray._backend.base import USE_ACTOR, Queues
 from aioray._engine.context import current_actor
+from aioray._engine.states import ActorStatus
 from aioray._engine.worker_pool import adopt_segments
 from aioray._handles import queue_ops
 from aioray._handles.ref import ObjectRef
@@ -57,7 +58,7 @@ class EmbeddedQueues(Queues):
     def _live(self, qid: str) -> asyncio.Queue[Any] | None:
         q = self.local.get(qid)
         state = self.actors.get(qid)
-        if q is None or state is None or state.status != "ALIVE":
+        if q is None or state is None or state.status is not ActorStatus.ALIVE:
             return None  # not created yet, or dead: the actor path gives the right outcome
         return q
 

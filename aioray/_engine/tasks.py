@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioray._engine.context import current_task
 from aioray._engine.placement import captured_opts
+from aioray._engine.states import Executor
 from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
 from aioray._handles.args import pack_args, split_returns, unpack_args
 from aioray._handles.generator import ObjectRefGenerator, yield_items
@@ -36,6 +37,7 @@ from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, picklable_exception, serialize
 from aioray._objects.store import PENDING, ObjectEntry
+from aioray._wire.messages import Credit, Failed, Fn, Task
 from aioray.exceptions import (
     RayTaskError,
     TaskCancelledError,
@@ -99,7 +101,7 @@ class TaskSpec:
         self.worker: WorkerHandle | None = None
         self.thread_ident: int | None = None
         self.grant: Grant | None = None
-        self.executor = "loop"
+        self.executor = Executor.LOOP
         self.req: dict[str, float] = {}
         self.pool: ResourcePool | None = None
 
@@ -165,11 +167,11 @@ class TaskManager:
         spec = TaskSpec(task_id, rf, payload, deps, opts)
         spec.parent = parent
         if rf._is_async:
-            spec.executor = "loop"
+            spec.executor = Executor.LOOP
         elif opts.get("executor") == "thread" or self.rt.local_mode:
-            spec.executor = "thread"
+            spec.executor = Executor.THREAD
         else:
-            spec.executor = "process"
+            spec.executor = Executor.PROCESS
         if "num_cpus" in opts or "num_gpus" in opts or "resources" in opts:
             spec.req = resource_request(opts, 0.0 if rf._is_async else 1.0)
         else:  # the common case: a shared constant, never mutated
@@ -232,7 +234,7 @@ class TaskManager:
                 if parent.children is None:
                     parent.children = []
                 parent.children.append(spec.task_id)
-        if spec.executor == "loop" and not spec.deps and not spec.req and spec.sink is None:
+        if spec.executor is Executor.LOOP and not spec.deps and not spec.req and spec.sink is None:
             spec.atask = self.loop.create_task(self._run_simple(spec))
         else:
             spec.atask = self.loop.create_task(self._run(spec))
@@ -324,13 +326,13 @@ class TaskManager:
 
     async def _execute(self, spec: TaskSpec, dep_values: list[Any], grant: Grant | None) -> None:
         on_item = self._item_handler(spec)
-        if spec.executor == "loop":
+        if spec.executor is Executor.LOOP:
             token = current_task.set(spec)
             try:
                 await self._execute_coroutine(spec, dep_values, on_item)
             finally:
                 current_task.reset(token)
-        elif spec.executor == "thread":
+        elif spec.executor is Executor.THREAD:
             await self._execute_thread(spec, dep_values, grant, on_item)
         else:
             await self._execute_process(spec, dep_values, grant, on_item)
@@ -421,19 +423,19 @@ class TaskManager:
                 raise asyncio.CancelledError()
             fn_id = rf._fn_id
             if fn_id not in w.known_fns:
-                w.send(("fn", fn_id, rf._pickled_function()))
+                w.send(Fn(fn_id, rf._pickled_function()))
                 w.known_fns.add(fn_id)
             run = w.start(spec.task_id, on_item)
             spec.worker = w
             if stream is not None and stream.backpressure:
-                stream.on_consumed = lambda n: w.send(("credit", spec.task_id, n))
-            w.send(("task", spec.task_id, fn_id, spec.payload, dep_values, spec.nret
-                    if isinstance(spec.nret, int) else 1, spec.name,
-                    grant.gpu_ids if grant is not None and grant.gpu_ids else None,
-                    on_item is not None, stream.backpressure if stream is not None else 0),
+                stream.on_consumed = lambda n: w.send(Credit(spec.task_id, n))
+            w.send(Task(spec.task_id, fn_id, spec.payload, dep_values,
+                        spec.nret if isinstance(spec.nret, int) else 1, spec.name,
+                        grant.gpu_ids if grant is not None and grant.gpu_ids else None,
+                        on_item is not None, stream.backpressure if stream is not None else 0),
                    carrying=[spec.payload, *dep_values])
             try:
-                kind, result = await asyncio.shield(run.fut)
+                outcome = await asyncio.shield(run.fut)
             except asyncio.CancelledError:
                 # Cancelled while running: the worker is told (cancel()); wait for it to stop
                 # so it goes back to the pool in a known state.
@@ -455,8 +457,9 @@ class TaskManager:
             if stream is not None:
                 stream.on_consumed = None
             self.rt.workers.release(w, retire=retire)
-        if kind == "failed":
-            raise _AppError(result.as_instanceof_cause())
+        if isinstance(outcome, Failed):
+            raise _AppError(outcome.error.as_instanceof_cause())
+        result = outcome.stored
         if type(result) is ErrorValue:  # cancelled inside the worker
             spec.fail(result.error)
             return

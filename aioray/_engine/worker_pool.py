@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aioray._objects.serialization import SerializedObject
 from aioray._objects.shm import SharedBuffer
 from aioray._wire.framing import FrameProtocol
+from aioray._wire.messages import Call, Cancel, Done, Exit, Failed, Init, Ready, Release, Req, Yield
 from aioray.exceptions import WorkerCrashedError
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class TaskRun:
 
     __slots__ = ("fut", "on_item", "task_id")
 
-    def __init__(self, task_id: bytes, fut: asyncio.Future[tuple[str, Any]],
+    def __init__(self, task_id: bytes, fut: asyncio.Future[Done | Failed],
                  on_item: Callable[[Any], None] | None) -> None:
         self.task_id = task_id
         self.fut = fut
@@ -101,26 +102,26 @@ class WorkerHandle:
 
     # -- receiving ----------------------------------------------------------------------
     def on_message(self, msg: Any) -> None:
-        kind = msg[0]
+        tp = type(msg)
         run = self.run
-        if kind == "yield":
-            adopt_segments(msg[2])
-            if run is not None and run.task_id == msg[1] and run.on_item is not None:
-                run.on_item(msg[2])
-        elif kind == "done" or kind == "failed":
-            stored = msg[2]
-            if kind == "done":
+        if tp is Yield:
+            adopt_segments(msg.stored)
+            if run is not None and run.task_id == msg.task_id and run.on_item is not None:
+                run.on_item(msg.stored)
+        elif tp is Done or tp is Failed:
+            if tp is Done:
+                stored = msg.stored
                 for s in stored if isinstance(stored, list) else (stored,):
                     adopt_segments(s)
-            if run is not None and run.task_id == msg[1] and not run.fut.done():
-                run.fut.set_result((kind, stored))
-        elif kind == "req":
-            self.pool.runtime.backchannel.request(self, msg[1], msg[2], msg[3])
-        elif kind == "call":
-            self.pool.runtime.backchannel.call(self, msg[1], msg[2])
-        elif kind == "release":
-            self.release(msg[1])
-        elif kind == "ready":
+            if run is not None and run.task_id == msg.task_id and not run.fut.done():
+                run.fut.set_result(msg)
+        elif tp is Req:
+            self.pool.runtime.backchannel.request(self, msg.rid, msg.op, msg.args)
+        elif tp is Call:
+            self.pool.runtime.backchannel.call(self, msg.op, msg.args)
+        elif tp is Release:
+            self.release(msg.items)
+        elif tp is Ready:
             if not self.ready.done():
                 self.ready.set_result(None)
 
@@ -165,7 +166,7 @@ class WorkerHandle:
         if force:
             self.kill()
         else:
-            self.send(("cancel", task_id))
+            self.send(Cancel(task_id))
 
     def kill(self) -> None:
         self.killed_on_purpose = True
@@ -175,7 +176,7 @@ class WorkerHandle:
             pass
 
     def exit(self) -> None:
-        self.send(("exit",))
+        self.send(Exit())
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
 
@@ -290,7 +291,7 @@ class WorkerPool:
 
         await self.loop.create_unix_connection(make_protocol, sock=parent)
         rt = self.runtime
-        w.send(("init", rt.driver_pid, list(sys.path), rt.namespace, rt.job_id, rt.node_id))
+        w.send(Init(rt.driver_pid, list(sys.path), rt.namespace, rt.job_id, rt.node_id))
         await asyncio.wait_for(asyncio.shield(w.ready), timeout=120)
         return w
 

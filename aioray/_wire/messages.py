@@ -1,0 +1,101 @@
+"""The messages between the driver and a worker process, one typed record each.
+
+Both ends run the same aioray, so a record pickles by class and unpickles as the same type;
+receivers dispatch on ``type(msg)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from aioray.exceptions import RayTaskError
+
+
+# -- driver -> worker ----------------------------------------------------------------------
+class Init(NamedTuple):
+    driver_pid: int
+    sys_path: list[str]
+    namespace: str
+    job_id: str
+    node_id: str
+
+
+class Fn(NamedTuple):
+    """A remote function's pickle, sent once per worker before its first task."""
+
+    fn_id: bytes
+    blob: bytes
+
+
+class Task(NamedTuple):
+    task_id: bytes
+    fn_id: bytes
+    payload: Any  # the packed (args, kwargs)
+    dep_values: list[Any]  # stored values of the top-level ref arguments
+    nret: int
+    name: str
+    gpu_ids: list[int] | None
+    streaming: bool  # a generator whose items are sent as they are yielded
+    backpressure: int  # unconsumed items at which the generator pauses (0: never)
+
+
+class Cancel(NamedTuple):
+    task_id: bytes
+
+
+class Credit(NamedTuple):
+    """How many of a streaming task's items the consumer has taken (backpressure)."""
+
+    task_id: bytes
+    consumed: int
+
+
+class Reply(NamedTuple):
+    rid: int
+    ok: bool
+    value: Any
+
+
+class Exit(NamedTuple):
+    pass
+
+
+# -- worker -> driver ----------------------------------------------------------------------
+class Ready(NamedTuple):
+    pid: int
+
+
+class Req(NamedTuple):
+    """A back-channel request: the worker blocks until the driver's :class:`Reply`."""
+
+    rid: int
+    op: str
+    args: tuple[Any, ...]
+
+
+class Call(NamedTuple):
+    """A back-channel call: fire and forget (``.remote()``, ``put``, ``cancel``...)."""
+
+    op: str
+    args: tuple[Any, ...]
+
+
+class Release(NamedTuple):
+    """Borrowed ids the worker dropped, each with the frame count when it last saw it."""
+
+    items: list[tuple[bytes, int]]
+
+
+class Yield(NamedTuple):
+    task_id: bytes
+    stored: Any
+
+
+class Done(NamedTuple):
+    task_id: bytes
+    stored: Any  # one stored value, or a list of them (num_returns > 1)
+
+
+class Failed(NamedTuple):
+    task_id: bytes
+    error: RayTaskError
