@@ -48,11 +48,13 @@ from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenera
 from aioray._handles.ref import ObjectRef
 
 __version__ = "0.1.0"
+ObjectID = ObjectRef  # Ray's deprecated alias of ObjectRef
 
 __all__ = [
     "ActorClass",
     "ActorHandle",
     "DynamicObjectRefGenerator",
+    "ObjectID",
     "ObjectRef",
     "ObjectRefGenerator",
     "RemoteFunction",

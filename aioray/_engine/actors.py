@@ -99,6 +99,19 @@ class _ActorToken:
             pass
 
 
+def _ready() -> bool:
+    return True
+
+
+# Methods every actor has (Ray's names), whatever its class defines.
+_BUILTIN_METHODS: dict[str, Callable[..., Any]] = {"__ray_ready__": _ready}
+
+
+def _method(instance: Any, name: str) -> Callable[..., Any]:
+    builtin = _BUILTIN_METHODS.get(name)
+    return builtin if builtin is not None else getattr(instance, name)
+
+
 def pin_actor(rt: Runtime, actor_id: bytes) -> ActorHandle[Any]:
     """Driver side: a handle that keeps ``actor_id`` alive while a stored value (sent back by a
     worker, say) contains a handle to it."""
@@ -551,7 +564,7 @@ class ActorState:
         pid = self.rt.driver_pid
         sink = call.sink
         try:
-            fn = getattr(self.instance, meta.name)
+            fn = _method(self.instance, meta.name)
             args, kwargs = unpack_args(call.args_payload, dep_values)
             result = fn(*args, **kwargs)
             if sink is not None:
@@ -669,7 +682,7 @@ class ActorState:
         pid = self.rt.driver_pid
         name = f"{self.ac.__name__}.{meta.name}"
         instance = self.instance
-        fn = getattr(instance, meta.name)
+        fn = _method(instance, meta.name)
         sink = call.sink
         stream = sink if isinstance(sink, GeneratorStream) else None
         token = current_actor.set(self)

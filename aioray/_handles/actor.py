@@ -231,6 +231,13 @@ class ActorMethod(Generic[P, R]):
         return bind_method(self, args, kwargs)
 
 
+# Methods every actor handle has (Ray's): ``__ray_terminate__`` ends the actor after the
+# calls submitted before it; ``__ray_ready__`` resolves to True once ``__init__`` finished
+# (raising the actor's death, e.g. its ``__init__`` error, if it never will).
+_BUILTIN_METHODS = {name: MethodMeta(name, lambda: None)
+                    for name in ("__ray_terminate__", "__ray_ready__")}
+
+
 class ActorHandle(Generic[T]):
     """A reference to an actor. Picklable: pass it to tasks (also in worker processes) and to
     other actors. ``handle.method.remote(...)`` calls a method."""
@@ -245,8 +252,8 @@ class ActorHandle(Generic[T]):
 
     def __getattr__(self, name: str) -> ActorMethod[..., Any]:
         if name.startswith("_") and name not in self.__dict__.get("_methods", {}):
-            if name == "__ray_terminate__":
-                return ActorMethod(self, MethodMeta("__ray_terminate__", lambda: None))
+            if name in _BUILTIN_METHODS:
+                return ActorMethod(self, _BUILTIN_METHODS[name])
             raise AttributeError(name)
         meta = self._methods.get(name)
         if meta is None:
