@@ -23,7 +23,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import inspect
 import queue
 import threading
 import uuid
@@ -36,14 +35,15 @@ from aioray._engine.backchannel import ref_for
 from aioray._engine.context import current_actor, current_call, current_task
 from aioray._engine.states import ActorStatus, CallState
 from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
-from aioray._engine.tasks import _raise_in_thread, _wait_thread_capacity, app_error, fail_outputs
+from aioray._engine.tasks import _raise_in_thread, _wait_thread_capacity, fail_outputs
+from aioray._exec.invoke import AppError, Body, app_error, run_async, run_sync
 from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
-from aioray._handles.args import ArgRef, pack_args, split_returns, unpack_args
-from aioray._handles.generator import ObjectRefGenerator, yield_items
+from aioray._handles.args import ArgRef, pack_args, unpack_args
+from aioray._handles.generator import ObjectRefGenerator
 from aioray._handles.options import resource_request
 from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import new_task_id, object_id
-from aioray._objects.serialization import ErrorValue, serialize
+from aioray._objects.serialization import ErrorValue
 from aioray._objects.store import PENDING, STORE, ObjectEntry
 from aioray.exceptions import (
     ActorDiedError,
@@ -51,7 +51,6 @@ from aioray.exceptions import (
     ActorUnschedulableError,
     PendingCallsLimitExceeded,
     RayActorError,
-    RayTaskError,
     TaskCancelledError,
 )
 
@@ -274,7 +273,7 @@ class ActorState:
             self._die(ActorDiedError("The actor exited on purpose: exit_actor() was called in "
                                      "__init__.", actor_id=self.actor_id.hex()))
         except BaseException as e:
-            cause = e.error if isinstance(e, _InitError) else e
+            cause = e.error if isinstance(e, AppError) else e
             self._die(ActorDiedError(
                 f"The actor {self.ac.__name__} died because of an error raised in its creation "
                 f"task: {cause}", cause=cause, actor_id=self.actor_id.hex()))
@@ -421,7 +420,7 @@ class ActorState:
             self._die(ActorDiedError("The actor was killed while restarting.",
                                      actor_id=self.actor_id.hex()))
         except BaseException as e:
-            cause = e.error if isinstance(e, _InitError) else e
+            cause = e.error if isinstance(e, AppError) else e
             self._die(ActorDiedError(f"The actor failed to restart: {cause}", cause=cause,
                                      actor_id=self.actor_id.hex()))
 
@@ -545,7 +544,7 @@ class ActorState:
         except ActorExit:
             kind = "exit"
             self.exiting = True  # no call starts on any thread after this one
-        except _InitError as e:
+        except AppError as e:
             kind, value = "error", e.error
         except _Interrupted:
             kind = "interrupted"
@@ -559,32 +558,24 @@ class ActorState:
 
     def _body(self, call: ActorCall, dep_values: list[Any]) -> list[Any] | None:
         """A sync method's code and the serialization of its results (in a thread)."""
-        meta = call.meta
-        name = f"{self.ac.__name__}.{meta.name}"
-        pid = self.rt.driver_pid
         sink = call.sink
+        emit = pause = None
+        if sink is not None:
+            post = self.rt.call_soon  # the same FIFO as the call's outcome: items first
+            push = sink.pusher()  # a retry after a restart skips items already sent
+            emit = functools.partial(post, push)
+            pause = _pause_thread(sink)
+        return run_sync(self._what(call, dep_values), emit, pause=pause,
+                        stop=lambda _items: call.cancelled,  # ends at the next yield
+                        passthrough=(ActorExit, _Interrupted))
+
+    def _what(self, call: ActorCall, dep_values: list[Any]) -> Body:
+        name = f"{self.ac.__name__}.{call.meta.name}"
         try:
-            fn = _method(self.instance, meta.name)
-            args, kwargs = unpack_args(call.args_payload, dep_values)
-            result = fn(*args, **kwargs)
-            if sink is not None:
-                post = self.rt.call_soon  # the same FIFO as the call's outcome: items first
-                stream = sink if isinstance(sink, GeneratorStream) else None
-                push = sink.pusher()  # a retry after a restart skips items already sent
-                produced = 0
-                for item in yield_items(result, name):
-                    if call.cancelled:
-                        break  # cancel() stops a sync generator method at its next yield
-                    post(push, serialize(item, pid))
-                    produced += 1
-                    if stream is not None and stream.backpressure:
-                        _wait_thread_capacity(stream, produced)
-                return None
-            return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
-        except (ActorExit, _Interrupted):
-            raise
-        except Exception as e:
-            raise _InitError(app_error(name, e)) from None
+            fn = _method(self.instance, call.meta.name)
+        except AttributeError as e:
+            raise AppError(app_error(name, e)) from None
+        return Body(fn, call.args_payload, dep_values, name, call.nret, self.rt.driver_pid)
 
     def _thread_done(self, call: ActorCall, attempt: int, group: _Group, kind: str,
                      value: Any) -> None:
@@ -660,7 +651,7 @@ class ActorState:
                 call.fail(TaskCancelledError(call.task_id.hex()))
         except ActorExit:
             self._exit(call, "exit_actor() was called")
-        except _InitError as e:
+        except AppError as e:
             if call.attempt == attempt and not self._retry_on_error(call, group, e.error):
                 call.fail(e.error)
         except BaseException as e:
@@ -679,37 +670,19 @@ class ActorState:
     async def _invoke(self, call: ActorCall, group: _Group, dep_values: list[Any],
                       attempt: int) -> None:
         meta = call.meta
-        pid = self.rt.driver_pid
-        name = f"{self.ac.__name__}.{meta.name}"
-        instance = self.instance
-        fn = _method(instance, meta.name)
         sink = call.sink
         stream = sink if isinstance(sink, GeneratorStream) else None
         token = current_actor.set(self)
         call_token = current_call.set(call)
         try:
+            what = self._what(call, dep_values)
             if meta.is_async or (self.is_async and not meta.is_generator):
-                try:
-                    args, kwargs = unpack_args(call.args_payload, dep_values)
-                    if meta.is_generator:
-                        push = sink.pusher()  # a retry after a restart skips items sent
-                        async for item in fn(*args, **kwargs):
-                            push(serialize(item, pid))
-                            if stream is not None and stream.backpressure:
-                                await stream.wait_capacity()
-                        values = None
-                    else:
-                        result = fn(*args, **kwargs)
-                        if inspect.isawaitable(result):
-                            result = await result
-                        values = [serialize(v, pid) for v in
-                                  split_returns(result, call.nret, name)]
-                except (asyncio.CancelledError, ActorExit):
-                    raise
-                except Exception as e:
-                    raise _InitError(app_error(name, e)) from None
+                values = await run_async(
+                    what, sink.pusher() if meta.is_generator and sink is not None else None,
+                    pause=stream.wait_capacity if stream is not None and stream.backpressure
+                    else None, passthrough=(asyncio.CancelledError, ActorExit))
             else:
-                values = await self._invoke_in_thread(call, group, fn, dep_values, name)
+                values = await self._invoke_in_thread(call, what)
         finally:
             current_call.reset(call_token)
             current_actor.reset(token)
@@ -721,35 +694,22 @@ class ActorState:
             for ret, v in zip(call.returns, values, strict=True):
                 ret.resolve(v)
 
-    async def _invoke_in_thread(self, call: ActorCall, group: _Group, fn: Callable[..., Any],
-                                dep_values: list[Any], name: str) -> list[Any] | None:
+    async def _invoke_in_thread(self, call: ActorCall, what: Body) -> list[Any] | None:
+        """A sync generator method of an async actor: on a spare thread."""
         loop = self.rt.loop
-        pid = self.rt.driver_pid
         sink = call.sink
-        stream = sink if isinstance(sink, GeneratorStream) else None
-        push = sink.pusher() if sink is not None else None  # a retry skips items already sent
-        executor = self.manager.spare_threads  # a sync generator method of an async actor
+        emit = pause = None
+        if sink is not None:
+            push = sink.pusher()  # a retry skips items already sent
+            emit = functools.partial(loop.call_soon_threadsafe, push)
+            pause = _pause_thread(sink)
+        executor = self.manager.spare_threads
 
         def body() -> list[Any] | None:
             call.thread_ident = threading.get_ident()
             try:
-                args, kwargs = unpack_args(call.args_payload, dep_values)
-                result = fn(*args, **kwargs)
-                if push is not None:
-                    produced = 0
-                    for item in yield_items(result, name):
-                        if call.cancelled:
-                            break  # cancel() stops a sync generator method at its next yield
-                        loop.call_soon_threadsafe(push, serialize(item, pid))
-                        produced += 1
-                        if stream is not None and stream.backpressure:
-                            _wait_thread_capacity(stream, produced)
-                    return None
-                return [serialize(v, pid) for v in split_returns(result, call.nret, name)]
-            except ActorExit:
-                raise
-            except Exception as e:
-                raise _InitError(app_error(name, e)) from None
+                return run_sync(what, emit, pause=pause, stop=lambda _items: call.cancelled,
+                                passthrough=(ActorExit,))
             finally:
                 call.thread_ident = None
 
@@ -760,11 +720,11 @@ class ActorState:
         return await asyncio.shield(fut)
 
 
-class _InitError(Exception):
-    """Carries the RayTaskError of user code (constructor or method) up to the caller."""
-
-    def __init__(self, error: RayTaskError) -> None:
-        self.error = error
+def _pause_thread(sink: Any) -> Callable[[Any, int], None] | None:
+    """Backpressure for a generator method running on a thread."""
+    if not isinstance(sink, GeneratorStream) or not sink.backpressure:
+        return None
+    return lambda _items, produced: _wait_thread_capacity(sink, produced)
 
 
 def _construct_instance(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -774,7 +734,7 @@ def _construct_instance(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]
     except ActorExit:
         raise
     except Exception as e:
-        raise _InitError(app_error(f"{name}.__init__", e)) from None
+        raise AppError(app_error(f"{name}.__init__", e)) from None
 
 
 def _submitter() -> Any:

@@ -19,9 +19,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import ctypes
-import os
 import threading
-import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,12 +28,13 @@ from aioray._engine.context import current_task
 from aioray._engine.placement import captured_opts
 from aioray._engine.states import Executor
 from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
-from aioray._handles.args import pack_args, split_returns, unpack_args
-from aioray._handles.generator import ObjectRefGenerator, yield_items
+from aioray._exec.invoke import AppError, Body, run_async, run_sync
+from aioray._handles.args import pack_args
+from aioray._handles.generator import ObjectRefGenerator
 from aioray._handles.options import resource_request
 from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import new_task_id, object_id
-from aioray._objects.serialization import ErrorValue, picklable_exception, serialize
+from aioray._objects.serialization import ErrorValue
 from aioray._objects.store import PENDING, ObjectEntry
 from aioray._wire.messages import Credit, Failed, Fn, Task
 from aioray.exceptions import (
@@ -56,16 +55,9 @@ _ONE_CPU: dict[str, float] = {"CPU": 1.0}
 
 
 
-class _AppError(Exception):
-    """The task's code raised; ``error`` is the RayTaskError to store."""
-
-    def __init__(self, error: RayTaskError) -> None:
-        self.error = error
-
-
-def app_error(name: str, exc: BaseException) -> RayTaskError:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return RayTaskError(name, tb, picklable_exception(exc), os.getpid()).as_instanceof_cause()
+def _count(nret: Any) -> int:
+    """The values a body returns for ``num_returns`` (generators emit instead)."""
+    return nret if isinstance(nret, int) else 1
 
 
 class TaskSpec:
@@ -244,26 +236,20 @@ class TaskManager:
         current_task.set(spec)  # the task runs in its own context copy: no reset needed
         try:
             try:
-                args, kwargs = unpack_args(spec.payload, ())
-                value = await spec.fn(*args, **kwargs)
-                pid = self.rt.driver_pid
-                if spec.nret == 1:  # no list comprehension: its closure is one more GC object
-                    values = [serialize(value, pid)]
-                else:
-                    values = [serialize(v, pid)
-                              for v in split_returns(value, spec.nret, spec.name)]
+                values = await run_async(Body(spec.fn, spec.payload, (), spec.name, spec.nret,
+                                              self.rt.driver_pid))
             except asyncio.CancelledError:
                 spec.fail(TaskCancelledError(spec.task_id.hex()))
                 return
-            except BaseException as e:  # SystemExit, KeyboardInterrupt too: the task's error
-                err = app_error(spec.name, e)
+            except AppError as e:  # SystemExit, KeyboardInterrupt too: the task's error
+                err = e.error
                 if spec.can_retry(err):
                     spec.attempt += 1
                     await self._run(spec)
                 else:
                     spec.fail(err)
                 return
-            for entry, v in zip(spec.returns, values, strict=True):
+            for entry, v in zip(spec.returns, values or (), strict=True):
                 entry.resolve(v)
         finally:
             self.tasks.pop(spec.task_id, None)
@@ -285,8 +271,8 @@ class TaskManager:
                 try:
                     await self._execute(spec, dep_values, grant)
                     return
-                except (_AppError, WorkerCrashedError) as e:
-                    err = e.error if isinstance(e, _AppError) else e
+                except (AppError, WorkerCrashedError) as e:
+                    err = e.error if isinstance(e, AppError) else e
                     if spec.can_retry(err):
                         spec.attempt += 1
                         continue
@@ -352,33 +338,23 @@ class TaskManager:
     # -- executors -----------------------------------------------------------------------
     async def _execute_coroutine(self, spec: TaskSpec, dep_values: list[Any],
                                  on_item: Callable[[Any], None] | None) -> None:
-        pid = self.rt.driver_pid
-        try:
-            args, kwargs = unpack_args(spec.payload, dep_values)
-            if on_item is not None:
-                stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
-                async for item in spec.fn(*args, **kwargs):
-                    on_item(serialize(item, pid))
-                    if stream is not None and stream.backpressure:
-                        await stream.wait_capacity()
-                values = None
-            else:
-                value = await spec.fn(*args, **kwargs)
-                values = [serialize(v, pid) for v in split_returns(value, spec.nret, spec.name)]
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:
-            raise _AppError(app_error(spec.name, e)) from None
+        stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
+        values = await run_async(
+            Body(spec.fn, spec.payload, dep_values, spec.name, _count(spec.nret),
+                 self.rt.driver_pid), on_item,
+            pause=stream.wait_capacity if stream is not None and stream.backpressure else None)
         self._finish(spec, values)
 
     async def _execute_thread(self, spec: TaskSpec, dep_values: list[Any], grant: Grant | None,
                               on_item: Callable[[Any], None] | None) -> None:
         loop = self.loop
-        pid = self.rt.driver_pid
         stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
-
-        def emit(item: Any) -> None:
-            loop.call_soon_threadsafe(on_item, serialize(item, pid))  # type: ignore[arg-type]
+        emit = None if on_item is None else (
+            lambda stored: loop.call_soon_threadsafe(on_item, stored))
+        pause = None if stream is None or not stream.backpressure else (
+            lambda _items, produced: _wait_thread_capacity(stream, produced))
+        what = Body(spec.fn, spec.payload, dep_values, spec.name, _count(spec.nret),
+                    self.rt.driver_pid)
 
         def body() -> list[Any] | None:
             spec.thread_ident = threading.get_ident()
@@ -386,21 +362,7 @@ class TaskManager:
             try:
                 if spec.cancelled:
                     raise TaskCancelledError(spec.task_id.hex())
-                args, kwargs = unpack_args(spec.payload, dep_values)
-                result = spec.fn(*args, **kwargs)
-                if on_item is not None:
-                    produced = 0
-                    for item in yield_items(result, spec.name):
-                        emit(item)
-                        produced += 1
-                        if stream is not None and stream.backpressure:
-                            _wait_thread_capacity(stream, produced)
-                    return None
-                return [serialize(v, pid) for v in split_returns(result, spec.nret, spec.name)]
-            except TaskCancelledError:
-                raise
-            except BaseException as e:
-                raise _AppError(app_error(spec.name, e)) from None
+                return run_sync(what, emit, pause=pause, passthrough=(TaskCancelledError,))
             finally:
                 spec.thread_ident = None
 
@@ -458,7 +420,7 @@ class TaskManager:
                 stream.on_consumed = None
             self.rt.workers.release(w, retire=retire)
         if isinstance(outcome, Failed):
-            raise _AppError(outcome.error.as_instanceof_cause())
+            raise AppError(outcome.error.as_instanceof_cause())
         result = outcome.stored
         if type(result) is ErrorValue:  # cancelled inside the worker
             spec.fail(result.error)

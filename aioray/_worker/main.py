@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import os
 import queue
@@ -36,11 +37,12 @@ from aioray._backend.base import (
     Queues,
     RuntimeInfo,
 )
+from aioray._exec.invoke import AppError, Body, run_sync
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
-from aioray._handles.args import pack_args, split_returns, unpack_args
+from aioray._handles.args import pack_args
 from aioray._handles.context import RuntimeContext
 from aioray._handles.function import adopt_pickled
-from aioray._handles.generator import ObjectRefGenerator, yield_items
+from aioray._handles.generator import ObjectRefGenerator
 from aioray._handles.placement_group import PlacementGroup
 from aioray._handles.ref import ObjectRef, _rebuild_ref
 from aioray._handles.validate import as_ref_list, check_timeout, check_wait_args
@@ -50,6 +52,22 @@ from aioray._objects import serialization as _serialization
 from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, deserialize, picklable_exception, serialize
 from aioray._wire.framing import encode, recv_frame
+from aioray._wire.messages import (
+    Call,
+    Cancel,
+    Credit,
+    Done,
+    Exit,
+    Failed,
+    Fn,
+    Init,
+    Ready,
+    Release,
+    Reply,
+    Req,
+    Task,
+    Yield,
+)
 from aioray.exceptions import (
     RayTaskError,
     TaskCancelledError,
@@ -261,7 +279,7 @@ class WorkerClient(Backend):
     def _flush_releases(self) -> None:
         if self._releases:
             rel, self._releases = self._releases, []
-            self.send(("release", rel))
+            self.send(Release(rel))
 
     def request(self, op: str, *args: Any, timeout: float | None = None) -> Any:
         rid = next(self._rids)
@@ -269,7 +287,7 @@ class WorkerClient(Backend):
         self._replies[rid] = fut
         try:
             self._flush_releases()
-            self.send(("req", rid, op, args))
+            self.send(Req(rid, op, args))
             ok, value = fut.result(timeout)
         finally:
             self._replies.pop(rid, None)
@@ -279,7 +297,7 @@ class WorkerClient(Backend):
 
     def call(self, op: str, *args: Any) -> None:
         """Fire-and-forget message; ordering on the socket keeps later requests after it."""
-        self.send(("call", op, args))
+        self.send(Call(op, args))
 
     def _reader(self) -> None:
         # The driver's cancel is a SIGINT to this process: it must reach the main thread (the
@@ -290,18 +308,18 @@ class WorkerClient(Backend):
             while True:
                 self._frame_seq += 1
                 msg = recv_frame(self.sock)
-                kind = msg[0]
-                if kind == "reply":
-                    fut = self._replies.get(msg[1])
+                tp = type(msg)
+                if tp is Reply:
+                    fut = self._replies.get(msg.rid)
                     if fut is not None and not fut.done():
-                        fut.set_result((msg[2], msg[3]))
-                elif kind == "cancel":
-                    self._cancel_for = msg[1]
-                    if self.current_task == msg[1] and self._interruptible:
+                        fut.set_result((msg.ok, msg.value))
+                elif tp is Cancel:
+                    self._cancel_for = msg.task_id
+                    if self.current_task == msg.task_id and self._interruptible:
                         os.kill(os.getpid(), signal.SIGINT)
-                elif kind == "credit":
+                elif tp is Credit:
                     with self._credit_cv:
-                        self._credit[msg[1]] = msg[2]
+                        self._credit[msg.task_id] = msg.consumed
                         self._credit_cv.notify_all()
                 else:
                     self._inbox.put(msg)
@@ -323,27 +341,27 @@ class WorkerClient(Backend):
     def serve(self) -> None:
         signal.signal(signal.SIGINT, self._on_sigint)
         threading.Thread(target=self._reader, name="aioray-worker-reader", daemon=True).start()
-        self.send(("ready", os.getpid()))
+        self.send(Ready(os.getpid()))
         while True:
             msg = self._inbox.get()
-            kind = msg[0]
-            if kind == "init":
-                _, self.driver_pid, path, self.namespace, self.job_id, self.node_id = msg
+            tp = type(msg)
+            if tp is Init:
+                self.driver_pid, path, self.namespace, self.job_id, self.node_id = msg
                 sys.path[:] = path
-            elif kind == "fn":
-                self._functions[msg[1]] = _load_function(msg[2])
-                adopt_pickled(msg[1], msg[2])
-            elif kind == "task":
+            elif tp is Fn:
+                self._functions[msg.fn_id] = _load_function(msg.blob)
+                adopt_pickled(msg.fn_id, msg.blob)
+            elif tp is Task:
                 self._run_task(msg)
                 msg = None
                 # The task's arguments died with it: release their borrowed refs now, not at
                 # the next message (an idle worker would otherwise pin them indefinitely).
                 self._flush_releases()
-            elif kind == "exit":
+            elif tp is Exit:
                 break
 
-    def _run_task(self, msg: tuple[Any, ...]) -> None:
-        _, task_id, fn_id, payload, dep_values, nret, name, gpu_ids, streaming, bp = msg
+    def _run_task(self, msg: Task) -> None:
+        task_id, fn_id, payload, dep_values, nret, name, gpu_ids, streaming, bp = msg
         self.current_task = task_id
         self.current_name = name
         # _cancel_for is not reset: a cancel that arrived before this task started counts.
@@ -354,33 +372,38 @@ class WorkerClient(Backend):
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = self._initial_cvd
-        try:
-            fn = self._functions[fn_id]
-            args, kwargs = unpack_args(payload, dep_values)
+        def started() -> None:  # only user code is interruptible by a cancel
             self._interruptible = True
-            try:
-                if self._cancel_for == task_id:
-                    raise _TaskCancelled()
-                result = fn(*args, **kwargs)
-                if streaming:
-                    self._stream(task_id, yield_items(result, name), bp)
-                    result = None
-            finally:
-                self._interruptible = False
-            if streaming:
-                stored: list[Any] = []
-            else:
-                stored = [serialize(v, self.driver_pid) for v in split_returns(result, nret, name)]
-            self._flush_releases()
-            self.send(("done", task_id, stored))
-        except (_TaskCancelled, KeyboardInterrupt) as e:
+            if self._cancel_for == task_id:
+                raise _TaskCancelled()
+
+        def finished() -> None:
             self._interruptible = False
-            if isinstance(e, KeyboardInterrupt) and self._cancel_for != task_id:
+
+        emit = stop = pause = None
+        if streaming:
+            emit = functools.partial(self._emit, task_id)
+            stop = functools.partial(self._before_item, task_id)
+            pause = functools.partial(self._after_item, task_id, bp)
+        try:
+            stored = run_sync(Body(self._functions[fn_id], payload, dep_values, name, nret,
+                                   self.driver_pid), emit, stop=stop, pause=pause,
+                              started=started, finished=finished,
+                              passthrough=(KeyboardInterrupt,))
+            self._credit.pop(task_id, None)
+            self._flush_releases()
+            self.send(Done(task_id, stored or []))
+        except KeyboardInterrupt as e:  # our cancel (_TaskCancelled), or the user's own
+            self._interruptible = False
+            if not isinstance(e, _TaskCancelled) and self._cancel_for != task_id:
                 self._send_error(task_id, name, e)
             else:
                 self._flush_releases()
-                self.send(("done", task_id, ErrorValue(TaskCancelledError(task_id.hex()))))
-        except BaseException as e:
+                self.send(Done(task_id, ErrorValue(TaskCancelledError(task_id.hex()))))
+        except AppError as e:
+            self._interruptible = False
+            self._send_error(task_id, name, e.original or e.error)
+        except BaseException as e:  # outside user code (e.g. loading the function)
             self._interruptible = False
             self._send_error(task_id, name, e)
         finally:
@@ -391,37 +414,38 @@ class WorkerClient(Backend):
         err = RayTaskError(name, tb, picklable_exception(e), os.getpid())
         self._flush_releases()
         try:
-            self.send(("failed", task_id, err))
+            self.send(Failed(task_id, err))
         except Exception as send_error:  # pickled in the check, not on the wire: say why
             stand_in = UnserializableException.of(e, repr(send_error))
-            self.send(("failed", task_id, RayTaskError(name, tb, stand_in, os.getpid())))
+            self.send(Failed(task_id, RayTaskError(name, tb, stand_in, os.getpid())))
 
-    def _stream(self, task_id: bytes, gen: Iterable[Any], backpressure: int) -> None:
-        """Send each yielded item as it is produced; pause while ``backpressure`` items are
-        unconsumed (when set)."""
-        produced = 0
-        for item in gen:
-            self._interruptible = False
-            if self._cancel_for == task_id:  # arrived while the item was produced
-                self._cancel_at_yield(gen)
-            stored = serialize(item, self.driver_pid)
-            self._flush_releases()
-            self.send(("yield", task_id, stored))
-            produced += 1
-            if backpressure > 0:
-                with self._credit_cv:
-                    while produced - self._credit.get(task_id, 0) >= backpressure:
-                        if self._cancel_for == task_id:
-                            self._cancel_at_yield(gen)
-                        self._interruptible = True
-                        try:
-                            self._credit_cv.wait(0.5)
-                        finally:
-                            self._interruptible = False
-            if self._cancel_for == task_id:  # arrived while we were sending (not interruptible)
-                self._cancel_at_yield(gen)
-            self._interruptible = True
-        self._credit.pop(task_id, None)
+    # -- a streaming generator task: each item is sent as it is yielded ------------------
+    def _before_item(self, task_id: bytes, items: Iterable[Any]) -> bool:
+        self._interruptible = False  # no cancel may land mid-frame
+        if self._cancel_for == task_id:  # arrived while the item was produced
+            self._cancel_at_yield(items)
+        return False
+
+    def _emit(self, task_id: bytes, stored: Any) -> None:
+        self._flush_releases()
+        self.send(Yield(task_id, stored))
+
+    def _after_item(self, task_id: bytes, backpressure: int, items: Iterable[Any],
+                    produced: int) -> None:
+        """Pause while ``backpressure`` items are unconsumed (when set)."""
+        if backpressure > 0:
+            with self._credit_cv:
+                while produced - self._credit.get(task_id, 0) >= backpressure:
+                    if self._cancel_for == task_id:
+                        self._cancel_at_yield(items)
+                    self._interruptible = True
+                    try:
+                        self._credit_cv.wait(0.5)
+                    finally:
+                        self._interruptible = False
+        if self._cancel_for == task_id:  # arrived while we were sending (not interruptible)
+            self._cancel_at_yield(items)
+        self._interruptible = True
 
     @staticmethod
     def _cancel_at_yield(gen: Iterable[Any]) -> None:

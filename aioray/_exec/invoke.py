@@ -1,0 +1,137 @@
+"""The one body runner: run a task's or actor call's user code and turn what happens into stored
+results — for every place a body runs (the loop, a driver thread, a worker process).
+
+A body is a function, its packed arguments and how many values it returns. Running it means:
+unpack the arguments; call; then either serialize the return value(s) (``split_returns``
+checks their count) or, for a generator, serialize and ``emit`` each item as it is yielded,
+pausing between items while the consumer is behind (``pause``). Whatever the user's code raises
+becomes :class:`AppError` carrying the ``RayTaskError`` to store; the exceptions the caller
+uses for control flow (cancel, ``exit_actor``) pass through untouched.
+
+The sync runner (:func:`run_sync`) serves thread tasks, sync actor methods, sync generator
+methods of async actors and worker processes; the async one (:func:`run_async`) coroutine tasks
+and async actor methods. What differs between those places is passed in, not re-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import traceback
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aioray._handles.args import split_returns, unpack_args
+from aioray._handles.generator import yield_items
+from aioray._objects.serialization import picklable_exception, serialize
+from aioray.exceptions import RayTaskError
+
+Emit = Callable[[Any], object]
+
+
+class AppError(Exception):
+    """The user's code raised; ``error`` is the ``RayTaskError`` to store (or to retry on),
+    ``original`` what was raised (when known)."""
+
+    def __init__(self, error: RayTaskError, original: BaseException | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.original = original
+
+
+def app_error(name: str, exc: BaseException) -> RayTaskError:
+    """The error a task or call that raised ``exc`` resolves to: a ``RayTaskError`` that is
+    also an instance of the user's exception class, with the remote traceback."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return RayTaskError(name, tb, picklable_exception(exc), os.getpid()).as_instanceof_cause()
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """What to run: ``fn(*args, **kwargs)`` from a packed payload and resolved ref values."""
+
+    fn: Callable[..., Any]
+    payload: Any
+    dep_values: Sequence[Any]
+    name: str  # for errors and warnings: "f", "Counter.incr"
+    nret: int  # values returned (not used for generators)
+    driver_pid: int  # owner of the shared memory that large results go to
+
+
+Items = Generator[Any, None, None]
+
+
+def run_sync(body: Body, emit: Emit | None = None, *,
+             stop: Callable[[Items], bool] | None = None,
+             pause: Callable[[Items, int], None] | None = None,
+             started: Callable[[], None] | None = None,
+             finished: Callable[[], None] | None = None,
+             passthrough: tuple[type[BaseException], ...] = ()) -> list[Any] | None:
+    """Run a sync body in this thread.
+
+    Returns the stored return values; for a generator (``emit`` given) ``None``, its items
+    having gone to ``emit`` one by one. Around the user's code: ``started()`` just before it,
+    ``finished()`` once it returned (before results are serialized); for a generator
+    ``stop(items)`` before each item is emitted (True ends it: a cancelled generator stops at
+    its ``yield``; it may also throw into ``items``) and ``pause(items, produced)`` after each
+    (backpressure).
+    """
+    try:
+        args, kwargs = unpack_args(body.payload, body.dep_values)
+        if started is not None:
+            started()
+        result = body.fn(*args, **kwargs)
+        if emit is None:
+            if finished is not None:
+                finished()
+            return [serialize(v, body.driver_pid)
+                    for v in split_returns(result, body.nret, body.name)]
+        items = yield_items(result, body.name)
+        produced = 0
+        for item in items:
+            if stop is not None and stop(items):
+                break
+            emit(serialize(item, body.driver_pid))
+            produced += 1
+            if pause is not None:
+                pause(items, produced)
+        if finished is not None:
+            finished()
+        return None
+    except passthrough:
+        raise
+    except BaseException as e:
+        raise AppError(app_error(body.name, e), e) from None
+
+
+async def run_async(body: Body, emit: Emit | None = None, *,
+                    pause: Callable[[], Any] | None = None,
+                    passthrough: tuple[type[BaseException], ...] = (asyncio.CancelledError,)
+                    ) -> list[Any] | None:
+    """Run a body on the event loop: an ``async def`` (or async generator) function, or a sync
+    function whose result may be awaitable (a sync method of an async actor).
+
+    ``pause()`` is awaited after each item of an async generator (backpressure);
+    ``passthrough`` should keep asyncio's cancellation.
+    """
+    try:
+        args, kwargs = unpack_args(body.payload, body.dep_values)
+        if emit is not None:
+            async for item in body.fn(*args, **kwargs):
+                emit(serialize(item, body.driver_pid))
+                if pause is not None:
+                    await pause()
+            return None
+        result = body.fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        if body.nret == 1:  # the hot path: no list comprehension (one GC object less)
+            return [serialize(result, body.driver_pid)]
+        return [serialize(v, body.driver_pid)
+                for v in split_returns(result, body.nret, body.name)]
+    except passthrough:
+        raise
+    except BaseException as e:
+        raise AppError(app_error(body.name, e), e) from None
