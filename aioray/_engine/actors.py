@@ -34,8 +34,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from aioray._engine.backchannel import ref_for
 from aioray._engine.context import current_actor, current_call, current_task
 from aioray._engine.states import ActorStatus, CallState
-from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
-from aioray._engine.tasks import _raise_in_thread, _wait_thread_capacity, fail_outputs
+from aioray._engine.streams import (
+    GeneratorStream,
+    make_outputs,
+    user_outputs,
+)
+from aioray._engine.tasks import _raise_in_thread, fail_outputs
 from aioray._exec.invoke import AppError, Body, app_error, run_async, run_sync
 from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
 from aioray._handles.args import ArgRef, pack_args, unpack_args
@@ -724,7 +728,7 @@ def _pause_thread(sink: Any) -> Callable[[Any, int], None] | None:
     """Backpressure for a generator method running on a thread."""
     if not isinstance(sink, GeneratorStream) or not sink.backpressure:
         return None
-    return lambda _items, produced: _wait_thread_capacity(sink, produced)
+    return lambda _items, produced: sink.wait_capacity_blocking(produced)
 
 
 def _construct_instance(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -835,30 +839,14 @@ class ActorManager:
                         f"max_pending_calls. Wait for some results before sending more.")
                 self.pending[handle._actor_id] = n + 1
         nret = call.nret = opts.get("num_returns")
-        if meta.is_generator:
-            if nret in (None, "streaming"):
-                call.sink = GeneratorStream(self.rt, call.task_id,
-                                            opts.get("_generator_backpressure_num_objects") or 0)
-            elif nret == "dynamic":
-                entry = ObjectEntry(object_id(call.task_id, 1))
-                call.returns = [entry]
-                call.sink = DynamicSink(entry, call.task_id, self.rt.driver_pid)
-            else:
-                call.returns = [ObjectEntry(object_id(call.task_id, i + 1))
-                                for i in range(nret)]
-                call.sink = StaticSink(call.returns, meta.name)
-        else:
-            if nret in (None, "streaming", "dynamic"):
-                nret = call.nret = 1
-            call.returns = [ObjectEntry(object_id(call.task_id, i + 1)) for i in range(nret)]
+        if not meta.is_generator and nret in (None, "streaming", "dynamic"):
+            nret = call.nret = 1
+        outputs = make_outputs(self.rt, call.task_id, meta.name, meta.is_generator, nret,
+                               opts.get("_generator_backpressure_num_objects") or 0)
+        call.returns, call.sink = outputs
         self.calls[call.task_id] = call  # now: cancel() may come before _submit_call runs
         self.rt.call_soon(self._submit_call, handle._actor_id, call)
-        if isinstance(call.sink, GeneratorStream):
-            return ObjectRefGenerator(call.sink)
-        refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in call.returns]
-        if len(refs) == 1:
-            return refs[0]
-        return refs or None
+        return user_outputs(outputs)
 
     def done(self, call: ActorCall) -> None:
         """A call is over (finished, failed or dropped): forget it."""

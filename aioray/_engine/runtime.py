@@ -184,23 +184,13 @@ class Runtime(Backend):
     async def wait_entries(self, entries: Sequence[ObjectEntry], num: int | None = None,
                            timeout: float | None = None) -> bool:
         """Until ``num`` (default: all) of ``entries`` are resolved; False on timeout."""
-        need = len(entries) if num is None else num
-        pending = [e for e in entries if e.value is PENDING]
-        remaining = need - (len(entries) - len(pending))
-        if remaining <= 0:
+        fut: asyncio.Future[None] = self.loop.create_future()
+        countdown = Countdown(entries, num, fut)
+        if countdown.left <= 0:
             return True
         if timeout is not None and timeout <= 0:
             return False
-        fut: asyncio.Future[None] = self.loop.create_future()
-
-        def on_ready() -> None:
-            nonlocal remaining
-            remaining -= 1
-            if remaining <= 0 and not fut.done():
-                fut.set_result(None)
-
-        for e in pending:
-            e.add_callback(on_ready)
+        countdown.start()
         try:
             if timeout is None:
                 await fut
@@ -210,8 +200,7 @@ class Runtime(Backend):
         except asyncio.TimeoutError:
             return False
         finally:
-            for e in pending:
-                e.remove_callback(on_ready)
+            countdown.stop()
 
     async def _wait_for_get(self, entries: list[ObjectEntry], timeout: float | None) -> None:
         spec = current_task.get()
@@ -267,25 +256,11 @@ class Runtime(Backend):
         Task or future chaining per call: the hot path of sync ``get``/``wait`` (a sync actor
         call's round trip is ~1.5x faster)."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        left = len(pending) if need is None else need
-
-        def on_ready() -> None:  # loop thread
-            nonlocal left
-            left -= 1
-            if left == 0 and not done.done():
-                done.set_result(None)
-
-        def register() -> None:
-            for e in pending:
-                e.add_callback(on_ready)
-
-        def unregister() -> None:
-            for e in pending:
-                e.remove_callback(on_ready)
-
+        countdown = Countdown(pending, need, done, pending_only=True)
+        unregister = countdown.stop
         self._sync_waits.add(done)  # shutdown releases it if the loop stops first
         try:
-            self.call_soon(register)
+            self.call_soon(countdown.start)
             if self.closed and not self.loop.is_running() and any(
                     e.value is PENDING for e in pending):
                 raise RuntimeShutdownError("aioray.shutdown() ran while this call was waiting.")
@@ -637,6 +612,38 @@ def current_runtime() -> Runtime | None:
     """The open embedded runtime of this process, if any (tests and tools look inside)."""
     rt = registry.embedded()
     return rt if isinstance(rt, Runtime) else None
+
+
+class Countdown:
+    """The one wait primitive: completes ``done`` once ``need`` (default: all) of ``entries``
+    are resolved, through callbacks on the entries (loop thread). ``wait_entries`` (async, on
+    the loop) and ``_wait_direct`` (a blocked driver thread) are thin front ends on it."""
+
+    __slots__ = ("done", "left", "pending")
+
+    def __init__(self, entries: Sequence[ObjectEntry], need: int | None,
+                 done: asyncio.Future[None] | concurrent.futures.Future[None],
+                 pending_only: bool = False) -> None:
+        # pending_only: the caller already dropped resolved entries (and counts only these);
+        # it reads no entry here, off the loop thread.
+        self.pending = list(entries) if pending_only else [
+            e for e in entries if e.value is PENDING]
+        need = len(entries) if need is None else need
+        self.left = need if pending_only else need - (len(entries) - len(self.pending))
+        self.done = done
+
+    def start(self) -> None:
+        for e in self.pending:
+            e.add_callback(self._one)
+
+    def stop(self) -> None:
+        for e in self.pending:
+            e.remove_callback(self._one)
+
+    def _one(self) -> None:
+        self.left -= 1
+        if self.left <= 0 and not self.done.done():
+            self.done.set_result(None)
 
 
 class _EntryWait:

@@ -36,7 +36,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.ref import ObjectRef
@@ -144,12 +144,12 @@ class GeneratorStream(Sink):
             self._capacity = self.runtime.loop.create_future()
             await self._capacity
 
-    def wait_capacity_blocking(self) -> None:
-        """Thread producers (sync actors, thread tasks) pause here likewise."""
+    def wait_capacity_blocking(self, produced: int) -> None:
+        """Thread producers (sync actors, thread tasks) pause here likewise; ``produced`` is
+        their own count (the loop's ``produced`` lags behind the items they posted)."""
         with self._thread_cv:
-            while self.backpressure and not self.done and not self.dropped and (
-                self.produced - self.consumed >= self.backpressure
-            ):
+            while (not self.dropped and not self.done
+                   and produced - self.consumed >= self.backpressure):
                 self._thread_cv.wait(0.5)
 
     def _notify_consumed(self) -> None:
@@ -334,6 +334,38 @@ class DynamicSink(Sink):
         self._done = True
         self.entry.resolve(serialize_always(DynamicObjectRefGenerator(self.refs),
                                             self.driver_pid))
+
+
+# -- what a task or actor call produces -------------------------------------------------------
+class Outputs(NamedTuple):
+    """The entries a task or actor call resolves, and the sink a generator body feeds."""
+
+    returns: list[ObjectEntry]
+    sink: Sink | None
+
+
+def make_outputs(rt: Runtime, task_id: bytes, name: str, is_generator: bool, nret: Any,
+                 backpressure: int) -> Outputs:
+    """Entries for ``num_returns=nret`` (``nret`` already checked to suit the function)."""
+    if is_generator:
+        if nret in (None, "streaming"):
+            return Outputs([], GeneratorStream(rt, task_id, backpressure))
+        if nret == "dynamic":
+            entry = ObjectEntry(object_id(task_id, 1))
+            return Outputs([entry], DynamicSink(entry, task_id, rt.driver_pid))
+        returns = [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)]
+        return Outputs(returns, StaticSink(returns, name))
+    return Outputs([ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)], None)
+
+
+def user_outputs(outputs: Outputs) -> Any:
+    """What ``.remote()`` returns: a generator, one ref, a list of refs, or None."""
+    if isinstance(outputs.sink, GeneratorStream):
+        return ObjectRefGenerator(outputs.sink)
+    refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in outputs.returns]
+    if len(refs) == 1:
+        return refs[0]
+    return refs or None
 
 
 # -- readiness of what get()/wait() were given (refs and generators) -------------------

@@ -27,13 +27,17 @@ from typing import TYPE_CHECKING, Any
 from aioray._engine.context import current_task
 from aioray._engine.placement import captured_opts
 from aioray._engine.states import Executor
-from aioray._engine.streams import DynamicSink, GeneratorStream, StaticSink
+from aioray._engine.streams import (
+    GeneratorStream,
+    Outputs,
+    make_outputs,
+    user_outputs,
+)
 from aioray._exec.invoke import AppError, Body, run_async, run_sync
 from aioray._handles.args import pack_args
-from aioray._handles.generator import ObjectRefGenerator
 from aioray._handles.options import resource_request
 from aioray._handles.ref import ObjectRef
-from aioray._objects.ids import new_task_id, object_id
+from aioray._objects.ids import new_task_id
 from aioray._objects.serialization import ErrorValue
 from aioray._objects.store import PENDING, ObjectEntry
 from aioray._wire.messages import Credit, Failed, Fn, Task
@@ -169,34 +173,18 @@ class TaskManager:
         else:  # the common case: a shared constant, never mutated
             spec.req = _NO_RESOURCES if rf._is_async else _ONE_CPU
         nret = spec.nret
-        if rf._is_generator:
-            if nret in (None, "streaming"):
-                spec.sink = GeneratorStream(self.rt, task_id,
-                                            opts.get("_generator_backpressure_num_objects") or 0)
-            elif nret == "dynamic":
-                entry = ObjectEntry(object_id(task_id, 1))
-                spec.returns = [entry]
-                spec.sink = DynamicSink(entry, task_id, self.rt.driver_pid)
-            else:
-                spec.returns = [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)]
-                spec.sink = StaticSink(spec.returns, spec.name)
-        else:
-            if nret in ("streaming", "dynamic") or nret is None:
-                raise TypeError(
-                    f"num_returns={nret!r} is for generator functions, but {rf._name} is not "
-                    "a generator (it has no 'yield')."
-                )
-            spec.returns = [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)]
+        if not rf._is_generator and nret in ("streaming", "dynamic", None):
+            raise TypeError(
+                f"num_returns={nret!r} is for generator functions, but {rf._name} is not "
+                "a generator (it has no 'yield').")
+        spec.returns, spec.sink = make_outputs(
+            self.rt, task_id, spec.name, rf._is_generator, nret,
+            opts.get("_generator_backpressure_num_objects") or 0)
         return spec
 
     @staticmethod
     def outputs(spec: TaskSpec) -> Any:
-        if isinstance(spec.sink, GeneratorStream):
-            return ObjectRefGenerator(spec.sink)
-        refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in spec.returns]
-        if isinstance(spec.sink, DynamicSink) or len(refs) == 1:
-            return refs[0]
-        return refs or None
+        return user_outputs(Outputs(spec.returns, spec.sink))
 
     # -- life of a task (loop thread) ----------------------------------------------------
     def start(self, spec: TaskSpec) -> None:
@@ -352,7 +340,7 @@ class TaskManager:
         emit = None if on_item is None else (
             lambda stored: loop.call_soon_threadsafe(on_item, stored))
         pause = None if stream is None or not stream.backpressure else (
-            lambda _items, produced: _wait_thread_capacity(stream, produced))
+            lambda _items, produced: stream.wait_capacity_blocking(produced))
         what = Body(spec.fn, spec.payload, dep_values, spec.name, _count(spec.nret),
                     self.rt.driver_pid)
 
@@ -462,13 +450,6 @@ class TaskManager:
 
     def shutdown(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
-
-
-def _wait_thread_capacity(stream: GeneratorStream, produced: int) -> None:
-    with stream._thread_cv:
-        while (not stream.dropped and not stream.done
-               and produced - stream.consumed >= stream.backpressure):
-            stream._thread_cv.wait(0.5)
 
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:
