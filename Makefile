@@ -77,6 +77,8 @@ test-oldest: $(OLD_STAMP)
 	$(OLD_PY) -m pytest -q -p no:cacheprovider tests/test_core_*.py tests/test_actors_basic.py \
 		tests/test_generators_streaming.py tests/test_faults_crashes.py
 
+# Every test that runs on Ray: the [ray] parameter of the tests marked all_backends, and the
+# Ray-only tests (tests/conftest.py marks them all ray_backend).
 .PHONY: test-ray
 test-ray: $(RAY_STAMP)
-	AIORAY_BACKEND=ray $(RAY_PY) -m pytest -q -p no:cacheprovider tests/test_ray_backend.py
+	$(RAY_PY) -m pytest -q -p no:cacheprovider -m ray_backend tests/

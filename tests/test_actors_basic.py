@@ -59,6 +59,7 @@ def wait_until(cond: Any, timeout: float = 30.0) -> None:
 
 
 # -- calls and state ---------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_sync_actor_keeps_state(ray: Any) -> None:
     c = Counter.remote()
     refs = [c.increment.remote() for _ in range(5)]
@@ -66,6 +67,7 @@ def test_sync_actor_keeps_state(ray: Any) -> None:
     assert aioray.get(c.get.remote()) == 5
 
 
+@pytest.mark.all_backends
 def test_constructor_arguments_and_kwargs(ray: Any) -> None:
     c = Counter.remote(10)
     assert aioray.get(c.increment.remote(by=5)) == 15
@@ -73,6 +75,7 @@ def test_constructor_arguments_and_kwargs(ray: Any) -> None:
     assert aioray.get(c2.get.remote()) == 100
 
 
+@pytest.mark.all_backends
 def test_async_actor_state(ray: Any) -> None:
     a = AsyncCounter.remote()
     assert sorted(aioray.get([a.increment.remote() for _ in range(20)])) == list(range(1, 21))
@@ -87,6 +90,7 @@ async def test_await_method_results(aray: Any) -> None:
     assert await aioray.get_async(c.get.remote()) == 1
 
 
+@pytest.mark.all_backends
 def test_method_results_are_ordinary_refs(ray: Any) -> None:
     c = Counter.remote()
     ref = c.increment.remote(2)
@@ -100,12 +104,14 @@ def test_method_results_are_ordinary_refs(ray: Any) -> None:
     assert ready == [ref] and not_ready == []
 
 
+@pytest.mark.all_backends
 def test_ref_arguments_to_methods_are_resolved(ray: Any) -> None:
     c = Counter.remote()
     assert aioray.get(c.increment.remote(plus_one.remote(1))) == 2
     assert aioray.get(c.increment.remote(by=aioray.put(3))) == 5
 
 
+@pytest.mark.all_backends
 def test_nested_refs_are_passed_as_refs(ray: Any) -> None:
     @aioray.remote
     class Holder:
@@ -118,6 +124,7 @@ def test_nested_refs_are_passed_as_refs(ray: Any) -> None:
 
 
 # -- num_returns ---------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_num_returns_with_method_decorator(ray: Any) -> None:
     @aioray.remote
     class Splitter:
@@ -135,6 +142,7 @@ def test_num_returns_with_method_decorator(ray: Any) -> None:
     assert aioray.get(s.triple.remote()) == [1, 2, 3]
 
 
+@pytest.mark.all_backends
 def test_num_returns_with_options(ray: Any) -> None:
     @aioray.remote
     class Splitter:
@@ -151,6 +159,7 @@ def test_num_returns_with_options(ray: Any) -> None:
     assert s.nothing.options(num_returns=0).remote() is None
 
 
+@pytest.mark.all_backends
 def test_num_returns_mismatch_is_an_error_and_actor_lives(ray: Any) -> None:
     @aioray.remote
     class Splitter:
@@ -169,6 +178,7 @@ def test_num_returns_mismatch_is_an_error_and_actor_lives(ray: Any) -> None:
 
 
 # -- errors --------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_method_exception_is_returned_and_actor_stays_alive(ray: Any) -> None:
     @aioray.remote
     class Flaky:
@@ -195,6 +205,7 @@ def test_method_exception_is_returned_and_actor_stays_alive(ray: Any) -> None:
     assert aioray.get(f.count.remote()) == 1
 
 
+@pytest.mark.all_backends
 async def test_async_method_exception_awaited(aray: Any) -> None:
     @aioray.remote
     class Bad:
@@ -245,6 +256,7 @@ def test_async_actor_init_failure(ray: Any) -> None:
     assert isinstance(ei.value.cause, ZeroDivisionError)
 
 
+@pytest.mark.all_backends
 def test_failed_constructor_argument_kills_actor(ray: Any) -> None:
     @aioray.remote
     def fail() -> int:
@@ -256,6 +268,7 @@ def test_failed_constructor_argument_kills_actor(ray: Any) -> None:
 
 
 # -- bad input -----------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_missing_method_names_the_class(ray: Any) -> None:
     c = Counter.remote()
     with pytest.raises(AttributeError, match="Counter") as ei:
@@ -263,17 +276,20 @@ def test_missing_method_names_the_class(ray: Any) -> None:
     assert "increment" in str(ei.value)  # lists the methods that exist
 
 
+@pytest.mark.all_backends
 def test_calling_method_without_remote(ray: Any) -> None:
     c = Counter.remote()
     with pytest.raises(TypeError, match=r"increment\.remote\(\)"):
         c.increment()
 
 
+@pytest.mark.all_backends
 def test_instantiating_the_class_directly(ray: Any) -> None:
     with pytest.raises(TypeError, match=r"Counter\.remote\(\)"):
         Counter()
 
 
+@pytest.mark.all_backends
 def test_unknown_actor_option(ray: Any) -> None:
     with pytest.raises(ValueError, match="max_concurency"):
         Counter.options(max_concurency=2)
@@ -281,6 +297,7 @@ def test_unknown_actor_option(ray: Any) -> None:
         aioray.remote(bogus=1)(type("X", (), {}))
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
 def test_invalid_max_concurrency(ray: Any, bad: Any) -> None:
     with pytest.raises(ValueError, match="max_concurrency"):
@@ -289,6 +306,7 @@ def test_invalid_max_concurrency(ray: Any, bad: Any) -> None:
         aioray.remote(max_concurrency=bad)(type("X", (), {"f": lambda self: 1}))
 
 
+@pytest.mark.all_backends
 def test_unknown_method_option(ray: Any) -> None:
     c = Counter.remote()
     with pytest.raises(ValueError, match="num_cpus"):
@@ -299,6 +317,7 @@ def test_unknown_method_option(ray: Any) -> None:
         aioray.method(1)  # not a function
 
 
+@pytest.mark.all_backends
 def test_class_metadata_kept(ray: Any) -> None:
     assert Counter.__name__ == "Counter"
     c = Counter.remote()
@@ -308,6 +327,7 @@ def test_class_metadata_kept(ray: Any) -> None:
     assert len(c.hex()) == 2 * len(c.binary())
 
 
+@pytest.mark.all_backends
 def test_static_and_class_methods_are_not_remote_methods(ray: Any) -> None:
     @aioray.remote
     class WithStatic:
@@ -324,6 +344,7 @@ def test_static_and_class_methods_are_not_remote_methods(ray: Any) -> None:
         w.helper.remote()
 
 
+@pytest.mark.all_backends
 def test_inherited_methods(ray: Any) -> None:
     class Base:
         def base(self) -> str:
@@ -338,6 +359,7 @@ def test_inherited_methods(ray: Any) -> None:
     assert aioray.get([ch.base.remote(), ch.child.remote()]) == ["base", "child"]
 
 
+@pytest.mark.all_backends
 def test_call_dunder_call(ray: Any) -> None:
     @aioray.remote
     class Callable_:
@@ -480,6 +502,7 @@ def test_actor_call_from_a_task_does_not_touch_the_tasks_cpu(ray: Any) -> None:
     assert aioray.get(caller.remote(Middle.remote()), timeout=30) == 2
 
 
+@pytest.mark.all_backends
 def test_bare_method_decorator_is_accepted(ray: object) -> None:
     @aioray.remote
     class Plain:

@@ -194,6 +194,7 @@ class Rendezvous:
         return self.peak
 
 
+@pytest.mark.all_backends
 def test_async_actor_default_concurrency_is_high(ray: Any) -> None:
     r = Rendezvous.remote(200)
     assert aioray.get([r.arrive.remote(i) for i in range(200)], timeout=TIMEOUT) == list(range(200))
@@ -254,6 +255,7 @@ def test_async_actor_methods_run_on_the_loop(ray: Any) -> None:
     assert aioray.get([w.a.remote(), w.s.remote()]) == [rt.loop_thread_id] * 2
 
 
+@pytest.mark.all_backends
 async def test_async_actor_from_async_app(aray: Any) -> None:
     r = Rendezvous.remote(10)
     assert await asyncio.gather(*[r.arrive.remote(i) for i in range(10)]) == list(range(10))
@@ -370,6 +372,7 @@ def test_group_declared_in_options(ray: Any) -> None:
     assert aioray.get(a.f.options(concurrency_group="extra").remote(), timeout=TIMEOUT) == 1
 
 
+@pytest.mark.all_backends
 def test_undeclared_group_on_method_is_a_clear_error(ray: Any) -> None:
     with pytest.raises(ValueError, match=r"'hello'.*not declared"):
         @aioray.remote(concurrency_groups={"io": 2})
@@ -386,6 +389,7 @@ def test_undeclared_group_per_call_is_a_clear_error(ray: Any) -> None:
     assert aioray.get(g.compute.remote(1), timeout=TIMEOUT) == 1  # actor still fine
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("groups", [{"io": 0}, {"io": -2}, {"io": "x"}, {1: 2}, ["io"]])
 def test_invalid_concurrency_groups(ray: Any, groups: Any) -> None:
     with pytest.raises((ValueError, TypeError)):
@@ -406,6 +410,7 @@ def test_cancel_queued_sync_call(ray: Any) -> None:
     assert aioray.get(s.stats.remote())[1] == [2]  # the cancelled call never ran
 
 
+@pytest.mark.all_backends
 def test_cancel_running_async_call(ray: Any) -> None:
     @aioray.remote
     class Sleeper:

@@ -188,6 +188,7 @@ def test_handle_in_thread_and_async_tasks(ray: Any) -> None:
     assert aioray.get(thread_use.remote(c), timeout=TIMEOUT) == 2
 
 
+@pytest.mark.all_backends
 def test_handle_passed_to_other_actors(ray: Any) -> None:
     @aioray.remote
     class Forwarder:
@@ -225,6 +226,7 @@ def test_handles_inside_containers(ray: Any) -> None:
     assert aioray.get([h.get_counter.remote() for h in back]) == [2, 2, 2]
 
 
+@pytest.mark.all_backends
 def test_handle_pickles_in_the_driver(ray: Any) -> None:
     c = Counter.remote()
     c2 = pickle.loads(pickle.dumps(c))

@@ -28,6 +28,7 @@ class Named:
         return aioray.get_runtime_context().get_actor_name()
 
 
+@pytest.mark.all_backends
 def test_get_actor_by_name(ray: Any) -> None:
     a = Named.options(name="alice").remote("a")
     b = aioray.get_actor("alice")
@@ -42,6 +43,7 @@ def test_duplicate_name_is_a_clear_error(ray: Any) -> None:
         Named.options(name="dup").remote()
 
 
+@pytest.mark.all_backends
 def test_get_if_exists_returns_the_existing_actor(ray: Any) -> None:
     a = Named.options(name="g1", get_if_exists=True).remote("first")
     b = Named.options(name="g1", get_if_exists=True).remote("second")
@@ -58,12 +60,14 @@ def test_get_actor_unknown_name_lists_the_namespace(ray: Any) -> None:
         aioray.get_actor("orange", namespace="empty-space")
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("bad", ["", None, 3])
 def test_get_actor_bad_name(ray: Any, bad: Any) -> None:
     with pytest.raises(ValueError):
         aioray.get_actor(bad)
 
 
+@pytest.mark.all_backends
 def test_name_must_be_a_string(ray: Any) -> None:
     with pytest.raises(TypeError, match="name"):
         Named.options(name=5)
@@ -93,6 +97,7 @@ def test_namespaces_separate_names(ray: Any) -> None:
         aioray.get_actor("banana", namespace="fruit")
 
 
+@pytest.mark.all_backends
 def test_get_if_exists_respects_namespace(ray: Any) -> None:
     a = Named.options(name="n", namespace="one", get_if_exists=True).remote("1")
     b = Named.options(name="n", namespace="two", get_if_exists=True).remote("2")
@@ -100,6 +105,7 @@ def test_get_if_exists_respects_namespace(ray: Any) -> None:
     assert aioray.get([a.get_tag.remote(), b.get_tag.remote()], timeout=TIMEOUT) == ["1", "2"]
 
 
+@pytest.mark.all_backends
 def test_name_is_released_when_the_actor_dies(ray: Any) -> None:
     a = Named.options(name="reused").remote("old")
     aioray.get(a.get_tag.remote())
@@ -128,6 +134,7 @@ def test_name_kept_while_restarting(ray: Any) -> None:
         Named.options(name="phoenix").remote()
 
 
+@pytest.mark.all_backends
 def test_get_if_exists_after_death_creates_a_new_actor(ray: Any) -> None:
     a = Named.options(name="g", get_if_exists=True).remote("1")
     aioray.get(a.get_tag.remote())

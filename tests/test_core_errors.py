@@ -47,6 +47,7 @@ class CodeError(Exception):
 
 
 # -- RayTaskError --------------------------------------------------------------------------------
+@pytest.mark.all_backends
 @pytest.mark.parametrize("executor", ["process", "thread"])
 def test_task_error_is_dual_class(ray: Any, executor: str) -> None:
     with pytest.raises(ValueError, match="boom") as ei:
@@ -69,6 +70,7 @@ def test_process_task_error_carries_worker_pid(ray: Any) -> None:
     assert f"pid={ei.value.pid}" in str(ei.value)
 
 
+@pytest.mark.all_backends
 def test_async_task_error(ray: Any) -> None:
     with pytest.raises(KeyError) as ei:
         aioray.get(async_fail.remote())
@@ -76,6 +78,7 @@ def test_async_task_error(ray: Any) -> None:
     assert "akey" in ei.value.traceback_str
 
 
+@pytest.mark.all_backends
 def test_task_error_pickles(ray: Any) -> None:
     with pytest.raises(RayTaskError) as ei:
         aioray.get(fail.remote("again"))
@@ -113,6 +116,7 @@ def test_exception_with_custom_init_through_nested_tasks(ray: Any) -> None:
     assert ei.value.code == 500 and ei.value.cause.cause.detail == "inner"
 
 
+@pytest.mark.all_backends
 def test_locally_defined_exception_class(ray: Any) -> None:
     class LocalError(Exception):
         pass
@@ -126,6 +130,7 @@ def test_locally_defined_exception_class(ray: Any) -> None:
     assert type(ei.value.cause).__name__ == "LocalError"
 
 
+@pytest.mark.all_backends
 def test_unpicklable_exception_still_reported(ray: Any) -> None:
     @aioray.remote
     def raise_unpicklable() -> None:
@@ -145,6 +150,7 @@ def test_error_chains_through_dependent_tasks(ray: Any) -> None:
     assert ei.value.function_name.endswith("fail")  # the task that really failed
 
 
+@pytest.mark.all_backends
 def test_error_chains_through_async_and_kwargs(ray: Any) -> None:
     @aioray.remote
     async def use(x: Any = None) -> Any:
@@ -154,6 +160,7 @@ def test_error_chains_through_async_and_kwargs(ray: Any) -> None:
         aioray.get(use.remote(x=async_fail.remote()))
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("executor", ["process", "thread", "async"])
 def test_nested_get_error_keeps_user_class(ray: Any, executor: str) -> None:
     if executor == "async":
@@ -172,11 +179,13 @@ def test_nested_get_error_keeps_user_class(ray: Any, executor: str) -> None:
     assert isinstance(ei.value.cause, RayTaskError)  # the chain is kept
 
 
+@pytest.mark.all_backends
 def test_error_in_one_of_several_refs(ray: Any) -> None:
     with pytest.raises(ValueError):
         aioray.get([identity.remote(1), fail.remote()])
 
 
+@pytest.mark.all_backends
 def test_catching_error_inside_task(ray: Any) -> None:
     @aioray.remote
     def handler() -> str:
@@ -205,6 +214,7 @@ def test_get_timeout_error_is_timeout_error(ray: Any) -> None:
     aioray.get(ref, timeout=30)
 
 
+@pytest.mark.all_backends
 def test_exception_names_exist() -> None:
     for name in ("RayError", "RayTaskError", "GetTimeoutError", "TaskCancelledError",
                  "WorkerCrashedError", "RayActorError", "ActorDiedError", "ObjectLostError",
@@ -215,6 +225,7 @@ def test_exception_names_exist() -> None:
     assert issubclass(exceptions.WorkerCrashedError, RaySystemError)
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("err", [
     exceptions.TaskCancelledError("ab12"), exceptions.WorkerCrashedError("died", -9, 2),
     exceptions.ObjectLostError("ff"), exceptions.GetTimeoutError("slow"),
@@ -291,6 +302,7 @@ def test_silenced_by_env(ray: Any, monkeypatch: Any, capsys: Any) -> None:
 
 
 # -- bad input ----------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_get_non_ref(ray: Any) -> None:
     with pytest.raises(TypeError, match="ObjectRef"):
         aioray.get(1)
@@ -300,11 +312,13 @@ def test_get_non_ref(ray: Any) -> None:
         aioray.get({"a": aioray.put(1)})
 
 
+@pytest.mark.all_backends
 def test_get_python_generator(ray: Any) -> None:
     with pytest.raises(TypeError, match="generator"):
         aioray.get(identity.remote(i) for i in range(2))
 
 
+@pytest.mark.all_backends
 def test_get_object_ref_generator(ray: Any) -> None:
     @aioray.remote
     def gen() -> Any:
@@ -338,6 +352,7 @@ def test_unpicklable_argument_of_named_function(ray: Any) -> None:
         identity.remote(threading.Lock())
 
 
+@pytest.mark.all_backends
 def test_wrong_option_name_lists_valid_options(ray: Any) -> None:
     with pytest.raises(ValueError, match="num_cpu") as ei:
         aioray.remote(num_cpu=1)(lambda: None)
@@ -346,6 +361,7 @@ def test_wrong_option_name_lists_valid_options(ray: Any) -> None:
         identity.options(retries=2)
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("opts, exc", [
     ({"num_cpus": "two"}, ValueError), ({"num_cpus": -1}, ValueError),
     ({"num_gpus": True}, ValueError), ({"resources": ["a"]}, TypeError),
@@ -359,6 +375,7 @@ def test_wrong_option_types(opts: dict[str, Any], exc: type[Exception]) -> None:
         identity.options(**opts)
 
 
+@pytest.mark.all_backends
 def test_remote_with_positional_and_options() -> None:
     with pytest.raises(TypeError):
         aioray.remote(lambda: None, num_cpus=1)
@@ -392,6 +409,7 @@ def test_num_returns_streaming_on_plain_function(ray: Any) -> None:
         identity.options(num_returns="streaming").remote(1)
 
 
+@pytest.mark.all_backends
 def test_negative_timeout(ray: Any) -> None:
     ref = aioray.put(1)
     with pytest.raises(ValueError, match="timeout"):
@@ -400,18 +418,21 @@ def test_negative_timeout(ray: Any) -> None:
         aioray.wait([ref], timeout=-0.5)
 
 
+@pytest.mark.all_backends
 def test_wait_duplicates_rejected(ray: Any) -> None:
     ref = aioray.put(1)
     with pytest.raises(ValueError, match="more than once"):
         aioray.wait([ref, ref])
 
 
+@pytest.mark.all_backends
 def test_wait_num_returns_too_large(ray: Any) -> None:
     refs = [aioray.put(1), aioray.put(2)]
     with pytest.raises(ValueError, match="num_returns"):
         aioray.wait(refs, num_returns=3)
 
 
+@pytest.mark.all_backends
 def test_wait_bad_arguments(ray: Any) -> None:
     ref = aioray.put(1)
     with pytest.raises(TypeError, match="list"):
@@ -422,6 +443,7 @@ def test_wait_bad_arguments(ray: Any) -> None:
         aioray.wait([ref], num_returns=-1)
 
 
+@pytest.mark.all_backends
 def test_wait_empty_list_and_num_returns_zero(ray: Any) -> None:
     assert aioray.wait([]) == ([], [])  # as in Ray
     assert aioray.wait([], num_returns=3, timeout=0) == ([], [])
@@ -429,6 +451,7 @@ def test_wait_empty_list_and_num_returns_zero(ray: Any) -> None:
         aioray.wait([aioray.put(1)], num_returns=0)
 
 
+@pytest.mark.all_backends
 async def test_wait_async_empty_list(aray: Any) -> None:
     assert await aioray.wait_async([]) == ([], [])
 
@@ -457,6 +480,7 @@ def _bad_calls_in_worker() -> dict[str, str]:
     return out
 
 
+@pytest.mark.all_backends
 def test_bad_input_from_inside_worker_process(ray: Any) -> None:
     out = aioray.get(_bad_calls_in_worker.remote(), timeout=60)
     assert out["dup"].startswith("ValueError") and "more than once" in out["dup"]
@@ -470,6 +494,7 @@ def test_bad_input_from_inside_worker_process(ray: Any) -> None:
     assert out["empty"] == "ok ([], [])"
 
 
+@pytest.mark.all_backends
 def test_calling_remote_function_directly(ray: Any) -> None:
     with pytest.raises(TypeError, match=r"identity\.remote\(\)"):
         identity(1)
@@ -521,6 +546,7 @@ def test_infeasible_task_fails_fast(ray: Any) -> None:
             aioray.get(ref, timeout=10)
 
 
+@pytest.mark.all_backends
 def test_put_generator_rejected(ray: Any) -> None:
     @aioray.remote
     def gen() -> Any:
@@ -530,6 +556,7 @@ def test_put_generator_rejected(ray: Any) -> None:
         aioray.put(gen.remote())
 
 
+@pytest.mark.all_backends
 def test_generator_as_argument_rejected(ray: Any) -> None:
     @aioray.remote
     def gen() -> Any:

@@ -42,6 +42,7 @@ def identity(x: Any) -> Any:
 
 
 # -- put / get ---------------------------------------------------------------------------------
+@pytest.mark.all_backends
 @pytest.mark.parametrize("value", [
     1, 2.5, "text", b"bytes", None, True, (1, "a"), [1, [2, 3]], {"k": ["v"]}, {1, 2},
     range(3), complex(1, 2),
@@ -50,6 +51,7 @@ def test_put_get_roundtrip(ray: Any, value: Any) -> None:
     assert aioray.get(aioray.put(value)) == value
 
 
+@pytest.mark.all_backends
 def test_get_list_keeps_order(ray: Any) -> None:
     refs = [aioray.put(i) for i in range(10)]
     assert aioray.get(refs) == list(range(10))
@@ -57,6 +59,7 @@ def test_get_list_keeps_order(ray: Any) -> None:
     assert aioray.get([]) == []
 
 
+@pytest.mark.all_backends
 def test_put_is_an_immutable_copy(ray: Any) -> None:
     value = {"a": [1, 2]}
     ref = aioray.put(value)
@@ -68,6 +71,7 @@ def test_put_is_an_immutable_copy(ray: Any) -> None:
     assert aioray.get(ref) == {"a": [1, 2]}
 
 
+@pytest.mark.all_backends
 def test_put_custom_object(ray: Any) -> None:
     class Point:
         def __init__(self, x: int, y: int) -> None:
@@ -77,6 +81,7 @@ def test_put_custom_object(ray: Any) -> None:
     assert (p.x, p.y) == (1, 2)
 
 
+@pytest.mark.all_backends
 def test_put_of_ref_rejected_but_container_of_ref_ok(ray: Any) -> None:
     inner = aioray.put(5)
     with pytest.raises(TypeError, match="put"):
@@ -107,6 +112,7 @@ def test_get_timeout_zero_and_ready(ray: Any) -> None:
 
 
 # -- refs ---------------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_object_ref_identity(ray: Any) -> None:
     a = aioray.put(1)
     b = aioray.put(1)
@@ -120,6 +126,7 @@ def test_object_ref_identity(ray: Any) -> None:
     assert refs[0].task_id() != refs[1].task_id()
 
 
+@pytest.mark.all_backends
 def test_multiple_returns_share_a_task_id(ray: Any) -> None:
     @aioray.remote(num_returns=2)
     def two() -> tuple[int, int]:
@@ -129,6 +136,7 @@ def test_multiple_returns_share_a_task_id(ray: Any) -> None:
     assert x.task_id() == y.task_id() and x != y
 
 
+@pytest.mark.all_backends
 def test_ref_survives_pickling_in_driver(ray: Any) -> None:
     import pickle
 
@@ -137,6 +145,7 @@ def test_ref_survives_pickling_in_driver(ray: Any) -> None:
     assert copy == ref and aioray.get(copy) == "kept"
 
 
+@pytest.mark.all_backends
 def test_ref_not_iterable(ray: Any) -> None:
     with pytest.raises(TypeError, match="num_returns"):
         _a, _b = identity.remote(1)
@@ -183,6 +192,7 @@ def test_wait_default_returns_first_ready(ray: Any) -> None:
     release.set()
 
 
+@pytest.mark.all_backends
 def test_wait_counts_errors_as_ready(ray: Any) -> None:
     @aioray.remote
     def boom() -> None:
@@ -215,6 +225,7 @@ def test_large_array_get_is_not_copied(ray: Any) -> None:
     assert np.shares_memory(a, b)
 
 
+@pytest.mark.all_backends
 def test_small_array_put_mutation_isolated(ray: Any) -> None:
     src = np.zeros(4)
     ref = aioray.put(src)
@@ -233,6 +244,7 @@ def test_large_array_uses_shared_memory_freed_with_last_ref(ray: Any) -> None:
     assert arr.sum() == float(1 << 18)  # mappings handed out stay valid after the unlink
 
 
+@pytest.mark.all_backends
 def test_large_array_in_container_and_result(ray: Any) -> None:
     @aioray.remote
     def pack(a: Any) -> dict[str, Any]:

@@ -82,12 +82,14 @@ def _div(a: int, b: int) -> float:
 
 
 # -- arguments -----------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_kwargs_and_defaults(ray: Any) -> None:
     assert aioray.get(add.remote(1, b=2)) == 3
     assert aioray.get(add.remote(5)) == 5
     assert aioray.get(add.remote(a=1, b=aioray.put(4))) == 5
 
 
+@pytest.mark.all_backends
 def test_top_level_refs_resolved_nested_refs_passed_as_refs(ray: Any) -> None:
     r = aioray.put(41)
     assert aioray.get(is_ref.remote(r)) is False
@@ -101,6 +103,7 @@ def test_top_level_refs_resolved_nested_refs_passed_as_refs(ray: Any) -> None:
     assert aioray.get(nested.remote([r, aioray.put(1)])) == 42
 
 
+@pytest.mark.all_backends
 def test_chained_tasks(ray: Any) -> None:
     x = add.remote(0, 1)
     for _ in range(5):
@@ -108,6 +111,7 @@ def test_chained_tasks(ray: Any) -> None:
     assert aioray.get(x) == 6
 
 
+@pytest.mark.all_backends
 def test_mixed_async_and_sync_dependencies(ray: Any) -> None:
     @aioray.remote
     async def double(x: int) -> int:
@@ -123,6 +127,7 @@ def test_arguments_are_copied_at_submit(ray: Any) -> None:
     assert aioray.get(ref) == [1, 2]
 
 
+@pytest.mark.all_backends
 def test_large_numpy_argument_in_process_task(ray: Any) -> None:
     np = pytest.importorskip("numpy")
 
@@ -138,6 +143,7 @@ def test_large_numpy_argument_in_process_task(ray: Any) -> None:
     assert s2 == s
 
 
+@pytest.mark.all_backends
 def test_large_numpy_result_from_process_task(ray: Any) -> None:
     np = pytest.importorskip("numpy")
 
@@ -151,6 +157,7 @@ def test_large_numpy_result_from_process_task(ray: Any) -> None:
 
 
 # -- returns ------------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_num_returns(ray: Any) -> None:
     @aioray.remote(num_returns=3)
     def three() -> tuple[int, int, int]:
@@ -161,6 +168,7 @@ def test_num_returns(ray: Any) -> None:
     assert aioray.get(refs) == [1, 2, 3]
 
 
+@pytest.mark.all_backends
 def test_num_returns_via_options_and_async(ray: Any) -> None:
     @aioray.remote
     async def pair() -> list[int]:
@@ -170,6 +178,7 @@ def test_num_returns_via_options_and_async(ray: Any) -> None:
     assert aioray.get([y, x]) == [8, 7]
 
 
+@pytest.mark.all_backends
 def test_num_returns_zero(ray: Any) -> None:
     @aioray.remote(num_returns=0)
     def nothing() -> None:
@@ -192,6 +201,7 @@ def test_return_value_is_immutable_copy(ray: Any) -> None:
 
 
 # -- options, names --------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_options_do_not_change_the_original(ray: Any) -> None:
     @aioray.remote
     def two() -> tuple[int, int]:
@@ -203,6 +213,7 @@ def test_options_do_not_change_the_original(ray: Any) -> None:
     assert aioray.get(bound.options(name="x").remote()) == [1, 2]
 
 
+@pytest.mark.all_backends
 def test_task_name_in_error(ray: Any) -> None:
     @aioray.remote
     def boom() -> None:
@@ -213,6 +224,7 @@ def test_task_name_in_error(ray: Any) -> None:
     assert "my-special-task" in str(ei.value)
 
 
+@pytest.mark.all_backends
 def test_remote_function_keeps_metadata() -> None:
     def documented(x: int) -> int:
         """Adds one."""
@@ -226,6 +238,7 @@ def test_remote_function_keeps_metadata() -> None:
 
 
 # -- retries --------------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_retry_exceptions(ray: Any, tmp_path: Any) -> None:
     marker = tmp_path / "count"
 
@@ -241,6 +254,7 @@ def test_retry_exceptions(ray: Any, tmp_path: Any) -> None:
     assert aioray.get(flaky.remote(str(marker))) == 2
 
 
+@pytest.mark.all_backends
 def test_no_retry_for_other_exceptions(ray: Any, tmp_path: Any) -> None:
     marker = tmp_path / "count"
 
@@ -292,6 +306,7 @@ def uses_module_helper(x: int) -> int:
     return _module_helper(x)
 
 
+@pytest.mark.all_backends
 def test_test_module_function_in_worker_process(ray: Any) -> None:
     assert aioray.get(uses_module_helper.remote(3)) == 300
 
@@ -348,10 +363,12 @@ def fan_out(n: int) -> int:
     return aioray.get(identity.remote(box))[0]
 
 
+@pytest.mark.all_backends
 def test_nested_remote_get_put_wait_in_worker(ray: Any) -> None:
     assert aioray.get(fan_out.remote(4)) == 10
 
 
+@pytest.mark.all_backends
 def test_nested_tasks_two_levels_in_worker(ray: Any) -> None:
     @aioray.remote
     def outer() -> int:
@@ -366,6 +383,7 @@ async def async_plus(x: int) -> int:
     return x + 1
 
 
+@pytest.mark.all_backends
 def test_async_task_submits_and_awaits(ray: Any) -> None:
     @aioray.remote
     async def parent() -> int:
@@ -374,6 +392,7 @@ def test_async_task_submits_and_awaits(ray: Any) -> None:
     assert aioray.get(parent.remote()) == 6
 
 
+@pytest.mark.all_backends
 def test_worker_returns_ref_it_created(ray: Any) -> None:
     @aioray.remote
     def make_ref() -> list[Any]:
@@ -395,6 +414,7 @@ def test_seed003_nested_remote_func_with_gpu() -> None:
     assert aioray.get(f.remote()) == 1
 
 
+@pytest.mark.all_backends
 def test_many_small_tasks(ray: Any) -> None:
     refs = [add.remote(i, i) for i in range(200)]
     assert aioray.get(refs) == [2 * i for i in range(200)]
@@ -437,6 +457,7 @@ def seed003_failing_gen() -> Any:
         yield i
 
 
+@pytest.mark.all_backends
 def test_seed003_generator_error(ray: Any, capsys: Any) -> None:
     try:
         for obj_ref in seed003_failing_gen.remote():
@@ -454,6 +475,7 @@ def seed003_task() -> Any:
         yield i
 
 
+@pytest.mark.all_backends
 def test_seed003_async_for_over_generator_in_asyncio_run(ray: Any) -> None:
     seen: list[int] = []
 
@@ -470,6 +492,7 @@ def test_seed003_async_for_over_generator_in_asyncio_run(ray: Any) -> None:
     assert sorted(seen) == sorted([0, 1, 2, 3, 4] * 2)
 
 
+@pytest.mark.all_backends
 def test_seed003_wait_on_generators_and_refs(ray: Any) -> None:
     # The seed imports ObjectRefGenerator from ray._raylet (aioray exports it at top level) and
     # mixes in an undefined `ref` list: we use two plain task refs.
@@ -495,6 +518,7 @@ def test_seed003_wait_on_generators_and_refs(ray: Any) -> None:
 
 
 # -- odds and ends ---------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_task_returning_a_ref(ray: Any) -> None:
     @aioray.remote
     def make() -> Any:
@@ -505,6 +529,7 @@ def test_task_returning_a_ref(ray: Any) -> None:
     assert aioray.get(inner) == "inner"
 
 
+@pytest.mark.all_backends
 def test_submitting_from_many_threads(ray: Any) -> None:
     results: dict[int, list[int]] = {}
 

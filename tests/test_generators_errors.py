@@ -50,6 +50,7 @@ def test_application_error_is_next_ref_in_order(ray: Any, kind: str) -> None:
         aioray.get(gen.completed())
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("kind", list(EXECUTORS))
 async def test_application_error_async_iteration(aray: Any, kind: str) -> None:
     out: list[Any] = []
@@ -61,6 +62,7 @@ async def test_application_error_async_iteration(aray: Any, kind: str) -> None:
     assert out == [0, "ValueError"]
 
 
+@pytest.mark.all_backends
 def test_error_before_first_yield(ray: Any) -> None:
     gen = fails_after.remote(0)
     refs = list(gen)
@@ -69,6 +71,7 @@ def test_error_before_first_yield(ray: Any) -> None:
         aioray.get(refs[0])
 
 
+@pytest.mark.all_backends
 def test_failed_dependency_ends_stream_with_its_error(ray: Any) -> None:
     @aioray.remote(max_retries=0)
     def bad() -> int:
@@ -123,11 +126,13 @@ def flaky(marker: str, n: int, crash: bool) -> Iterator[int]:
         yield i
 
 
+@pytest.mark.all_backends
 def test_crash_retry_reruns_without_duplicating_refs(ray: Any, tmp_path: Path) -> None:
     gen = flaky.options(max_retries=2).remote(str(tmp_path / "m"), 5, True)
     assert aioray.get(list(gen)) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("executor", ["process", "thread"])
 def test_retry_exceptions_reruns_without_duplicating_refs(ray: Any, tmp_path: Path,
                                                           executor: str) -> None:
@@ -139,6 +144,7 @@ def test_retry_exceptions_reruns_without_duplicating_refs(ray: Any, tmp_path: Pa
     assert aioray.get(gen.completed()) is None
 
 
+@pytest.mark.all_backends
 def test_refs_taken_before_the_failure_stay_valid_across_retry(ray: Any,
                                                                tmp_path: Path) -> None:
     gate = tmp_path / "gate"
@@ -165,6 +171,7 @@ def test_refs_taken_before_the_failure_stay_valid_across_retry(ray: Any,
     assert aioray.get(first) == "a1"
 
 
+@pytest.mark.all_backends
 def test_no_retry_for_application_error_by_default(ray: Any, tmp_path: Path) -> None:
     marker = tmp_path / "m"
     gen = flaky.options(max_retries=3).remote(str(marker), 4, False)

@@ -50,6 +50,7 @@ EXECUTORS = {
 
 
 # -- every executor, every iteration protocol ------------------------------------------------
+@pytest.mark.all_backends
 @pytest.mark.parametrize("kind", list(EXECUTORS))
 def test_for_loop_each_executor(ray: Any, kind: str) -> None:
     gen = EXECUTORS[kind].remote(5)
@@ -59,6 +60,7 @@ def test_for_loop_each_executor(ray: Any, kind: str) -> None:
     assert aioray.get(refs) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("kind", list(EXECUTORS))
 def test_next_then_stop_iteration(ray: Any, kind: str) -> None:
     gen = EXECUTORS[kind].remote(2)
@@ -71,12 +73,14 @@ def test_next_then_stop_iteration(ray: Any, kind: str) -> None:
     assert gen.is_finished()
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("kind", list(EXECUTORS))
 async def test_async_for_under_pytest_asyncio(aray: Any, kind: str) -> None:
     out = [await ref async for ref in EXECUTORS[kind].remote(4)]
     assert out == [0, 1, 2, 3]
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("kind", list(EXECUTORS))
 async def test_anext_then_stop_async_iteration(aray: Any, kind: str) -> None:
     gen = EXECUTORS[kind].remote(1)
@@ -85,6 +89,7 @@ async def test_anext_then_stop_async_iteration(aray: Any, kind: str) -> None:
         await gen.__anext__()
 
 
+@pytest.mark.all_backends
 def test_async_for_from_sync_script(ray: Any) -> None:
     """asyncio.run() on the main thread while the runtime runs on its own loop thread."""
 
@@ -94,6 +99,7 @@ def test_async_for_from_sync_script(ray: Any) -> None:
     assert asyncio.run(main()) == [0, 1, 2]
 
 
+@pytest.mark.all_backends
 def test_num_returns_streaming_alias(ray: Any) -> None:
     @aioray.remote(num_returns="streaming")
     def f() -> Iterator[str]:
@@ -176,6 +182,7 @@ def gated(gate: str) -> Iterator[str]:
     yield "second"
 
 
+@pytest.mark.all_backends
 def test_live_streaming_from_worker_process(ray: Any, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     gen = gated.remote(str(gate))
@@ -214,6 +221,7 @@ async def test_live_streaming_from_loop(aray: Any) -> None:
     assert [await r async for r in gen] == ["second"]
 
 
+@pytest.mark.all_backends
 async def test_live_streaming_async_from_worker_process(aray: Any, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     gen = gated.remote(str(gate))
@@ -223,6 +231,7 @@ async def test_live_streaming_async_from_worker_process(aray: Any, tmp_path: Pat
 
 
 # -- completed(), get(gen), passing generators around, return values --------------------------
+@pytest.mark.all_backends
 def test_completed_resolves_when_task_ends(ray: Any, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     gen = gated.remote(str(gate))
@@ -234,6 +243,7 @@ def test_completed_resolves_when_task_ends(ray: Any, tmp_path: Path) -> None:
     assert aioray.get(done, timeout=60) is None
 
 
+@pytest.mark.all_backends
 def test_get_of_generator_is_a_clear_type_error(ray: Any) -> None:
     gen = count.remote(1)
     with pytest.raises(TypeError, match=r"next\(gen\).*completed\(\)"):
@@ -242,6 +252,7 @@ def test_get_of_generator_is_a_clear_type_error(ray: Any) -> None:
         aioray.get([gen])
 
 
+@pytest.mark.all_backends
 async def test_get_async_of_generator_is_a_type_error(aray: Any) -> None:
     gen = acount.remote(1)
     with pytest.raises(TypeError, match="ObjectRefGenerator"):
@@ -289,6 +300,7 @@ def test_return_value_is_ignored_with_a_warning(ray: Any, executor: str,
 
 
 # -- generators consumed from inside a worker process ---------------------------------------
+@pytest.mark.all_backends
 def test_generator_consumed_inside_worker_process(ray: Any) -> None:
     @aioray.remote
     def consumer(n: int) -> list[int]:

@@ -57,12 +57,15 @@ def current() -> Backend:
 
 
 def installed() -> Backend | None:
-    """The backend in use, if any — never starts one (for calls that make no sense without)."""
+    """The backend in use, if any — never starts one (for calls that make no sense without);
+    inside a Ray worker, the Ray backend it attaches to."""
     if _ray is not None:
         return _ray
     if _embedded is not None and not _embedded.is_stale():
         return _embedded
-    return _worker
+    if _worker is not None:
+        return _worker
+    return ray_backend()
 
 
 def embedded() -> Backend | None:

@@ -136,17 +136,11 @@ class RayStream:
     def __init__(self, ray_gen: Any) -> None:
         self.ray_gen = ray_gen
 
-    def next_ref(self) -> ObjectRef[Any] | None:
-        try:
-            return wrap_ref(next(self.ray_gen))
-        except StopIteration:
-            return None
+    def next_ref(self) -> ObjectRef[Any]:
+        return wrap_ref(next(self.ray_gen))  # StopIteration at the end, as Ray's
 
-    async def anext_ref(self) -> ObjectRef[Any] | None:
-        try:
-            return wrap_ref(await self.ray_gen.__anext__())
-        except StopAsyncIteration:
-            return None
+    async def anext_ref(self) -> ObjectRef[Any]:
+        return wrap_ref(await self.ray_gen.__anext__())
 
     def completed(self) -> ObjectRef[None]:
         return wrap_ref(self.ray_gen.completed())
@@ -257,10 +251,13 @@ def map_error(e: BaseException) -> BaseException:
     class (as on the embedded runtime); system errors map by kind. Anything else (including
     aioray's own errors and plain ``ValueError`` from bad arguments) is returned unchanged.
     """
-    if isinstance(e, aex.RayError) or "ray" not in sys.modules:
+    if "ray" not in sys.modules:
         return e
     import ray.exceptions as rex
-    if not isinstance(e, rex.RayError):
+    # Ray's task error may also be one of aioray's classes (a dual class around aioray's
+    # UnserializableException, say): it is still Ray's, so convert it first.
+    if not isinstance(e, rex.RayError) or (
+            isinstance(e, aex.RayError) and not isinstance(e, rex.RayTaskError)):
         return e
     out: BaseException
     if isinstance(e, rex.RayTaskError):
