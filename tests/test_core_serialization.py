@@ -19,6 +19,7 @@ from aioray._objects import pickler as _pickle
 from aioray._objects.serialization import SerializedObject
 from aioray._objects.shm import SharedBuffer
 from aioray._wire import framing as _protocol
+from aioray._wire.messages import Ready
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -232,7 +233,7 @@ def test_memoryview_round_trip_keeps_format_and_shape() -> None:
 
 
 def test_frames_carry_64_bit_lengths() -> None:
-    frame = _protocol.encode(("ping", 1))
+    frame = _protocol.encode(Ready(1))
     assert _protocol.HEADER.size == 8
     assert _protocol.HEADER.unpack_from(frame)[0] == len(frame) - 8
     # A length past 4 GiB fits the header (the old '!I' raised struct.error) and the reader
@@ -247,4 +248,4 @@ def test_frames_carry_64_bit_lengths() -> None:
     proto2 = _protocol.FrameProtocol(got.append, lambda exc: None)
     proto2.data_received(frame[:5])
     proto2.data_received(frame[5:] + frame)
-    assert got == [("ping", 1), ("ping", 1)]
+    assert got == [Ready(1), Ready(1)] and type(got[0]) is Ready

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from aioray._handles.function import RemoteFunction
     from aioray._handles.placement_group import PlacementGroup
     from aioray._handles.ref import ObjectRef
+    from aioray._objects.store import ObjectEntry
 
 ReduceValue = tuple[Callable[..., Any], tuple[Any, ...]]
 
@@ -34,10 +35,12 @@ class Entry(Protocol):
 class Stream(Protocol):
     """What an ``ObjectRefGenerator`` reads: its backend's view of a generator task's refs."""
 
-    def next_ref(self) -> ObjectRef[Any] | None:
-        """The next ref, blocking the calling thread; None at the end."""
+    def next_ref(self) -> ObjectRef[Any]:
+        """The next ref, blocking the calling thread; StopIteration at the end."""
 
-    async def anext_ref(self) -> ObjectRef[Any] | None: ...
+    def anext_ref(self) -> Awaitable[ObjectRef[Any]]:
+        """The next ref, awaited; StopAsyncIteration at the end (``__anext__`` returns this
+        awaitable as it is: no coroutine layer per item)."""
 
     def completed(self) -> ObjectRef[None]: ...
 
@@ -210,6 +213,14 @@ class Backend(ABC):
     @abstractmethod
     def await_ref(self, ref: ObjectRef[Any]) -> Awaitable[Any]:
         """What ``await ref`` waits on when the value is not already here."""
+
+    def loop_waiter(self, entry: ObjectEntry
+                    ) -> tuple[asyncio.Future[None], Callable[[], None]] | None:
+        """``await ref`` of a pending entry of this process's store, awaited on the backend's
+        own loop: a future completed when the entry resolves and the callback that completes
+        it (to remove if the await is cancelled) — or None, for the general ``await_ref``.
+        Only the embedded engine has such a loop; it keeps the hottest await to one future."""
+        return None
 
     @abstractmethod
     def ref_future(self, ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]: ...

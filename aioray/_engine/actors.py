@@ -573,12 +573,16 @@ class ActorState:
                         stop=lambda _items: call.cancelled,  # ends at the next yield
                         passthrough=(ActorExit, _Interrupted))
 
-    def _what(self, call: ActorCall, dep_values: list[Any]) -> Body:
+    def _method_of(self, call: ActorCall) -> tuple[Callable[..., Any], str]:
+        """The bound method a call runs, and its name for errors."""
         name = f"{self.ac.__name__}.{call.meta.name}"
         try:
-            fn = _method(self.instance, call.meta.name)
+            return _method(self.instance, call.meta.name), name
         except AttributeError as e:
-            raise AppError(app_error(name, e)) from None
+            raise AppError(app_error(name, e), e) from None
+
+    def _what(self, call: ActorCall, dep_values: list[Any]) -> Body:
+        fn, name = self._method_of(call)
         return Body(fn, call.args_payload, dep_values, name, call.nret, self.rt.driver_pid)
 
     def _thread_done(self, call: ActorCall, attempt: int, group: _Group, kind: str,
@@ -679,14 +683,15 @@ class ActorState:
         token = current_actor.set(self)
         call_token = current_call.set(call)
         try:
-            what = self._what(call, dep_values)
             if meta.is_async or (self.is_async and not meta.is_generator):
+                fn, name = self._method_of(call)
                 values = await run_async(
-                    what, sink.pusher() if meta.is_generator and sink is not None else None,
+                    fn, call.args_payload, dep_values, name, call.nret, self.rt.driver_pid,
+                    sink.pusher() if meta.is_generator and sink is not None else None,
                     pause=stream.wait_capacity if stream is not None and stream.backpressure
                     else None, passthrough=(asyncio.CancelledError, ActorExit))
             else:
-                values = await self._invoke_in_thread(call, what)
+                values = await self._invoke_in_thread(call, self._what(call, dep_values))
         finally:
             current_call.reset(call_token)
             current_actor.reset(token)
@@ -841,12 +846,12 @@ class ActorManager:
         nret = call.nret = opts.get("num_returns")
         if not meta.is_generator and nret in (None, "streaming", "dynamic"):
             nret = call.nret = 1
-        outputs = make_outputs(self.rt, call.task_id, meta.name, meta.is_generator, nret,
-                               opts.get("_generator_backpressure_num_objects") or 0)
-        call.returns, call.sink = outputs
+        call.returns, call.sink = make_outputs(
+            self.rt, call.task_id, meta.name, meta.is_generator, nret,
+            opts.get("_generator_backpressure_num_objects") or 0)
         self.calls[call.task_id] = call  # now: cancel() may come before _submit_call runs
         self.rt.call_soon(self._submit_call, handle._actor_id, call)
-        return user_outputs(outputs)
+        return user_outputs(call.returns, call.sink)
 
     def done(self, call: ActorCall) -> None:
         """A call is over (finished, failed or dropped): forget it."""

@@ -36,7 +36,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.ref import ObjectRef
@@ -198,22 +198,28 @@ class GeneratorStream(Sink):
                         pass
 
     # -- the Stream interface (what ObjectRefGenerator reads) ---------------------------
-    def next_ref(self) -> ObjectRef[Any] | None:
+    def next_ref(self) -> ObjectRef[Any]:
         while True:
             ref = self.take()
             if ref is not None:
                 return ref
             if self.done:
-                return self.take()  # an item pushed just before done, else the end
+                ref = self.take()  # an item pushed just before done, else the end
+                if ref is None:
+                    raise StopIteration
+                return ref
             self.runtime.run_sync(self.wait_ready(), None, "next(gen)", "await gen.__anext__()")
 
-    async def anext_ref(self) -> ObjectRef[Any] | None:
+    async def anext_ref(self) -> ObjectRef[Any]:
         while True:
             ref = self.take()
             if ref is not None:
                 return ref
             if self.done:
-                return self.take()
+                ref = self.take()
+                if ref is None:
+                    raise StopAsyncIteration
+                return ref
             await self.runtime.run_async(self.wait_ready())
 
     def completed(self) -> ObjectRef[None]:
@@ -337,32 +343,34 @@ class DynamicSink(Sink):
 
 
 # -- what a task or actor call produces -------------------------------------------------------
-class Outputs(NamedTuple):
-    """The entries a task or actor call resolves, and the sink a generator body feeds."""
-
-    returns: list[ObjectEntry]
-    sink: Sink | None
-
-
 def make_outputs(rt: Runtime, task_id: bytes, name: str, is_generator: bool, nret: Any,
-                 backpressure: int) -> Outputs:
-    """Entries for ``num_returns=nret`` (``nret`` already checked to suit the function)."""
-    if is_generator:
-        if nret in (None, "streaming"):
-            return Outputs([], GeneratorStream(rt, task_id, backpressure))
-        if nret == "dynamic":
-            entry = ObjectEntry(object_id(task_id, 1))
-            return Outputs([entry], DynamicSink(entry, task_id, rt.driver_pid))
-        returns = [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)]
-        return Outputs(returns, StaticSink(returns, name))
-    return Outputs([ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)], None)
+                 backpressure: int) -> tuple[list[ObjectEntry], Sink | None]:
+    """The entries a task or actor call resolves for ``num_returns=nret`` (already checked to
+    suit the function), and the sink a generator body feeds."""
+    if not is_generator:
+        if nret == 1:  # the common case first
+            return [ObjectEntry(task_id + _INDEX_1)], None
+        return [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)], None
+    if nret in (None, "streaming"):
+        return [], GeneratorStream(rt, task_id, backpressure)
+    if nret == "dynamic":
+        entry = ObjectEntry(object_id(task_id, 1))
+        return [entry], DynamicSink(entry, task_id, rt.driver_pid)
+    returns = [ObjectEntry(object_id(task_id, i + 1)) for i in range(nret)]
+    return returns, StaticSink(returns, name)
 
 
-def user_outputs(outputs: Outputs) -> Any:
+_INDEX_1 = object_id(b"", 1)
+
+
+def user_outputs(returns: list[ObjectEntry], sink: Sink | None) -> Any:
     """What ``.remote()`` returns: a generator, one ref, a list of refs, or None."""
-    if isinstance(outputs.sink, GeneratorStream):
-        return ObjectRefGenerator(outputs.sink)
-    refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in outputs.returns]
+    if isinstance(sink, GeneratorStream):
+        return ObjectRefGenerator(sink)
+    if len(returns) == 1:  # the common case first
+        e = returns[0]
+        return ObjectRef(e.id, e)
+    refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in returns]
     if len(refs) == 1:
         return refs[0]
     return refs or None

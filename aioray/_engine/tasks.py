@@ -29,7 +29,6 @@ from aioray._engine.placement import captured_opts
 from aioray._engine.states import Executor
 from aioray._engine.streams import (
     GeneratorStream,
-    Outputs,
     make_outputs,
     user_outputs,
 )
@@ -184,7 +183,7 @@ class TaskManager:
 
     @staticmethod
     def outputs(spec: TaskSpec) -> Any:
-        return user_outputs(Outputs(spec.returns, spec.sink))
+        return user_outputs(spec.returns, spec.sink)
 
     # -- life of a task (loop thread) ----------------------------------------------------
     def start(self, spec: TaskSpec) -> None:
@@ -224,8 +223,8 @@ class TaskManager:
         current_task.set(spec)  # the task runs in its own context copy: no reset needed
         try:
             try:
-                values = await run_async(Body(spec.fn, spec.payload, (), spec.name, spec.nret,
-                                              self.rt.driver_pid))
+                values = await run_async(spec.fn, spec.payload, (), spec.name, spec.nret,
+                                         self.rt.driver_pid)
             except asyncio.CancelledError:
                 spec.fail(TaskCancelledError(spec.task_id.hex()))
                 return
@@ -328,8 +327,8 @@ class TaskManager:
                                  on_item: Callable[[Any], None] | None) -> None:
         stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
         values = await run_async(
-            Body(spec.fn, spec.payload, dep_values, spec.name, _count(spec.nret),
-                 self.rt.driver_pid), on_item,
+            spec.fn, spec.payload, dep_values, spec.name, _count(spec.nret), self.rt.driver_pid,
+            on_item,
             pause=stream.wait_capacity if stream is not None and stream.backpressure else None)
         self._finish(spec, values)
 

@@ -20,7 +20,6 @@ import inspect
 import os
 import traceback
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aioray._handles.args import split_returns, unpack_args
@@ -48,16 +47,20 @@ def app_error(name: str, exc: BaseException) -> RayTaskError:
     return RayTaskError(name, tb, picklable_exception(exc), os.getpid()).as_instanceof_cause()
 
 
-@dataclass(frozen=True, slots=True)
 class Body:
-    """What to run: ``fn(*args, **kwargs)`` from a packed payload and resolved ref values."""
+    """What to run: ``fn(*args, **kwargs)`` from a packed payload and resolved ref values.
+    (A slotted class: one is built for every task, so it must cost next to nothing.)"""
 
-    fn: Callable[..., Any]
-    payload: Any
-    dep_values: Sequence[Any]
-    name: str  # for errors and warnings: "f", "Counter.incr"
-    nret: int  # values returned (not used for generators)
-    driver_pid: int  # owner of the shared memory that large results go to
+    __slots__ = ("dep_values", "driver_pid", "fn", "name", "nret", "payload")
+
+    def __init__(self, fn: Callable[..., Any], payload: Any, dep_values: Sequence[Any],
+                 name: str, nret: int, driver_pid: int) -> None:
+        self.fn = fn
+        self.payload = payload  # the packed (args, kwargs)
+        self.dep_values = dep_values  # stored values of the top-level ref arguments
+        self.name = name  # for errors and warnings: "f", "Counter.incr"
+        self.nret = nret  # values returned (not used for generators)
+        self.driver_pid = driver_pid  # owner of the shared memory large results go to
 
 
 Items = Generator[Any, None, None]
@@ -106,32 +109,34 @@ def run_sync(body: Body, emit: Emit | None = None, *,
         raise AppError(app_error(body.name, e), e) from None
 
 
-async def run_async(body: Body, emit: Emit | None = None, *,
+async def run_async(fn: Callable[..., Any], payload: Any, dep_values: Sequence[Any], name: str,
+                    nret: int, driver_pid: int, emit: Emit | None = None, *,
                     pause: Callable[[], Any] | None = None,
                     passthrough: tuple[type[BaseException], ...] = (asyncio.CancelledError,)
                     ) -> list[Any] | None:
     """Run a body on the event loop: an ``async def`` (or async generator) function, or a sync
     function whose result may be awaitable (a sync method of an async actor).
 
-    ``pause()`` is awaited after each item of an async generator (backpressure);
-    ``passthrough`` should keep asyncio's cancellation.
+    The parts of a :class:`Body` are passed directly: this runs for every async task and call,
+    and one more tracked object each shows up as cyclic-GC time. ``pause()`` is awaited after
+    each item of an async generator (backpressure); ``passthrough`` should keep asyncio's
+    cancellation.
     """
     try:
-        args, kwargs = unpack_args(body.payload, body.dep_values)
+        args, kwargs = unpack_args(payload, dep_values)
         if emit is not None:
-            async for item in body.fn(*args, **kwargs):
-                emit(serialize(item, body.driver_pid))
+            async for item in fn(*args, **kwargs):
+                emit(serialize(item, driver_pid))
                 if pause is not None:
                     await pause()
             return None
-        result = body.fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = await result
-        if body.nret == 1:  # the hot path: no list comprehension (one GC object less)
-            return [serialize(result, body.driver_pid)]
-        return [serialize(v, body.driver_pid)
-                for v in split_returns(result, body.nret, body.name)]
+        if nret == 1:  # the hot path: no list comprehension (one GC object less)
+            return [serialize(result, driver_pid)]
+        return [serialize(v, driver_pid) for v in split_returns(result, nret, name)]
     except passthrough:
         raise
     except BaseException as e:
-        raise AppError(app_error(body.name, e), e) from None
+        raise AppError(app_error(name, e), e) from None

@@ -207,8 +207,8 @@ class ActorMethod(Generic[P, R]):
         if backend is None:
             raise ActorDiedError(f"The actor {self._handle._actor_id.hex()} is dead or unknown "
                                  "(this handle was rebuilt after it ended).")
-        return cast(R, backend.call_actor(self._handle, self._meta, args, kwargs,
-                                          self._options))
+        out: R = backend.call_actor(self._handle, self._meta, args, kwargs, self._options)
+        return out
 
     # num_returns changes what .remote() returns: untyped then (as for remote functions).
     @overload

@@ -6,7 +6,7 @@ import inspect
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from aioray._backend import registry
 from aioray._handles.options import TASK_OPTIONS, validate
@@ -57,7 +57,8 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Submit a task; returns an ObjectRef (or several, or an ObjectRefGenerator)."""
-        return cast(R, registry.current().submit_task(self, args, kwargs, self._default_options))
+        out: R = registry.current().submit_task(self, args, kwargs, self._default_options)
+        return out
 
     # num_returns changes what .remote() returns (a list of refs, a dynamic ref...): untyped then.
     @overload
@@ -102,7 +103,8 @@ class _BoundRemoteFunction(Generic[P, R]):
         self._options = options
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return cast(R, registry.current().submit_task(self._rf, args, kwargs, self._options))
+        out: R = registry.current().submit_task(self._rf, args, kwargs, self._options)
+        return out
 
     @overload
     def options(self, *, num_returns: int | str | None,

@@ -11,7 +11,7 @@ their items, and the rules for errors, retries and backpressure, are in
 from __future__ import annotations
 
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Awaitable, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
 from aioray._backend.base import Stream
@@ -37,19 +37,13 @@ class ObjectRefGenerator(Generic[T]):
         return self
 
     def __next__(self) -> ObjectRef[T]:
-        ref = self._stream.next_ref()
-        if ref is None:
-            raise StopIteration
-        return ref
+        return self._stream.next_ref()
 
     def __aiter__(self) -> ObjectRefGenerator[T]:
         return self
 
-    async def __anext__(self) -> ObjectRef[T]:
-        ref = await self._stream.anext_ref()
-        if ref is None:
-            raise StopAsyncIteration
-        return ref
+    def __anext__(self) -> Awaitable[ObjectRef[T]]:
+        return self._stream.anext_ref()
 
     def completed(self) -> ObjectRef[None]:
         """A ref that resolves when the task finishes (its error, if it failed)."""

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import weakref
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from aioray._backend import registry
 from aioray._backend.base import Entry
@@ -58,10 +58,22 @@ class ObjectRef(Generic[T_co]):
 
     def __await__(self) -> Generator[Any, None, T_co]:
         entry = self._entry
-        if type(entry) is ObjectEntry and entry.value is not PENDING:
-            entry.retrieved = True
-            return cast(T_co, deserialize(entry.value))
-        return cast(T_co, (yield from registry.current().await_ref(self).__await__()))
+        if type(entry) is ObjectEntry:
+            if entry.value is PENDING:
+                waiter = registry.current().loop_waiter(entry)
+                if waiter is not None:
+                    fut, on_ready = waiter
+                    try:
+                        yield from fut
+                    finally:
+                        if entry.value is PENDING:  # cancelled: leave nothing on the entry
+                            entry.remove_callback(on_ready)
+            if entry.value is not PENDING:
+                entry.retrieved = True
+                value: T_co = deserialize(entry.value)
+                return value
+        value = yield from registry.current().await_ref(self).__await__()
+        return value
 
     def future(self) -> concurrent.futures.Future[T_co]:
         """A ``concurrent.futures.Future`` that completes with the object's value or error."""
@@ -89,7 +101,8 @@ class ObjectRef(Generic[T_co]):
         """The value of a ready object (raises its error); ``InvalidStateError`` if pending."""
         if not self.done():
             raise asyncio.InvalidStateError(f"{self!r} is not ready yet.")
-        return cast(T_co, registry.current().get(self, None))
+        value: T_co = registry.current().get(self, None)
+        return value
 
     def exception(self) -> BaseException | None:
         """The error of a ready object, or None if it holds a value."""

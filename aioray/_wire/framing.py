@@ -1,7 +1,8 @@
 """Length-prefixed pickle frames between the driver and its worker processes.
 
-Each frame is an 8-byte big-endian length and a pickled tuple whose first item names the
-message (64-bit lengths: no size limit below what memory allows). Large buffers never travel here: they sit in shared memory and frames carry their names.
+Each frame is an 8-byte big-endian length (no size limit below what memory allows) and a
+pickled ``(tag, fields)`` pair standing for one message of ``aioray._wire.messages``. Large
+buffers never travel here: they sit in shared memory and frames carry their names.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ from collections.abc import Callable
 from typing import Any
 
 from aioray._objects import pickler as _pickle
+from aioray._wire.messages import MESSAGES, TAGS
 
 HEADER = struct.Struct("!Q")
 
 
 def encode(msg: tuple[Any, ...]) -> bytes:
-    data = _pickle.dumps(msg)
+    """One frame for ``msg`` (a message record)."""
+    data = _pickle.dumps((TAGS[type(msg)], tuple(msg)))
     return HEADER.pack(len(data)) + data
 
 
 def decode(data: bytes | bytearray | memoryview) -> Any:
-    return _pickle.loads(data)
+    tag, fields = _pickle.loads(data)
+    return tuple.__new__(MESSAGES[tag], fields)
 
 
 def recv_frame(sock: socket.socket) -> Any:

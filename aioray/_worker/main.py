@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import itertools
 import os
 import queue
@@ -108,13 +107,22 @@ class WorkerStream:
         self.client = client
         self.task_id = task_id
 
-    def next_ref(self) -> ObjectRef[Any] | None:
+    def _next(self) -> ObjectRef[Any] | None:
         id = self.client.request("gen_next", self.task_id)
         return None if id is None else self.client.borrow(id)
 
-    async def anext_ref(self) -> ObjectRef[Any] | None:
+    def next_ref(self) -> ObjectRef[Any]:
+        ref = self._next()
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    async def anext_ref(self) -> ObjectRef[Any]:
         # The worker has no runtime loop: a thread blocks on the driver for us.
-        return await asyncio.get_running_loop().run_in_executor(None, self.next_ref)
+        ref = await asyncio.get_running_loop().run_in_executor(None, self._next)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
 
     def completed(self) -> ObjectRef[None]:
         return self.client.borrow(object_id(self.task_id, 0))
@@ -249,6 +257,8 @@ class WorkerClient(Backend):
         self._deferred_cancel = False
         self._credit: dict[bytes, int] = {}
         self._credit_cv = threading.Condition()
+        self._streaming = b""  # the streaming task running now, and its backpressure
+        self._backpressure = 0
         self._gpu_ids: list[int] = []
         self.placement = WorkerPlacement(self)
         self.queues = WorkerQueues(self)
@@ -381,10 +391,10 @@ class WorkerClient(Backend):
             self._interruptible = False
 
         emit = stop = pause = None
-        if streaming:
-            emit = functools.partial(self._emit, task_id)
-            stop = functools.partial(self._before_item, task_id)
-            pause = functools.partial(self._after_item, task_id, bp)
+        if streaming:  # hooks read the task from self (bound methods: the per-item path)
+            self._streaming = task_id
+            self._backpressure = bp
+            emit, stop, pause = self._emit, self._before_item, self._after_item
         try:
             stored = run_sync(Body(self._functions[fn_id], payload, dep_values, name, nret,
                                    self.driver_pid), emit, stop=stop, pause=pause,
@@ -420,19 +430,21 @@ class WorkerClient(Backend):
             self.send(Failed(task_id, RayTaskError(name, tb, stand_in, os.getpid())))
 
     # -- a streaming generator task: each item is sent as it is yielded ------------------
-    def _before_item(self, task_id: bytes, items: Iterable[Any]) -> bool:
+    def _before_item(self, items: Iterable[Any]) -> bool:
         self._interruptible = False  # no cancel may land mid-frame
-        if self._cancel_for == task_id:  # arrived while the item was produced
-            self._cancel_at_yield(items)
+        if self._cancel_for is not None and self._cancel_for == self._streaming:
+            self._cancel_at_yield(items)  # arrived while the item was produced
         return False
 
-    def _emit(self, task_id: bytes, stored: Any) -> None:
-        self._flush_releases()
-        self.send(Yield(task_id, stored))
+    def _emit(self, stored: Any) -> None:
+        if self._releases:
+            self._flush_releases()
+        self.send(Yield(self._streaming, stored))
 
-    def _after_item(self, task_id: bytes, backpressure: int, items: Iterable[Any],
-                    produced: int) -> None:
+    def _after_item(self, items: Iterable[Any], produced: int) -> None:
         """Pause while ``backpressure`` items are unconsumed (when set)."""
+        task_id = self._streaming
+        backpressure = self._backpressure
         if backpressure > 0:
             with self._credit_cv:
                 while produced - self._credit.get(task_id, 0) >= backpressure:
