@@ -48,12 +48,15 @@ class SerializedObject:
     point to stay alive as long as this value does.
     """
 
-    __slots__ = ("buffers", "data", "refs")
+    __slots__ = ("buffers", "data", "raw", "refs")
 
-    def __init__(self, data: bytes, buffers: list[bytes | SharedBuffer], refs: tuple[Any, ...] = ()):
+    def __init__(self, data: bytes, buffers: list[bytes | SharedBuffer], refs: tuple[Any, ...] = (),
+                 raw: bool = False):
         self.data = data
         self.buffers = buffers
         self.refs = refs
+        # The value is exactly ``bytes`` of buffers[0] (a large bytes object: no pickle at all).
+        self.raw = raw
 
     @property
     def nbytes(self) -> int:
@@ -67,12 +70,13 @@ class SerializedObject:
     def __reduce__(self) -> Any:
         # The ids of contained refs travel beside the data so the receiving process can pin
         # (driver) or borrow (worker) them before anyone deserializes the value.
-        return (_from_wire, (self.data, self.buffers, self.ref_ids()))
+        return (_from_wire, (self.data, self.buffers, self.ref_ids(), self.raw))
 
 
-def _from_wire(data: bytes, buffers: list[bytes | SharedBuffer], ids: list[bytes]) -> SerializedObject:
+def _from_wire(data: bytes, buffers: list[bytes | SharedBuffer], ids: list[bytes],
+               raw: bool = False) -> SerializedObject:
     refs = tuple(rebuild_ref(i) for i in ids) if ids else ()
-    return SerializedObject(data, buffers, refs)
+    return SerializedObject(data, buffers, refs, raw)
 
 
 def _no_refs_yet(id: bytes) -> Any:
@@ -118,7 +122,11 @@ def serialize_always(value: Any, driver_pid: int) -> SerializedObject:
     refs: list[Any] = []
     prev = getattr(_collect, "refs", None)
     _collect.refs = refs
-    if type(value) in (bytes, bytearray) and len(value) >= SHM_THRESHOLD:
+    if type(value) is bytes and len(value) >= SHM_THRESHOLD:
+        # The value is its buffer: one copy into shared memory, read back with one copy.
+        return SerializedObject(b"", [SharedBuffer.create(driver_pid, memoryview(value),
+                                                          owner=OWN_SEGMENTS)], (), raw=True)
+    if type(value) is bytearray and len(value) >= SHM_THRESHOLD:
         value = _pickle.OutOfBand(value)
     try:
         data = _pickle.dumps(value, buffer_callback=buffers.append)
@@ -139,6 +147,9 @@ def deserialize(stored: Any) -> Any:
     tp = type(stored)
     if tp is SerializedObject:
         try:
+            if stored.raw:
+                buf = stored.buffers[0]
+                return buf.read_bytes() if isinstance(buf, SharedBuffer) else buf
             bufs = [b.view() if isinstance(b, SharedBuffer) else b for b in stored.buffers]
         except FileNotFoundError as e:  # the segment was swept (shutdown) before first use
             raise ObjectLostError(message=(

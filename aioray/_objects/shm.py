@@ -19,6 +19,7 @@ from typing import Any
 
 _DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 PREFIX = "aioray-"
+_IO_CHUNK = 1 << 30  # per read/write call (Linux caps one call at just under 2 GiB)
 
 
 def segment_prefix(driver_pid: int) -> str:
@@ -50,13 +51,23 @@ class SharedBuffer:
         size = data.nbytes
         fd = os.open(_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
-            os.ftruncate(fd, max(size, 1))
-            mm = mmap.mmap(fd, max(size, 1))
-        finally:
+            # write(), not a mapping: the kernel copies into the file's pages in bulk instead
+            # of one page fault per 4 KiB, and a full filesystem is an OSError, not SIGBUS.
+            src = data.cast("B")
+            done = 0
+            while done < size:
+                done += os.pwrite(fd, src[done:done + _IO_CHUNK], done)
+            if not size:
+                os.ftruncate(fd, 1)
+        except BaseException:
             os.close(fd)
-        if size:
-            mm[:size] = data.cast("B")
-        return cls(name, size, mm, owner=owner)
+            _unlink(name)
+            raise
+        os.close(fd)
+        buf = cls(name, size, None, owner=owner)
+        if owner:
+            buf.map()  # the owner's objects stay readable after shutdown() sweeps the files
+        return buf
 
     @classmethod
     def attach(cls, name: str, size: int, owner: bool = False) -> SharedBuffer:
@@ -88,6 +99,30 @@ class SharedBuffer:
         assert self._mm is not None
         mv = memoryview(self._mm)[: self.size]
         return mv if mv.readonly else mv.toreadonly()
+
+    def read_bytes(self) -> bytes:
+        """A copy of the contents as ``bytes``, read with ``pread`` (one copy, no page faults
+        on the source); from the mapping if the file is already gone (swept at shutdown)."""
+        try:
+            fd = os.open(_path(self.name), os.O_RDONLY)
+        except FileNotFoundError:
+            return bytes(self.view())
+        try:
+            if self.size <= _IO_CHUNK:
+                data = os.pread(fd, self.size, 0)
+                if len(data) == self.size:
+                    return data
+            out = bytearray(self.size)  # > 2 GiB: pread returns at most ~2 GiB per call
+            view = memoryview(out)
+            done = 0
+            while done < self.size:
+                n = os.preadv(fd, [view[done:done + _IO_CHUNK]], done)
+                if n <= 0:
+                    raise OSError(f"shared memory segment {self.name} is shorter than expected")
+                done += n
+            return bytes(out)
+        finally:
+            os.close(fd)
 
     def __reduce__(self) -> Any:
         return (SharedBuffer.attach, (self.name, self.size))
