@@ -15,6 +15,7 @@ from aioray._backend.base import Backend
 from aioray._handles.actor import ActorClass, ActorHandle
 from aioray._handles.function import RemoteFunction
 from aioray._handles.generator import ObjectRefGenerator
+from aioray._handles.options import check_namespace, check_runtime_env
 from aioray._handles.ref import ObjectRef
 from aioray._handles.validate import NOT_ASYNCIO
 from aioray.exceptions import GetTimeoutError
@@ -68,6 +69,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
     ``AIORAY_LOCAL_MODE=1``) runs sync tasks on threads in this process, so breakpoints and
     coverage see them.
     """
+    check_namespace(namespace)
     unknown = sorted(set(kwargs) - _INIT_NOOPS - {"redis_address"})
     if unknown:
         raise TypeError(
@@ -86,8 +88,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             "process. Drop the address to use aioray, or run the program on Ray itself "
             "(import ray) to use a cluster. To run this program on Ray through aioray, use "
             "init(address='ray://host:10001' | 'auto' | 'local-ray') or AIORAY_BACKEND=ray.")
-    if runtime_env:
-        raise ValueError("runtime_env is not supported by aioray's single-process runtime.")
+    # The job's runtime_env: env_vars / working_dir / py_modules for the worker processes
+    # (merged with each task's own, as in Ray); anything else is a ValueError naming it.
+    job_env = check_runtime_env(runtime_env, "init()") if runtime_env else None
     for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or value < 0):
@@ -105,7 +108,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         else:
             backend = registry.start_embedded(num_cpus=num_cpus, num_gpus=num_gpus,
                                               resources=resources, namespace=namespace,
-                                              local_mode=local_mode)
+                                              local_mode=local_mode, runtime_env=job_env)
     return _info(backend)
 
 
@@ -206,6 +209,12 @@ def remote(*args: Any, **options: Any) -> Any:
                 "@remote takes either one function/class or keyword options only, e.g. "
                 "@aioray.remote or @aioray.remote(num_cpus=2).")
         return _make_remote(args[0], {})
+    if not options:
+        # Ray's check (an AssertionError there too): empty brackets are a mistake.
+        raise AssertionError(
+            "The @remote decorator must be applied either with no arguments and no "
+            "parentheses, e.g. @aioray.remote, or with some options, e.g. "
+            "@aioray.remote(num_cpus=2, num_returns=2). Drop the empty brackets: @remote().")
 
     def deco(target: Any) -> Any:
         return _make_remote(target, options)
@@ -304,6 +313,7 @@ def kill(actor: ActorHandle[Any], *, no_restart: bool = True) -> None:
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
     """The handle of a named actor (ValueError listing the names if there is none)."""
+    check_namespace(namespace)
     return registry.current().get_actor(name, namespace)
 
 

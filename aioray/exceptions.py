@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 _E = TypeVar("_E", bound=BaseException)
 
 __all__ = [
+    "ActorClassInheritanceException",
     "ActorDiedError",
     "ActorShutdownError",
     "ActorUnavailableError",
@@ -162,6 +163,11 @@ class PlacementGroupRemovedError(RaySystemError):
 class PendingCallsLimitExceeded(RayError):
     """Raised by ``handle.method.remote()`` when the actor already has ``max_pending_calls``
     calls in flight. Not raised for actors without that option."""
+
+
+class ActorClassInheritanceException(TypeError):
+    """A class tried to inherit from a ``@remote`` class (Ray's ``ray.actor`` name; a
+    TypeError, not a RayError, as in Ray). Inherit from the plain class instead."""
 
 
 class GetTimeoutError(RayError, TimeoutError):

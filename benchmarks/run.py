@@ -38,7 +38,7 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITE = os.path.join(HERE, "suite.py")
-GROUPS = ["init", "core_sync", "core_async", "actors", "generators", "rss", "util"]
+GROUPS = ["init", "core_sync", "core_async", "actors", "generators", "rss", "util", "watchdog"]
 TIMEOUT = {"aioray": 240.0, "ray": 600.0}
 
 LOWER_IS_BETTER = {"s", "MB"}
@@ -142,6 +142,10 @@ SECTIONS: list[tuple[str, list[Row]]] = [
         Row("actorpool_map", "ActorPool.map, 2 actors", "ops/s"),
         Row("queue_throughput", "Queue, producer task → consumer task", "ops/s"),
         Row("pg_rate", "placement group create+ready+remove", "ops/s"),
+    ]),
+    ("Loop watchdog (issue 20)", [
+        Row("watchdog_on", "async actor call batch, loop watchdog on", "ops/s", "watchdog_off",
+            "same, watchdog off", [T("floor", ">=", 0.98, "≤ 2% cost")]),
     ]),
 ]
 

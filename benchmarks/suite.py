@@ -717,6 +717,44 @@ def group_util() -> None:
     R.shutdown()
 
 
+def group_watchdog() -> None:
+    """The loop watchdog's cost (issue 20; aioray only): the same async actor call batch with
+    the watchdog on (threshold 1 s, the default) and off, interleaved."""
+    if IMPL != "aioray":
+        record_error("watchdog_on", IMPL, "n/a: aioray's loop watchdog")
+        return
+    runtime = importlib.import_module("aioray._engine.runtime")
+    watchdog = importlib.import_module("aioray._engine.watchdog")
+
+    async def main() -> None:
+        init_runtime()
+        rt = runtime.current_runtime()
+        d = defs()
+        a = d.AsyncActor.remote()
+        await a.f.remote()
+
+        def switch(on: bool) -> None:
+            if on and rt.watchdog is None:
+                rt.watchdog = watchdog.LoopWatchdog(rt.loop, rt.loop_thread_id,
+                                                    watchdog.DEFAULT_THRESHOLD)
+                rt.watchdog.start()
+            elif not on and rt.watchdog is not None:
+                rt.watchdog.stop()
+                rt.watchdog = None
+
+        async def calls(n: int, on: bool) -> None:
+            switch(on)
+            await R.get_async([a.f.remote() for _ in range(n)])
+
+        n = n_(20000)
+        await ameasure("watchdog_on", "ops/s", arate(n, lambda n: calls(n, True)),
+                       "watchdog_off", arate(n, lambda n: calls(n, False)), reps=reps_(7),
+                       warm=lambda: calls(1000, True))
+        R.shutdown()
+
+    asyncio.run(main())
+
+
 GROUPS: dict[str, Callable[[], None]] = {
     "init": group_init,
     "core_sync": group_core_sync,
@@ -725,6 +763,7 @@ GROUPS: dict[str, Callable[[], None]] = {
     "generators": group_generators,
     "rss": group_rss,
     "util": group_util,
+    "watchdog": group_watchdog,
 }
 
 

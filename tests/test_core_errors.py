@@ -343,8 +343,12 @@ def test_unpicklable_argument_names_it(ray: Any) -> None:
         two.remote(1, lock)
     with pytest.raises(TypeError, match="keyword argument 'b'"):
         two.remote(1, b=lock)
+    @aioray.remote
+    async def one(a: Any) -> None:
+        return None
+
     with pytest.raises(TypeError, match="argument 0"):  # async tasks copy arguments too
-        async_fail.remote(lock)
+        one.remote(lock)
 
 
 def test_unpicklable_argument_of_named_function(ray: Any) -> None:

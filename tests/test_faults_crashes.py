@@ -18,7 +18,7 @@ import pytest
 
 import aioray
 from aioray._engine import runtime as _runtime
-from aioray.exceptions import TaskCancelledError, WorkerCrashedError
+from aioray.exceptions import GetTimeoutError, TaskCancelledError, WorkerCrashedError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -227,11 +227,13 @@ def test_hanging_worker_force_cancelled_and_replaced(ray: object, tmp_path: Path
     ref = hang.remote(str(started))
     _wait_until(lambda: started.exists() and started.read_text() != "", what="hang started")
     pid = int(started.read_text())
-    aioray.cancel(ref)  # interrupt is ignored: the ref fails, the worker keeps hanging
-    with pytest.raises(TaskCancelledError):
-        aioray.get(ref, timeout=60)
+    aioray.cancel(ref)  # interrupt is ignored: the worker keeps hanging, the ref waits (Ray)
+    with pytest.raises(GetTimeoutError):
+        aioray.get(ref, timeout=0.5)
     assert _alive(pid)
     aioray.cancel(ref, force=True)  # escalate: kill it
+    with pytest.raises(TaskCancelledError):
+        aioray.get(ref, timeout=60)
     _wait_until(lambda: not _alive(pid), what="hung worker killed")
     _wait_until(lambda: pid not in _worker_pids(), what="hung worker dropped from pool")
     # Cancelled tasks are not retried, and both CPUs serve new work.

@@ -271,9 +271,14 @@ def test_passing_generator_to_task_or_actor_is_a_type_error(ray: Any) -> None:
         takes.remote(x=gen)
     with pytest.raises(TypeError, match="ObjectRefGenerator"):
         takes.remote([gen])  # nested: refused when pickled
-    c = Counter.remote()
+    @aioray.remote
+    class Taker:
+        def take(self, x: Any) -> int:
+            return 1
+
+    c = Taker.remote()
     with pytest.raises(TypeError, match="ObjectRefGenerator"):
-        c.incr.remote(gen)  # type: ignore[call-arg]
+        c.take.remote(gen)
     with pytest.raises(TypeError, match="ObjectRefGenerator"):
         aioray.put(gen)
     assert aioray.get(list(gen)) == [0]  # the generator itself is unharmed

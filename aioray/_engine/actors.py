@@ -23,6 +23,8 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import inspect
+import logging
 import queue
 import threading
 import uuid
@@ -40,7 +42,7 @@ from aioray._engine.streams import (
     user_outputs,
 )
 from aioray._engine.tasks import _raise_in_thread, fail_outputs
-from aioray._exec.invoke import AppError, Body, app_error, run_async, run_sync
+from aioray._exec.invoke import AppError, Body, app_error, cancelled_error, run_async, run_sync
 from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
 from aioray._handles.args import ArgRef, pack_args, unpack_args
 from aioray._handles.generator import ObjectRefGenerator
@@ -67,6 +69,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_GROUP = "_default"
+_log = logging.getLogger("aioray")
 GRAVEYARD_SIZE = 10_000
 
 
@@ -251,6 +254,7 @@ class ActorState:
         self.ready = self.rt.loop.create_future()
         self.terminate_when_idle = False
         self.exiting = False  # set by a thread whose call ran exit_actor()
+        self.shutdown_hook = False  # a graceful end: call __ray_shutdown__ on release
 
     # -- lifecycle (loop thread) --------------------------------------------------------
     async def create(self) -> None:
@@ -328,6 +332,7 @@ class ActorState:
     def _exit_if_unused(self) -> None:
         """No handle is left (and not named/detached): go once the queued calls are done."""
         if self.terminate_when_idle and self.status is ActorStatus.ALIVE and self._idle():
+            self.shutdown_hook = True
             self._die(ActorDiedError(
                 f"The actor {self.ac.__name__} went out of scope: every handle to it was "
                 "dropped.", actor_id=self.actor_id.hex()))
@@ -365,7 +370,10 @@ class ActorState:
         # else: the last running call releases the resources (see _run)
 
     def _release(self) -> None:
-        self.instance = None
+        instance, self.instance = self.instance, None
+        if instance is not None and self.shutdown_hook and self.status is ActorStatus.DEAD:
+            self.shutdown_hook = False  # exactly once
+            _call_shutdown_hook(self, instance)
         if self.grant is not None:
             self.grant.release()
             self.grant = None
@@ -563,15 +571,14 @@ class ActorState:
     def _body(self, call: ActorCall, dep_values: list[Any]) -> list[Any] | None:
         """A sync method's code and the serialization of its results (in a thread)."""
         sink = call.sink
-        emit = pause = None
-        if sink is not None:
-            post = self.rt.call_soon  # the same FIFO as the call's outcome: items first
-            push = sink.pusher()  # a retry after a restart skips items already sent
-            emit = functools.partial(post, push)
-            pause = _pause_thread(sink)
-        return run_sync(self._what(call, dep_values), emit, pause=pause,
+        if sink is None:  # the common case: no per-call hooks to build
+            return run_sync(self._what(call, dep_values), passthrough=_THREAD_PASSTHROUGH)
+        post = self.rt.call_soon  # the same FIFO as the call's outcome: items first
+        push = sink.pusher()  # a retry after a restart skips items already sent
+        return run_sync(self._what(call, dep_values), functools.partial(post, push),
+                        pause=_pause_thread(sink),
                         stop=lambda _items: call.cancelled,  # ends at the next yield
-                        passthrough=(ActorExit, _Interrupted))
+                        passthrough=_THREAD_PASSTHROUGH)
 
     def _method_of(self, call: ActorCall) -> tuple[Callable[..., Any], str]:
         """The bound method a call runs, and its name for errors."""
@@ -645,6 +652,7 @@ class ActorState:
         """exit_actor() / __ray_terminate__: the caller sees the actor's death."""
         call.fail(ActorDiedError(f"The actor exited on purpose: {why}.",
                                  actor_id=self.actor_id.hex()))
+        self.shutdown_hook = self.status is ActorStatus.ALIVE
         self._die(ActorDiedError(f"The actor {self.ac.__name__} exited on purpose: {why}.",
                                  actor_id=self.actor_id.hex()), graceful=True)
 
@@ -729,11 +737,40 @@ class ActorState:
         return await asyncio.shield(fut)
 
 
+# What a sync actor method's body lets through untouched: exit_actor() and kill/restart.
+_THREAD_PASSTHROUGH: tuple[type[BaseException], ...] = (ActorExit, _Interrupted)
+
+
 def _pause_thread(sink: Any) -> Callable[[Any, int], None] | None:
     """Backpressure for a generator method running on a thread."""
     if not isinstance(sink, GeneratorStream) or not sink.backpressure:
         return None
     return lambda _items, produced: sink.wait_capacity_blocking(produced)
+
+
+def _call_shutdown_hook(state: ActorState, instance: Any) -> None:
+    """``__ray_shutdown__()`` on a graceful end (out of scope, ``__ray_terminate__``,
+    ``exit_actor()``, ``shutdown()``; never on ``kill``), as Ray 2.60: after the last call,
+    once; its errors are logged. It runs on the loop thread, so it should be quick."""
+    hook = getattr(instance, "__ray_shutdown__", None)
+    if hook is None:
+        return
+    token = current_actor.set(state)
+    try:
+        result = hook()
+        if inspect.isawaitable(result):  # Ray wants a sync method; an async one still runs
+            state.rt.loop.create_task(_await_hook(result, state.ac.__name__))
+    except BaseException:
+        _log.exception("aioray: %s.__ray_shutdown__() raised", state.ac.__name__)
+    finally:
+        current_actor.reset(token)
+
+
+async def _await_hook(result: Any, name: str) -> None:
+    try:
+        await result
+    except BaseException:
+        _log.exception("aioray: %s.__ray_shutdown__() raised", name)
 
 
 def _construct_instance(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -781,6 +818,12 @@ class ActorManager:
     # -- API (any thread) ---------------------------------------------------------------
     def create(self, ac: ActorClass[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                opts: dict[str, Any], actor_id: bytes | None = None) -> ActorHandle[Any]:
+        if opts.get("runtime_env"):
+            raise ValueError(
+                f"runtime_env cannot apply to actor {ac.__name__}: aioray's actors run in the "
+                "driver process (on its threads and event loop), whose one environment "
+                "(os.environ, working directory, sys.path) every thread shares. Put the work "
+                "that needs it in a sync task (worker process) with that runtime_env.")
         name = opts.get("name")
         namespace = opts.get("namespace") or self.rt.namespace
         if name is not None:
@@ -916,7 +959,14 @@ class ActorManager:
             return False
         self.check_cancel(task_id, force)
         call.cancelled = True
-        call.fail(TaskCancelledError(task_id.hex()))
+        if call.state is CallState.RUNNING and call.atask is not None and not call.in_thread:
+            # Interrupted inside the async method: a task error, as Ray reports it (a
+            # RayTaskError that is also a TaskCancelledError). A call that never ran: plain.
+            state = self.actors.get(call.actor_id)
+            name = f"{state.ac.__name__}.{call.meta.name}" if state else call.meta.name
+            call.fail(cancelled_error(name, task_id.hex()))
+        else:
+            call.fail(TaskCancelledError(task_id.hex()))
         if call.state is CallState.RUNNING and call.atask is not None and not call.in_thread:
             call.atask.cancel()
         elif call.state is CallState.QUEUED:
@@ -965,6 +1015,7 @@ class ActorManager:
 
     def shutdown(self, error: BaseException) -> None:
         for state in list(self.actors.values()):
+            state.shutdown_hook = state.status is ActorStatus.ALIVE
             state._die(error if isinstance(error, RayActorError) else ActorShutdownError(
                 f"The actor was stopped by aioray.shutdown(): {error}", cause=error,
                 actor_id=state.actor_id.hex()))

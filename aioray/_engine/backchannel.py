@@ -54,6 +54,7 @@ class Backchannel:
             "gen_next": self._gen_next,
             "gen_wait": self._gen_wait,
             "gen_finished": self._gen_finished,
+            "gen_next_ready": self._gen_next_ready,
             "cluster_resources": self._cluster_resources,
             "available_resources": self._available_resources,
         }
@@ -114,10 +115,14 @@ class Backchannel:
     async def _get(self, worker: WorkerHandle, ids: list[bytes], timeout: float | None) -> Any:
         entries = [entry_for(i) for i in ids]
         pending = [e for e in entries if e.value is PENDING]
-        if pending:
+        if pending and not any(type(e.value) is ErrorValue for e in entries):
             async with lending_cpu(self._grant_of(worker)):
-                if not await self.rt.wait_entries(pending, timeout=timeout):
+                if not await self.rt.wait_entries(pending, timeout=timeout, fail_fast=True):
                     raise GetTimeoutError(f"Get timed out after {timeout} seconds.")
+        if any(e.value is PENDING for e in entries):  # failed fast: the worker raises it
+            bad = next(e for e in entries if type(e.value) is ErrorValue)
+            bad.retrieved = True
+            return [bad.value]
         for e in entries:
             e.retrieved = True
         return [e.value for e in entries]
@@ -156,6 +161,10 @@ class Backchannel:
     async def _gen_finished(self, worker: WorkerHandle, task_id: bytes) -> bool:
         gen = self.generators.get(task_id)
         return True if gen is None else bool(gen.is_finished())  # gone: it can only have ended
+
+    async def _gen_next_ready(self, worker: WorkerHandle, task_id: bytes) -> bool:
+        gen = self.generators.get(task_id)
+        return False if gen is None else bool(gen.next_ready())  # gone: it can only have ended
 
     async def _gen_wait(self, worker: WorkerHandle, keys: list[tuple[str, bytes]], num: int,
                         timeout: float | None) -> list[int]:

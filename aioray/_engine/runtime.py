@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import threading
 import time
@@ -32,10 +33,12 @@ from aioray._engine.queues import EmbeddedQueues
 from aioray._engine.scheduling.resources import ResourcePool, lending_cpu
 from aioray._engine.streams import ready_now, values_of
 from aioray._engine.tasks import TaskManager
+from aioray._engine.watchdog import LoopWatchdog, threshold_from_env
 from aioray._engine.worker_pool import WorkerPool
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
 from aioray._handles.context import RuntimeContext
 from aioray._handles.generator import ObjectRefGenerator
+from aioray._handles.options import check_fits_bundle
 from aioray._handles.ref import ObjectRef, local_ref
 from aioray._handles.strategies import NodeAffinitySchedulingStrategy
 from aioray._handles.validate import (
@@ -48,7 +51,7 @@ from aioray._handles.validate import (
 )
 from aioray._objects import shm as _shared_memory
 from aioray._objects.ids import ACTOR_ID_SIZE, new_task_id, object_id
-from aioray._objects.serialization import note_ref, serialize
+from aioray._objects.serialization import ErrorValue, note_ref, serialize
 from aioray._objects.store import PENDING, ObjectEntry
 from aioray.exceptions import GetTimeoutError, RuntimeShutdownError
 
@@ -86,6 +89,9 @@ class Runtime(Backend):
         self.node_id = uuid.uuid4().hex
         self.namespace = namespace or f"anonymous-{uuid.uuid4()}"
         self.local_mode = local_mode
+        # init(runtime_env=...), checked: what worker processes run tasks under (merged with
+        # each task's own runtime_env, see _engine/tasks.py).
+        self.runtime_env: dict[str, Any] | None = None
         self.total: dict[str, float] = {"CPU": float(num_cpus), "GPU": float(num_gpus),
                                         **{k: float(v) for k, v in resources.items()}}
         self.total = {k: v for k, v in self.total.items() if v}
@@ -105,6 +111,7 @@ class Runtime(Backend):
         self.placement_groups: dict[str, Any] = {}
         self.placement = EmbeddedPlacement(self)
         self.queues = EmbeddedQueues(self)
+        self.watchdog: LoopWatchdog | None = None  # started by start()
 
     # -- the loop ------------------------------------------------------------------------
     def in_loop_thread(self) -> bool:
@@ -182,10 +189,11 @@ class Runtime(Backend):
 
     # -- waiting on entries (loop thread) ------------------------------------------------
     async def wait_entries(self, entries: Sequence[ObjectEntry], num: int | None = None,
-                           timeout: float | None = None) -> bool:
-        """Until ``num`` (default: all) of ``entries`` are resolved; False on timeout."""
+                           timeout: float | None = None, fail_fast: bool = False) -> bool:
+        """Until ``num`` (default: all) of ``entries`` are resolved — or, with ``fail_fast``,
+        one of them resolves to an error; False on timeout."""
         fut: asyncio.Future[None] = self.loop.create_future()
-        countdown = Countdown(entries, num, fut)
+        countdown = Countdown(entries, num, fut, fail_fast=fail_fast)
         if countdown.left <= 0:
             return True
         if timeout is not None and timeout <= 0:
@@ -205,7 +213,7 @@ class Runtime(Backend):
     async def _wait_for_get(self, entries: list[ObjectEntry], timeout: float | None) -> None:
         spec = current_task.get()
         async with lending_cpu(spec.grant if spec is not None else None):
-            if not await self.wait_entries(entries, timeout=timeout):
+            if not await self.wait_entries(entries, timeout=timeout, fail_fast=True):
                 raise GetTimeoutError(
                     f"Get timed out: {sum(e.value is PENDING for e in entries)} of "
                     f"{len(entries)} objects not ready after {timeout} seconds.")
@@ -227,16 +235,16 @@ class Runtime(Backend):
         check_timeout(timeout)
         entries = [r._entry for r in lst]
         pending = [e for e in entries if e.value is PENDING]
-        if pending:
+        if pending and not _failed(entries):
             if self._can_wait_direct():
-                if not self._wait_direct(pending, timeout):
+                if not self._wait_direct(pending, timeout, fail_fast=True):
                     raise GetTimeoutError(
                         f"Get timed out: {sum(e.value is PENDING for e in pending)} of "
                         f"{len(pending)} objects not ready after {timeout} seconds.")
             else:
                 self.run_sync(self._wait_for_get(pending, timeout), None, "aioray.get()",
                               "await ref` or `await aioray.get_async(refs)")
-        values = values_of(entries)
+        values = _values(entries)
         return values[0] if single else values
 
     def _can_wait_direct(self, lend_cpu: bool = True) -> bool:
@@ -250,13 +258,13 @@ class Runtime(Backend):
         return spec is None or spec.grant is None
 
     def _wait_direct(self, pending: list[ObjectEntry], timeout: float | None,
-                     need: int | None = None) -> bool:
+                     need: int | None = None, fail_fast: bool = False) -> bool:
         """Block this thread until ``need`` (default: all) entries of ``pending`` are resolved;
         False on timeout. Callbacks on the entries complete a plain future — no coroutine,
         Task or future chaining per call: the hot path of sync ``get``/``wait`` (a sync actor
         call's round trip is ~1.5x faster)."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        countdown = Countdown(pending, need, done, pending_only=True)
+        countdown = Countdown(pending, need, done, pending_only=True, fail_fast=fail_fast)
         unregister = countdown.stop
         self._sync_waits.add(done)  # shutdown releases it if the loop stops first
         try:
@@ -273,7 +281,7 @@ class Runtime(Backend):
             raise
         finally:
             self._sync_waits.discard(done)
-        if need is not None:
+        if need is not None or countdown.callbacks is not None:
             self.call_soon(unregister)  # the entries not needed keep no callback of ours
         return True
 
@@ -281,9 +289,9 @@ class Runtime(Backend):
         single, lst = as_ref_list(refs, "get_async")
         check_timeout(timeout)
         entries = [r._entry for r in lst]
-        if any(e.value is PENDING for e in entries):
+        if any(e.value is PENDING for e in entries) and not _failed(entries):
             await self.run_async(self._wait_for_get(entries, timeout))
-        values = values_of(entries)
+        values = _values(entries)
         return values[0] if single else values
 
     def await_ref(self, ref: ObjectRef[Any]) -> Awaitable[Any]:
@@ -392,6 +400,7 @@ class Runtime(Backend):
     def create_actor(self, ac: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                      opts: dict[str, Any]) -> Any:
         self._check_open()
+        check_fits_bundle(opts, 0.0, f"actor {ac.__name__}")  # Ray's ValueError, at once
         return self.actors.create(ac, args, kwargs, opts)
 
     def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -558,6 +567,8 @@ class Runtime(Backend):
                 self._close_on_loop()
         finally:
             self.closed = True
+            if self.watchdog is not None:
+                self.watchdog.stop()
             self.workers.kill_all_now()
             self.tasks.shutdown()
             _shared_memory.sweep(self.driver_pid)
@@ -585,7 +596,7 @@ def _detect_gpus() -> list[int]:
 
 def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
           resources: dict[str, float] | None = None, namespace: str | None = None,
-          local_mode: bool = False) -> Runtime:
+          local_mode: bool = False, runtime_env: dict[str, Any] | None = None) -> Runtime:
     """Create the runtime (the registry calls this, holding its lock)."""
     _shared_memory.sweep_dead_drivers()
     if num_cpus is None:
@@ -614,6 +625,11 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
     rt = Runtime(loop=loop, thread=thread, num_cpus=num_cpus, num_gpus=num_gpus,
                  resources=dict(resources or {}), namespace=namespace, local_mode=local_mode,
                  gpu_ids=gpu_ids[: int(num_gpus)] if num_gpus else [])
+    rt.runtime_env = runtime_env or None
+    threshold = threshold_from_env()
+    if threshold is not None:  # always on unless turned off: see watchdog.py
+        rt.watchdog = LoopWatchdog(loop, rt.loop_thread_id or threading.get_ident(), threshold)
+        rt.watchdog.start()
     return rt
 
 
@@ -623,16 +639,31 @@ def current_runtime() -> Runtime | None:
     return rt if isinstance(rt, Runtime) else None
 
 
+def _failed(entries: list[ObjectEntry]) -> bool:
+    """One of several entries already holds an error: ``get`` raises it without waiting."""
+    return len(entries) > 1 and any(type(e.value) is ErrorValue for e in entries)
+
+
+def _values(entries: list[ObjectEntry]) -> list[Any]:
+    """What ``get`` returns: every value, or (as Ray) the first error — also when it came
+    while other entries are still pending (fail fast)."""
+    if any(e.value is PENDING for e in entries):
+        values_of([next(e for e in entries if type(e.value) is ErrorValue)])  # raises
+    return values_of(entries)
+
+
 class Countdown:
     """The one wait primitive: completes ``done`` once ``need`` (default: all) of ``entries``
     are resolved, through callbacks on the entries (loop thread). ``wait_entries`` (async, on
-    the loop) and ``_wait_direct`` (a blocked driver thread) are thin front ends on it."""
+    the loop) and ``_wait_direct`` (a blocked driver thread) are thin front ends on it.
+    ``fail_fast`` (``get`` of several refs, as Ray): also done as soon as one of them resolves
+    to an error."""
 
-    __slots__ = ("done", "left", "pending")
+    __slots__ = ("callbacks", "done", "left", "pending")
 
     def __init__(self, entries: Sequence[ObjectEntry], need: int | None,
                  done: asyncio.Future[None] | concurrent.futures.Future[None],
-                 pending_only: bool = False) -> None:
+                 pending_only: bool = False, fail_fast: bool = False) -> None:
         # pending_only: the caller already dropped resolved entries (and counts only these);
         # it reads no entry here, off the loop thread.
         self.pending = list(entries) if pending_only else [
@@ -640,14 +671,35 @@ class Countdown:
         need = len(entries) if need is None else need
         self.left = need if pending_only else need - (len(entries) - len(self.pending))
         self.done = done
+        # One callback per entry only where an error must end the wait early (made in start,
+        # dropped in stop: they refer back to this countdown).
+        self.callbacks: list[Callable[[], None]] | None = (
+            [] if fail_fast and len(self.pending) > 1 else None)
 
     def start(self) -> None:
-        for e in self.pending:
-            e.add_callback(self._one)
+        if self.callbacks is None:
+            for e in self.pending:
+                e.add_callback(self._one)
+            return
+        self.callbacks = [functools.partial(self._one_checked, e) for e in self.pending]
+        for e, cb in zip(self.pending, self.callbacks, strict=True):
+            e.add_callback(cb)
 
     def stop(self) -> None:
-        for e in self.pending:
-            e.remove_callback(self._one)
+        if self.callbacks is None:
+            for e in self.pending:
+                e.remove_callback(self._one)
+            return
+        for e, cb in zip(self.pending, self.callbacks, strict=True):
+            e.remove_callback(cb)
+        self.callbacks = []  # no cycle through the partials
+
+    def _one_checked(self, entry: ObjectEntry) -> None:
+        if type(entry.value) is ErrorValue:
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self._one()
 
     def _one(self) -> None:
         self.left -= 1

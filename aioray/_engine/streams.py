@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aioray._exec.invoke import generator_count_error
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import object_id
@@ -230,7 +231,9 @@ class GeneratorStream(Sink):
         return self.done and not self.items
 
     def next_ready(self) -> bool:
-        return self.ready()
+        # Ray's rule: False once the stream has ended and every ref was taken (next() would
+        # raise StopIteration); items are stored before they are pushed, so any is ready.
+        return bool(self.items)
 
     def task_id_hex(self) -> str:
         return self.task_id.hex()
@@ -294,9 +297,9 @@ class StaticSink(Sink):
         if k == 0:
             return
         if n > k:
-            self.entries[-1].resolve(ErrorValue(ValueError(
+            self.entries[-1].resolve(ErrorValue(generator_count_error(self.name, (
                 f"Generator task {self.name} yielded more values than num_returns={k}; "
-                "yield exactly num_returns values, or use num_returns='streaming'.")))
+                "yield exactly num_returns values, or use num_returns='streaming'."))))
             return
         if n == k:
             self.entries[-1].resolve(self._last)
@@ -305,9 +308,9 @@ class StaticSink(Sink):
                 _log.error("Generator task %s raised after yielding all num_returns=%d values; "
                            "the error is not stored in any ref: %s", self.name, k, error)
             return
-        if error is None:
-            error = ValueError(f"Generator task {self.name} yielded {n} values but "
-                               f"num_returns={k}.")
+        if error is None:  # as Ray: a RayTaskError that is also a ValueError
+            error = generator_count_error(self.name, f"Generator task {self.name} yielded {n} "
+                                          f"values but num_returns={k}.")
         ev = ErrorValue(error)
         for e in self.entries[n:]:
             e.resolve(ev)
@@ -389,7 +392,9 @@ def ready_now(items: list[Any]) -> set[int]:
     out = set()
     for i, r in enumerate(items):
         if isinstance(r, ObjectRefGenerator):
-            if r._stream.next_ready():
+            # wait(): a generator is ready when next() would not block (an item, or the end)
+            stream = r._stream
+            if stream.ready() if isinstance(stream, GeneratorStream) else stream.next_ready():
                 out.add(i)
         elif r._entry.value is not PENDING:
             out.add(i)

@@ -34,7 +34,7 @@ from aioray._engine.streams import (
 )
 from aioray._exec.invoke import AppError, Body, run_async, run_sync
 from aioray._handles.args import pack_args
-from aioray._handles.options import resource_request
+from aioray._handles.options import merge_runtime_env, resource_request
 from aioray._handles.ref import ObjectRef
 from aioray._objects.ids import new_task_id
 from aioray._objects.serialization import ErrorValue
@@ -124,6 +124,43 @@ class TaskSpec:
         fail_outputs(self.sink, self.returns, error)
 
 
+def _driver_runtime_env(name: str, executor: Executor) -> str:
+    where = ("an async def task: a coroutine on aioray's event loop" if executor is Executor.LOOP
+             else "a thread task (executor='thread' or local mode): a thread of this process")
+    return (f"runtime_env cannot apply to {name}, {where}, which shares the driver's one "
+            "environment (os.environ, the working directory, sys.path) with every other "
+            "thread, so it can't be set for one task. Only tasks in worker processes (sync "
+            "def tasks, the default executor) get a runtime_env; the job's (init(runtime_env="
+            "...)) does not apply to code in the driver either, as on Ray.")
+
+
+# Ray's limits on a pickled remote function (FUNCTION_SIZE_WARN/ERROR_THRESHOLD).
+FUNCTION_SIZE_WARN = 10 * 1024 * 1024
+FUNCTION_SIZE_ERROR = 100 * 1024 * 1024
+
+
+def _check_function_size(rf: RemoteFunction[Any, Any]) -> None:
+    """First submission of a process task: pickle its function (what workers are sent) and
+    refuse it, as Ray does, when it captured too much (a big array in its closure)."""
+    try:
+        size = len(rf._pickled_function())
+    except Exception:
+        return  # unpicklable: the task reports it when it runs
+    if size < FUNCTION_SIZE_WARN:
+        return
+    advice = ("Check that its definition is not implicitly capturing a large array or other "
+              "object in scope. Tip: use aioray.put() to put large objects in the object "
+              "store and pass the ref as an argument.")
+    mib = size // (1024 * 1024)
+    if size >= FUNCTION_SIZE_ERROR:
+        rf._pickled = None  # don't keep it
+        raise ValueError(f"The remote function {rf._name!r} is too large ({mib} MiB > "
+                         f"FUNCTION_SIZE_ERROR_THRESHOLD={FUNCTION_SIZE_ERROR >> 20} MiB). "
+                         f"{advice}")
+    warnings.warn(f"The remote function {rf._name!r} is very large ({mib} MiB). {advice}",
+                  stacklevel=4)
+
+
 def fail_outputs(sink: Any, returns: Sequence[ObjectEntry], error: BaseException) -> None:
     """Resolve a task's or actor call's outputs — its generator sink, else its return
     entries — to ``error``; outputs already resolved keep their values."""
@@ -167,6 +204,10 @@ class TaskManager:
             spec.executor = Executor.THREAD
         else:
             spec.executor = Executor.PROCESS
+            if rf._pickled is None:
+                _check_function_size(rf)
+        if spec.executor is not Executor.PROCESS and opts.get("runtime_env"):
+            raise ValueError(_driver_runtime_env(rf._name, spec.executor))
         if "num_cpus" in opts or "num_gpus" in opts or "resources" in opts:
             spec.req = resource_request(opts, 0.0 if rf._is_async else 1.0)
         else:  # the common case: a shared constant, never mutated
@@ -213,6 +254,10 @@ class TaskManager:
                 if parent.children is None:
                     parent.children = []
                 parent.children.append(spec.task_id)
+                penv = parent.opts.get("runtime_env")
+                if penv:  # inherited, as in Ray: the child's fields win, env_vars merge
+                    spec.opts = {**spec.opts, "runtime_env": merge_runtime_env(
+                        penv, spec.opts.get("runtime_env"))}
         if spec.executor is Executor.LOOP and not spec.deps and not spec.req and spec.sink is None:
             spec.atask = self.loop.create_task(self._run_simple(spec))
         else:
@@ -381,7 +426,8 @@ class TaskManager:
             w.send(Task(spec.task_id, fn_id, spec.payload, dep_values,
                         spec.nret if isinstance(spec.nret, int) else 1, spec.name,
                         grant.gpu_ids if grant is not None and grant.gpu_ids else None,
-                        on_item is not None, stream.backpressure if stream is not None else 0),
+                        on_item is not None, stream.backpressure if stream is not None else 0,
+                        merge_runtime_env(self.rt.runtime_env, spec.opts.get("runtime_env"))),
                    carrying=[spec.payload, *dep_values])
             try:
                 outcome = await asyncio.shield(run.fut)
@@ -422,12 +468,16 @@ class TaskManager:
             return False
         if spec.cancelled:
             # A second cancel can escalate: force=True kills a worker whose task ignored the
-            # interrupt (its refs already hold TaskCancelledError).
+            # interrupt (its refs then hold TaskCancelledError).
             if force and spec.worker is not None:
                 spec.worker.cancel(task_id, True)
             return True
         spec.cancelled = True
-        spec.fail(TaskCancelledError(task_id.hex()))
+        if spec.worker is None or force or spec.sink is not None:
+            spec.fail(TaskCancelledError(task_id.hex()))
+        # else running in a worker process: as in Ray, the task gets a KeyboardInterrupt and
+        # its outcome resolves the refs — TaskCancelledError, or the value of a task that
+        # caught the interrupt and returned (a second cancel with force=True kills it).
         if spec.worker is not None:
             spec.worker.cancel(task_id, force)
         elif spec.thread_ident is not None:

@@ -25,7 +25,7 @@ from typing import Any
 from aioray._handles.args import split_returns, unpack_args
 from aioray._handles.generator import yield_items
 from aioray._objects.serialization import picklable_exception, serialize
-from aioray.exceptions import RayTaskError
+from aioray.exceptions import RayTaskError, TaskCancelledError
 
 Emit = Callable[[Any], object]
 
@@ -45,6 +45,23 @@ def app_error(name: str, exc: BaseException) -> RayTaskError:
     also an instance of the user's exception class, with the remote traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return RayTaskError(name, tb, picklable_exception(exc), os.getpid()).as_instanceof_cause()
+
+
+def cancelled_error(name: str, task_hex: str) -> RayTaskError:
+    """What a call cancelled *inside* its async method resolves to: as on Ray, a
+    ``RayTaskError`` whose cause is the ``TaskCancelledError`` (and which is also one, so both
+    ``except RayTaskError`` and ``except TaskCancelledError`` catch it)."""
+    cause = TaskCancelledError(task_hex)
+    tb = (f"TaskCancelledError: {cause} asyncio.CancelledError was raised in {name} at the "
+          "await it was blocked in (aioray.cancel).")
+    return RayTaskError(name, tb, cause, os.getpid()).as_instanceof_cause()
+
+
+def generator_count_error(name: str, message: str) -> RayTaskError:
+    """A generator task with ``num_returns=k`` yielded the wrong number of values: as on Ray,
+    a ``RayTaskError`` that is also a ``ValueError``."""
+    return RayTaskError(name, f"ValueError: {message}", ValueError(message),
+                        os.getpid()).as_instanceof_cause()
 
 
 class Body:

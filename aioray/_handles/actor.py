@@ -11,13 +11,14 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from aioray._backend import registry
 from aioray._backend.base import Backend
 from aioray._handles.options import ACTOR_OPTIONS, METHOD_OPTIONS, validate
+from aioray._handles.signature import Binder, constructor_binder, method_binder
 from aioray.dag import bind_class, bind_method
-from aioray.exceptions import ActorDiedError
+from aioray.exceptions import ActorClassInheritanceException, ActorDiedError
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -53,21 +54,26 @@ def method(*args: Any, **kwargs: Any) -> Any:
 
 
 class MethodMeta:
-    __slots__ = ("is_async", "is_generator", "name", "options")
+    __slots__ = ("binder", "is_async", "is_generator", "name", "options")
 
     def __init__(self, name: str, fn: Any) -> None:
         self.name = name
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self.options: dict[str, Any] = dict(getattr(fn, "__aioray_method_options__", {}))
+        # .remote() binds its arguments to the method's parameters, self excluded (as Ray).
+        self.binder: Binder | None = method_binder(fn)
 
     def __reduce__(self) -> Any:
-        return (_rebuild_meta, (self.name, self.is_async, self.is_generator, self.options))
+        return (_rebuild_meta, (self.name, self.is_async, self.is_generator, self.options,
+                                self.binder))
 
 
-def _rebuild_meta(name: str, is_async: bool, is_gen: bool, options: dict[str, Any]) -> MethodMeta:
+def _rebuild_meta(name: str, is_async: bool, is_gen: bool, options: dict[str, Any],
+                  binder: Binder | None = None) -> MethodMeta:
     m = MethodMeta.__new__(MethodMeta)
     m.name, m.is_async, m.is_generator, m.options = name, is_async, is_gen, options
+    m.binder = binder
     return m
 
 
@@ -105,6 +111,10 @@ class ActorClass(Generic[T]):
     def _is_async(self) -> bool:
         return any(m.is_async for m in self._methods.values())
 
+    @functools.cached_property
+    def _ctor_binder(self) -> Binder | None:
+        return constructor_binder(self._cls)
+
     def _check_groups(self, opts: dict[str, Any]) -> None:
         groups = set((opts.get("concurrency_groups") or {}).keys())
         for m in self._methods.values():
@@ -120,8 +130,33 @@ class ActorClass(Generic[T]):
             f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', use "
             f"'{self.__name__}.remote()'.")
 
+    if not TYPE_CHECKING:  # typed code (mypy plugin, pyright) sees the class's own attributes
+        def __getattr__(self, name: str) -> Any:
+            # Class attributes, static and class methods of the user's class, as on Ray
+            # (whose remote class derives from it).
+            cls = self.__dict__.get("_cls")
+            if name == "__ray_actor_class__" and cls is not None:
+                return cls  # Ray's name for the plain class
+            if cls is None or (name.startswith("__") and name.endswith("__")):
+                raise AttributeError(name)
+            try:
+                return getattr(cls, name)
+            except AttributeError:
+                raise AttributeError(
+                    f"Actor class '{self.__name__}' has no attribute '{name}'.") from None
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> NoReturn:
+        # ``class Sub(RemoteCls)``: refused as in Ray, with Ray's error class and advice.
+        raise ActorClassInheritanceException(
+            f"Attempted to define a subclass of actor class '{self.__name__}'. Inheriting from "
+            f"actor classes is not supported (as in Ray). Inherit from the plain class instead "
+            f"({self.__name__}.__ray_actor_class__, or define it without @remote) and make "
+            "the subclass an actor class with @aioray.remote.")
+
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
         """Create the actor; returns its handle at once (creation runs in the background)."""
+        if self._ctor_binder is not None:
+            self._ctor_binder.bind(args, kwargs)
         return registry.current().create_actor(self, args, kwargs, self._default_options)
 
     def options(self, **options: Any) -> _BoundActorClass[T]:
@@ -178,6 +213,8 @@ class _BoundActorClass(Generic[T]):
         self._options = options
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
+        if self._ac._ctor_binder is not None:
+            self._ac._ctor_binder.bind(args, kwargs)
         return registry.current().create_actor(self._ac, args, kwargs, self._options)
 
     def options(self, **options: Any) -> _BoundActorClass[T]:
@@ -207,6 +244,9 @@ class ActorMethod(Generic[P, R]):
         if backend is None:
             raise ActorDiedError(f"The actor {self._handle._actor_id.hex()} is dead or unknown "
                                  "(this handle was rebuilt after it ended).")
+        binder = self._meta.binder
+        if binder is not None:
+            binder.bind(args, kwargs)
         out: R = backend.call_actor(self._handle, self._meta, args, kwargs, self._options)
         return out
 

@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from aioray._backend import registry
 from aioray._handles.options import TASK_OPTIONS, validate
+from aioray._handles.signature import function_binder
 from aioray._objects import pickler as _pickle
 from aioray.dag import bind_function
 
@@ -46,6 +47,9 @@ class RemoteFunction(Generic[P, R]):
         self.__qualname__ = self._name
         self.__module__ = getattr(function, "__module__", __name__)
         self.__wrapped__ = function
+        # .remote() binds its arguments to the function's parameters (as Ray): TypeError at
+        # submission. None: a callable whose signature can't be read, not checked.
+        self._binder = function_binder(function)
         if fn_id is None:
             _REGISTRY[self._fn_id] = self
 
@@ -57,6 +61,8 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Submit a task; returns an ObjectRef (or several, or an ObjectRefGenerator)."""
+        if self._binder is not None:
+            self._binder.bind(args, kwargs)
         out: R = registry.current().submit_task(self, args, kwargs, self._default_options)
         return out
 
@@ -103,7 +109,10 @@ class _BoundRemoteFunction(Generic[P, R]):
         self._options = options
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        out: R = registry.current().submit_task(self._rf, args, kwargs, self._options)
+        rf = self._rf
+        if rf._binder is not None:
+            rf._binder.bind(args, kwargs)
+        out: R = registry.current().submit_task(rf, args, kwargs, self._options)
         return out
 
     @overload

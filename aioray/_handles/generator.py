@@ -45,6 +45,25 @@ class ObjectRefGenerator(Generic[T]):
     def __anext__(self) -> Awaitable[ObjectRef[T]]:
         return self._stream.anext_ref()
 
+    # Ray's generator protocol stubs: an ObjectRefGenerator only reads (same messages as Ray).
+    def send(self, value: Any) -> Any:
+        raise NotImplementedError("`gen.send` is not supported.")
+
+    def throw(self, value: Any) -> Any:
+        raise NotImplementedError("`gen.throw` is not supported.")
+
+    def close(self) -> None:
+        raise NotImplementedError("`gen.close` is not supported.")
+
+    async def asend(self, value: Any) -> Any:
+        raise NotImplementedError("`gen.asend` is not supported.")
+
+    async def athrow(self, value: Any) -> Any:
+        raise NotImplementedError("`gen.athrow` is not supported.")
+
+    async def aclose(self) -> None:
+        raise NotImplementedError("`gen.aclose` is not supported.")
+
     def completed(self) -> ObjectRef[None]:
         """A ref that resolves when the task finishes (its error, if it failed)."""
         return self._stream.completed()

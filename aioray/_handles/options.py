@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from aioray._backend import registry
+from aioray._handles.placement_group import PlacementGroup
 from aioray._handles.strategies import check_strategy
 
 # Options that only mean something on a cluster; accepted so Ray code runs, documented no-ops.
@@ -47,6 +49,17 @@ def _int(name: str, value: Any, minimum: int) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_namespace(namespace: Any, what: str = "namespace") -> None:
+    """Ray's rule: a namespace is None or a non-empty str (TypeError / ValueError)."""
+    if namespace is None:
+        return
+    if not isinstance(namespace, str):
+        raise TypeError(f"{what} must be None or a string, got {type(namespace).__name__} "
+                        f"{namespace!r}. Pass the namespace's name, e.g. namespace=\"jobs\".")
+    if namespace == "":
+        raise ValueError(f"\"\" is not a valid {what}. Pass None to not specify a namespace.")
 
 
 def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> dict[str, Any]:
@@ -116,17 +129,122 @@ def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> di
     if lt not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {lt!r}")
     renv = opts.get("runtime_env")
-    if renv and not registry.runtime_env_supported():
-        raise ValueError(
-            "runtime_env is not supported by aioray's single-process runtime: everything runs "
-            "in this Python environment. Drop the option, or use the Ray backend."
-        )
+    if renv and not registry.runtime_env_supported():  # on Ray: passed through unchanged
+        opts["runtime_env"] = check_runtime_env(renv, what)
     if opts.get("scheduling_strategy") is not None:
         check_strategy(opts["scheduling_strategy"])
     name = opts.get("name")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string, got {name!r}")
+    check_namespace(opts.get("namespace"))
     return opts
+
+
+# runtime_env keys the embedded runtime cannot honour, and why.
+_NEEDS_OWN_PYTHON = ("it installs packages into a Python environment of the task's own; "
+                     "aioray's worker processes all run this process's interpreter and "
+                     "site-packages. Install them here, or use the Ray backend")
+_RUNTIME_ENV_WHY = {
+    "pip": _NEEDS_OWN_PYTHON, "uv": _NEEDS_OWN_PYTHON, "conda": _NEEDS_OWN_PYTHON,
+    "py_executable": "aioray's worker processes run this process's interpreter",
+    "container": "aioray's worker processes run on this machine, not in a container",
+    "image_uri": "aioray's worker processes run on this machine, not in a container",
+    "java_jars": "aioray runs Python only",
+    "nsight": "profiler integrations need Ray's worker launcher",
+    "mpi": "MPI launching needs Ray's worker launcher",
+}
+_URI_SCHEMES = ("s3://", "gs://", "http://", "https://", "gcs://", "file://", "hdfs://")
+
+
+def check_runtime_env(renv: Any, what: str) -> dict[str, Any]:
+    """The embedded runtime's ``runtime_env``: ``env_vars`` (a dict of str -> str) and
+    ``working_dir`` / ``py_modules`` as *local directories* (absolute after this). Any other
+    key — or a URI — is a ``ValueError`` naming the key and why."""
+    if not isinstance(renv, Mapping):
+        raise TypeError(f"runtime_env must be a dict, got {type(renv).__name__} ({what}).")
+    out: dict[str, Any] = {}
+    for key, value in renv.items():
+        if key == "env_vars":
+            if value is None:
+                continue
+            if not isinstance(value, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise TypeError(f"runtime_env['env_vars'] must be a dict of str -> str, got "
+                                f"{value!r} ({what}).")
+            out["env_vars"] = dict(value)
+        elif key == "working_dir":
+            if value is not None:
+                out["working_dir"] = _local_dir(value, "working_dir", what)
+        elif key == "py_modules":
+            if value is None:
+                continue
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"runtime_env['py_modules'] must be a list of local "
+                                f"directories, got {value!r} ({what}).")
+            out["py_modules"] = [_local_dir(v, "py_modules", what) for v in value]
+        else:
+            why = _RUNTIME_ENV_WHY.get(key, "aioray's embedded runtime supports only env_vars, "
+                                            "working_dir and py_modules (local directories)")
+            raise ValueError(f"runtime_env[{key!r}] is not supported by aioray's embedded "
+                             f"runtime ({what}): {why}. The Ray backend passes runtime_env "
+                             "to Ray unchanged.")
+    return out
+
+
+def _local_dir(value: Any, key: str, what: str) -> str:
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise TypeError(f"runtime_env[{key!r}] must be a local directory path, got {value!r} "
+                        f"({what}).")
+    if path.startswith(_URI_SCHEMES) or path.endswith((".zip", ".whl")):
+        raise ValueError(f"runtime_env[{key!r}]={path!r} ({what}): aioray's embedded runtime "
+                         "takes local directories only (it uses them in place; nothing is "
+                         "downloaded, unpacked or uploaded). The Ray backend accepts URIs.")
+    if not os.path.isdir(path):
+        raise ValueError(f"runtime_env[{key!r}]={path!r} ({what}) is not an existing local "
+                         "directory.")
+    return os.path.abspath(path)
+
+
+def merge_runtime_env(job: Mapping[str, Any] | None,
+                      task: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Ray's inheritance: the task's fields override the job's, except ``env_vars``, which
+    are merged (the task's win on the same name). None when neither sets anything."""
+    if not job:
+        return dict(task) if task else None
+    if not task:
+        return dict(job)
+    merged = {**job, **task}
+    if "env_vars" in job and "env_vars" in task:
+        merged["env_vars"] = {**job["env_vars"], **task["env_vars"]}
+    return merged
+
+
+def check_fits_bundle(opts: Mapping[str, Any], default_cpus: float, what: str) -> None:
+    """Ray's check at ``.remote()``: what runs in a placement group must fit one of its
+    bundles (the one it names, or any for index -1), else ValueError."""
+    pg = opts.get("placement_group")
+    index = opts.get("placement_group_bundle_index")
+    strategy = opts.get("scheduling_strategy")
+    if not isinstance(pg, PlacementGroup):
+        pg = getattr(strategy, "placement_group", None)
+        index = getattr(strategy, "placement_group_bundle_index", -1)
+    if not isinstance(pg, PlacementGroup) or pg.is_empty:
+        return
+    req = resource_request(opts, default_cpus)
+    if not req:
+        return
+    bundles = pg.bundle_specs
+    index = -1 if index is None else index
+    candidates = bundles if index == -1 else bundles[index:index + 1]
+    if any(all(b.get(k, 0.0) >= v for k, v in req.items()) for b in candidates):
+        return
+    where = "any bundle" if index == -1 else f"bundle {index}"
+    raise ValueError(
+        f"Cannot schedule {what} with the placement group because the resource request {req} "
+        f"cannot fit into {where} of the placement group, {bundles}. Request at most what one "
+        "bundle holds (num_cpus/num_gpus/resources), or create the group with a bigger "
+        "bundle.")
 
 
 def resource_request(opts: Mapping[str, Any], default_cpus: float) -> dict[str, float]:

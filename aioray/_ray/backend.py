@@ -689,6 +689,7 @@ class RayBackend(Backend):
                     m2 = MethodMeta.__new__(MethodMeta)
                     m2.name, m2.is_async, m2.is_generator = m.name, m.is_async, m.is_generator
                     m2.options = {**m.options, "_generator_backpressure_num_objects": bp}
+                    m2.binder = m.binder
                     methods[name] = m2
         return ActorHandle(handle._actor_id.binary(), ac.__name__, methods, handle, self)
 
@@ -732,6 +733,7 @@ class RayBackend(Backend):
             meta = MethodMeta.__new__(MethodMeta)
             meta.name, meta.is_async, meta.is_generator = m, False, bool(is_gen.get(m))
             meta.options = {}
+            meta.binder = None  # a handle from get_actor(): Ray binds the arguments itself
             n = nrets.get(m)
             if n not in (None, 1, "streaming"):
                 meta.options["num_returns"] = n

@@ -38,6 +38,9 @@ class Task(NamedTuple):
     gpu_ids: list[int] | None
     streaming: bool  # a generator whose items are sent as they are yielded
     backpressure: int  # unconsumed items at which the generator pauses (0: never)
+    # The merged runtime_env (job's and task's): env_vars, working_dir, py_modules. Applied
+    # around this task only: the worker runs other tasks after it.
+    runtime_env: dict[str, Any] | None
 
 
 class Cancel(NamedTuple):

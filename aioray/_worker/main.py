@@ -16,6 +16,7 @@ import concurrent.futures
 import itertools
 import os
 import queue
+import re
 import signal
 import socket
 import sys
@@ -131,7 +132,7 @@ class WorkerStream:
         return bool(self.client.request("gen_finished", self.task_id))
 
     def next_ready(self) -> bool:
-        return bool(self.client.request("gen_wait", [("g", self.task_id)], 1, 0))
+        return bool(self.client.request("gen_next_ready", self.task_id))
 
     def task_id_hex(self) -> str:
         return self.task_id.hex()
@@ -240,6 +241,9 @@ class WorkerClient(Backend):
         self._replies: dict[int, concurrent.futures.Future[Any]] = {}
         self._rids = itertools.count(1)
         self._functions: dict[bytes, Callable[..., Any]] = {}
+        # Pickles that failed to load on arrival (their module may be in the runtime_env
+        # working_dir / py_modules of the task): loaded again under the task's env.
+        self._unloaded: dict[bytes, bytes] = {}
         self._tokens: weakref.WeakValueDictionary[bytes, BorrowToken] = (
             weakref.WeakValueDictionary()
         )
@@ -359,8 +363,12 @@ class WorkerClient(Backend):
                 self.driver_pid, path, self.namespace, self.job_id, self.node_id = msg
                 sys.path[:] = path
             elif tp is Fn:
-                self._functions[msg.fn_id] = _load_function(msg.blob)
-                adopt_pickled(msg.fn_id, msg.blob)
+                try:
+                    self._functions[msg.fn_id] = _load_function(msg.blob)
+                except Exception:
+                    self._unloaded[msg.fn_id] = msg.blob  # see _function()
+                else:
+                    adopt_pickled(msg.fn_id, msg.blob)
             elif tp is Task:
                 self._run_task(msg)
                 msg = None
@@ -370,8 +378,18 @@ class WorkerClient(Backend):
             elif tp is Exit:
                 break
 
+    def _function(self, fn_id: bytes) -> Callable[..., Any]:
+        fn = self._functions.get(fn_id)
+        if fn is None:  # failed to load on arrival: again, now under the task's runtime_env
+            blob = self._unloaded[fn_id]
+            fn = self._functions[fn_id] = _load_function(blob)  # raises: the task's error
+            del self._unloaded[fn_id]
+            adopt_pickled(fn_id, blob)
+        return fn
+
     def _run_task(self, msg: Task) -> None:
-        task_id, fn_id, payload, dep_values, nret, name, gpu_ids, streaming, bp = msg
+        (task_id, fn_id, payload, dep_values, nret, name, gpu_ids, streaming, bp,
+         runtime_env) = msg
         self.current_task = task_id
         self.current_name = name
         # _cancel_for is not reset: a cancel that arrived before this task started counts.
@@ -382,6 +400,9 @@ class WorkerClient(Backend):
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = self._initial_cvd
+        # This task's env_vars / working_dir / py_modules, undone after it: the worker runs
+        # other tasks next (those set nothing or their own).
+        restore: Callable[[], None] | None = None
         def started() -> None:  # only user code is interruptible by a cancel
             self._interruptible = True
             if self._cancel_for == task_id:
@@ -396,7 +417,9 @@ class WorkerClient(Backend):
             self._backpressure = bp
             emit, stop, pause = self._emit, self._before_item, self._after_item
         try:
-            stored = run_sync(Body(self._functions[fn_id], payload, dep_values, name, nret,
+            if runtime_env:
+                restore = _apply_runtime_env(runtime_env)
+            stored = run_sync(Body(self._function(fn_id), payload, dep_values, name, nret,
                                    self.driver_pid), emit, stop=stop, pause=pause,
                               started=started, finished=finished,
                               passthrough=(KeyboardInterrupt,))
@@ -418,6 +441,8 @@ class WorkerClient(Backend):
             self._send_error(task_id, name, e)
         finally:
             self.current_task = None
+            if restore is not None:
+                restore()
 
     def _send_error(self, task_id: bytes, name: str, e: BaseException) -> None:
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
@@ -652,6 +677,46 @@ class WorkerClient(Backend):
 
     def shutdown(self) -> None:
         pass  # the driver ends this process
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _apply_runtime_env(renv: dict[str, Any]) -> Callable[[], None]:
+    """Set a task's runtime_env in this process; returns what undoes it.
+
+    ``env_vars`` values may name existing variables as ``${NAME}`` (as in Ray);
+    ``working_dir`` becomes the working directory and the first ``sys.path`` entry;
+    each ``py_modules`` directory is importable by its name (its parent goes on
+    ``sys.path``)."""
+    saved_cwd: str | None = None
+    entries = [os.path.dirname(m.rstrip(os.sep)) for m in renv.get("py_modules") or ()]
+    working_dir = renv.get("working_dir")
+    if working_dir:
+        saved_cwd = os.getcwd()
+        os.chdir(working_dir)  # first: if this fails (gone), nothing is changed yet
+        entries.insert(0, working_dir)
+    saved_path = list(sys.path)
+    if entries:
+        sys.path[:0] = entries
+    saved_env: dict[str, str | None] = {}
+    for key, value in (renv.get("env_vars") or {}).items():
+        saved_env[key] = os.environ.get(key)
+        os.environ[key] = _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
+
+    def restore() -> None:
+        for key, old in saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        sys.path[:] = saved_path
+        if saved_cwd is not None:
+            try:
+                os.chdir(saved_cwd)
+            except OSError:
+                pass
+    return restore
 
 
 def _load_function(blob: bytes) -> Callable[..., Any]:

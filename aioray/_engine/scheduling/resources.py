@@ -160,7 +160,23 @@ class ResourcePool:
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 fut.result().release()  # granted just as we were cancelled: give it back
+            else:
+                self._forget(key, waiter)
             raise
+
+    def _forget(self, key: tuple[tuple[str, float], ...], waiter: _Waiter) -> None:
+        """A cancelled acquire leaves the queue at once: a dead waiter must not hold back the
+        requests behind it (nor make ``acquire`` queue while everything is free)."""
+        q = self._queues.get(key)
+        if q is None:
+            return
+        try:
+            q.remove(waiter)
+        except ValueError:
+            return  # already dispatched or dropped
+        if not q:
+            del self._queues[key]
+        self._dispatch()  # the next of its shape (or an older head it blocked) may fit now
 
     def release(self, grant: Grant) -> None:
         self._give(grant.req, grant.gpu_ids, grant.gpu_share)
