@@ -19,7 +19,7 @@ with import-linter, see ``.importlinter``):
 
 # actor and util too: Ray code calls ray.actor.exit_actor() and ray.util.ActorPool without
 # importing those modules.
-from aioray import actor, dag, exceptions, util
+from aioray import actor, cloudpickle, dag, exceptions, job_config, runtime_context, util
 from aioray._api import (
     RuntimeInfo,
     as_completed,
@@ -65,6 +65,7 @@ __all__ = [
     "as_completed",
     "available_resources",
     "cancel",
+    "cloudpickle",
     "cluster_resources",
     "dag",
     "exceptions",
@@ -75,11 +76,13 @@ __all__ = [
     "get_runtime_context",
     "init",
     "is_initialized",
+    "job_config",
     "kill",
     "method",
     "nodes",
     "put",
     "remote",
+    "runtime_context",
     "shutdown",
     "util",
     "wait",

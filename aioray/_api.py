@@ -88,6 +88,10 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             "process. Drop the address to use aioray, or run the program on Ray itself "
             "(import ray) to use a cluster. To run this program on Ray through aioray, use "
             "init(address='ray://host:10001' | 'auto' | 'local-ray') or AIORAY_BACKEND=ray.")
+    job = kwargs.get("job_config")  # Ray's JobConfig: its runtime_env and namespace apply
+    if job is not None:
+        runtime_env = runtime_env or getattr(job, "runtime_env", None) or None
+        namespace = namespace or getattr(job, "ray_namespace", None)
     # The job's runtime_env: env_vars / working_dir / py_modules for the worker processes
     # (merged with each task's own, as in Ray); anything else is a ValueError naming it.
     job_env = check_runtime_env(runtime_env, "init()") if runtime_env else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import pickle
 import sys
@@ -444,3 +445,56 @@ def test_runtime_env_for_code_in_the_driver_is_refused(ray: Any) -> None:
         env_of.options(runtime_env=renv, executor="thread").remote("AIORAY_T_X")
     with pytest.raises(ValueError, match="actor Counter"):
         Counter.options(runtime_env=renv).remote()
+
+
+# -- names real Ray programs touch ----------------------------------------------------------
+@pytest.mark.all_backends
+def test_object_ref_round_trips_through_binary_and_hex(ray: Any) -> None:
+    ref = aioray.put([1, 2, 3])
+    again = aioray.ObjectRef(ref.binary())
+    assert again == ref and aioray.get(again) == [1, 2, 3]
+    assert aioray.get(aioray.ObjectRef.from_binary(ref.binary())) == [1, 2, 3]
+    assert aioray.get(aioray.ObjectRef.from_hex(ref.hex())) == [1, 2, 3]
+    with pytest.raises(ValueError, match="28 bytes"):
+        aioray.ObjectRef(b"short")
+
+
+def test_runtime_context_names(ray: Any) -> None:
+    from aioray.runtime_context import RuntimeContext, get_runtime_context
+    from aioray.util.placement_group import placement_group
+    from aioray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    ctx = get_runtime_context()
+    assert isinstance(ctx, RuntimeContext)
+    assert ctx.node_id == ctx.get_node_id()
+    assert ctx.get_placement_group_id() is None
+    assert ctx.get_runtime_env_string() == "{}"
+
+    pg = placement_group([{"CPU": 1}])
+    aioray.get(pg.ready(), timeout=60)
+
+    @aioray.remote(runtime_env={"env_vars": {"AIORAY_T": "1"}})
+    def where() -> tuple[str | None, str]:
+        c = aioray.get_runtime_context()
+        return c.get_placement_group_id(), c.get_runtime_env_string()
+
+    strategy = PlacementGroupSchedulingStrategy(pg)
+    pg_id, env = aioray.get(where.options(scheduling_strategy=strategy).remote(), timeout=60)
+    assert pg_id == pg.id.hex()
+    assert json.loads(env) == {"env_vars": {"AIORAY_T": "1"}}
+
+
+def test_job_config_cloudpickle_and_node_ip() -> None:
+    from aioray.job_config import JobConfig
+
+    aioray.shutdown()
+    info = aioray.init(num_cpus=1, job_config=JobConfig(ray_namespace="jobs-ns"))
+    try:
+        assert info["namespace"] == "jobs-ns"
+        assert aioray.get_runtime_context().get_namespace() == "jobs-ns"
+    finally:
+        aioray.shutdown()
+    from aioray import cloudpickle
+    assert cloudpickle.loads(cloudpickle.dumps(lambda x: x + 1))(1) == 2
+    assert aioray.cloudpickle is cloudpickle
+    assert aioray.util.get_node_ip_address() == "127.0.0.1"

@@ -71,6 +71,7 @@ class ContextInfo:
     canceled: bool | None = None  # None: not inside a task or actor call
     assigned_resources: dict[str, float] = field(default_factory=dict)
     gpu_ids: list[int] = field(default_factory=list)
+    runtime_env: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any
 
+from aioray._backend import registry
 from aioray._backend.base import ContextInfo
 
 
@@ -50,6 +52,23 @@ class RuntimeContext:
 
     def get_node_id(self) -> str:
         return self._info().node_id
+
+    @property
+    def node_id(self) -> str:
+        return self.get_node_id()
+
+    def get_placement_group_id(self) -> str | None:
+        """The hex id of the placement group the calling task or actor runs in, else None."""
+        pg = registry.current().placement.current()
+        return pg.id.hex() if pg is not None else None
+
+    def get_runtime_env_string(self) -> str:
+        """The calling code's runtime_env (the job's merged with its task's), as JSON."""
+        return json.dumps(self._info().runtime_env)
+
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        return dict(self._info().runtime_env)
 
     def get_worker_id(self) -> str:
         return f"{os.getpid()}"

@@ -29,17 +29,39 @@ class ObjectRef(Generic[T_co]):
 
     __slots__ = ("__weakref__", "_entry", "_id")
 
-    def __init__(self, id: bytes, entry: ObjectEntry | Entry) -> None:
+    def __init__(self, id: bytes, entry: ObjectEntry | Entry | None = None) -> None:
+        if entry is None:  # ObjectRef(ref.binary()), as in Ray: the object behind that id
+            if not isinstance(id, bytes) or len(id) != 28:
+                raise ValueError(f"ObjectRef(id) expects the 28 bytes of ref.binary(), got "
+                                 f"{id!r:.60}.")
+            entry = _rebuild_ref(id)._entry
         self._id = id
         # An ObjectEntry of this process's store (the engine's refs: its code reads the entry
         # directly), or another backend's Entry (a worker's borrow, a Ray ref).
         self._entry: Any = entry
 
     def binary(self) -> bytes:
+        entry = self._entry
+        if type(entry) is ObjectEntry:
+            STORE.register(entry)  # so ObjectRef(ref.binary()) finds the object again
         return self._id
 
     def hex(self) -> str:
-        return self._id.hex()
+        return self.binary().hex()
+
+    @classmethod
+    def from_binary(cls, binary: bytes) -> ObjectRef[Any]:
+        """The ref whose ``binary()`` is ``binary`` (in the process that can reach it)."""
+        return cls(binary)
+
+    @classmethod
+    def from_hex(cls, hex_id: str) -> ObjectRef[Any]:
+        return cls(bytes.fromhex(hex_id))
+
+    @classmethod
+    def nil(cls) -> ObjectRef[Any]:
+        return cls(b"\0" * 28, ObjectEntry(b"\0" * 28, None))
+
 
     def task_id(self) -> str:
         return self._id[:24].hex()

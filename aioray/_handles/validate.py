@@ -67,7 +67,7 @@ def check_wait_args(refs: Any, num_returns: int, timeout: float | None) -> list[
     if not items:
         return items  # Ray's rule: wait([]) is ([], []) whatever num_returns says
     # (A worker's generator has no stream here, only the task id the driver knows it by.)
-    ids = [r._stream.wait_key() if isinstance(r, ObjectRefGenerator) else r.binary()
+    ids = [r._stream.wait_key() if isinstance(r, ObjectRefGenerator) else r._id
            for r in items]
     if len(set(ids)) != len(ids):
         raise ValueError("aioray.wait() got the same ObjectRef more than once; pass each ref once.")

@@ -261,6 +261,7 @@ class WorkerClient(Backend):
         self._deferred_cancel = False
         self._credit: dict[bytes, int] = {}
         self._credit_cv = threading.Condition()
+        self._runtime_env: dict[str, Any] = {}  # of the task running now
         self._streaming = b""  # the streaming task running now, and its backpressure
         self._backpressure = 0
         self._gpu_ids: list[int] = []
@@ -417,6 +418,7 @@ class WorkerClient(Backend):
             self._backpressure = bp
             emit, stop, pause = self._emit, self._before_item, self._after_item
         try:
+            self._runtime_env = dict(runtime_env or {})
             if runtime_env:
                 restore = _apply_runtime_env(runtime_env)
             stored = run_sync(Body(self._function(fn_id), payload, dep_values, name, nret,
@@ -657,7 +659,7 @@ class WorkerClient(Backend):
             job_id=self.job_id, node_id=self.node_id, namespace=self.namespace,
             task_id=task.hex() if task else None,
             canceled=None if task is None else self._cancel_for == task,
-            gpu_ids=list(self._gpu_ids))
+            gpu_ids=list(self._gpu_ids), runtime_env=dict(self._runtime_env) if task else {})
 
     def runtime_context(self) -> RuntimeContext:
         return RuntimeContext(self.context_info)

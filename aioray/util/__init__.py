@@ -17,11 +17,19 @@ from aioray.util.placement_group import (
     remove_placement_group,
 )
 
+
+def get_node_ip_address() -> str:
+    """The IP address of this node (Ray's ``ray.util.get_node_ip_address``): aioray runs on
+    one local node, which ``aioray.nodes()`` reports as 127.0.0.1."""
+    return "127.0.0.1"
+
+
 __all__ = [
     "ActorPool",
     "PlacementGroup",
     "actor_pool",
     "get_current_placement_group",
+    "get_node_ip_address",
     "get_placement_group",
     "inspect_serializability",
     "placement_group",
