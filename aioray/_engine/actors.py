@@ -580,17 +580,17 @@ class ActorState:
                         stop=lambda _items: call.cancelled,  # ends at the next yield
                         passthrough=_THREAD_PASSTHROUGH)
 
-    def _method_of(self, call: ActorCall) -> tuple[Callable[..., Any], str]:
-        """The bound method a call runs, and its name for errors."""
-        name = f"{self.ac.__name__}.{call.meta.name}"
+    def _method_of(self, call: ActorCall, name: str) -> Callable[..., Any]:
+        """The bound method a call runs (``name``, for errors: "Class.method")."""
         try:
-            return _method(self.instance, call.meta.name), name
+            return _method(self.instance, call.meta.name)
         except AttributeError as e:
             raise AppError(app_error(name, e), e) from None
 
     def _what(self, call: ActorCall, dep_values: list[Any]) -> Body:
-        fn, name = self._method_of(call)
-        return Body(fn, call.args_payload, dep_values, name, call.nret, self.rt.driver_pid)
+        name = f"{self.ac.__name__}.{call.meta.name}"
+        return Body(self._method_of(call, name), call.args_payload, dep_values, name,
+                    call.nret, self.rt.driver_pid)
 
     def _thread_done(self, call: ActorCall, attempt: int, group: _Group, kind: str,
                      value: Any) -> None:
@@ -692,12 +692,13 @@ class ActorState:
         call_token = current_call.set(call)
         try:
             if meta.is_async or (self.is_async and not meta.is_generator):
-                fn, name = self._method_of(call)
+                name = f"{self.ac.__name__}.{meta.name}"
                 values = await run_async(
-                    fn, call.args_payload, dep_values, name, call.nret, self.rt.driver_pid,
+                    self._method_of(call, name), call.args_payload, dep_values, name,
+                    call.nret, self.rt.driver_pid,
                     sink.pusher() if meta.is_generator and sink is not None else None,
                     pause=stream.wait_capacity if stream is not None and stream.backpressure
-                    else None, passthrough=(asyncio.CancelledError, ActorExit))
+                    else None, passthrough=_ASYNC_PASSTHROUGH)
             else:
                 values = await self._invoke_in_thread(call, self._what(call, dep_values))
         finally:
@@ -737,6 +738,8 @@ class ActorState:
         return await asyncio.shield(fut)
 
 
+# What an async method's body lets through untouched: asyncio's cancel and exit_actor().
+_ASYNC_PASSTHROUGH: tuple[type[BaseException], ...] = (asyncio.CancelledError, ActorExit)
 # What a sync actor method's body lets through untouched: exit_actor() and kill/restart.
 _THREAD_PASSTHROUGH: tuple[type[BaseException], ...] = (ActorExit, _Interrupted)
 
@@ -889,9 +892,8 @@ class ActorManager:
         nret = call.nret = opts.get("num_returns")
         if not meta.is_generator and nret in (None, "streaming", "dynamic"):
             nret = call.nret = 1
-        call.returns, call.sink = make_outputs(
-            self.rt, call.task_id, meta.name, meta.is_generator, nret,
-            opts.get("_generator_backpressure_num_objects") or 0)
+        make_outputs(call, self.rt, call.task_id, meta.name, meta.is_generator, nret,
+                     opts.get("_generator_backpressure_num_objects") or 0)
         self.calls[call.task_id] = call  # now: cancel() may come before _submit_call runs
         self.rt.call_soon(self._submit_call, handle._actor_id, call)
         return user_outputs(call.returns, call.sink)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import os
 import threading
 import time
@@ -52,7 +51,7 @@ from aioray._handles.validate import (
 from aioray._objects import shm as _shared_memory
 from aioray._objects.ids import ACTOR_ID_SIZE, new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, note_ref, serialize
-from aioray._objects.store import PENDING, ObjectEntry
+from aioray._objects.store import PENDING, EntryWatcher, ObjectEntry
 from aioray.exceptions import GetTimeoutError, RuntimeShutdownError
 
 T = TypeVar("T")
@@ -281,7 +280,7 @@ class Runtime(Backend):
             raise
         finally:
             self._sync_waits.discard(done)
-        if need is not None or countdown.callbacks is not None:
+        if need is not None or fail_fast:
             self.call_soon(unregister)  # the entries not needed keep no callback of ours
         return True
 
@@ -655,14 +654,14 @@ def _values(entries: list[ObjectEntry]) -> list[Any]:
     return values_of(entries)
 
 
-class Countdown:
+class Countdown(EntryWatcher):
     """The one wait primitive: completes ``done`` once ``need`` (default: all) of ``entries``
-    are resolved, through callbacks on the entries (loop thread). ``wait_entries`` (async, on
-    the loop) and ``_wait_direct`` (a blocked driver thread) are thin front ends on it.
-    ``fail_fast`` (``get`` of several refs, as Ray): also done as soon as one of them resolves
-    to an error."""
+    are resolved, watching the entries itself (loop thread): one object however many entries,
+    no closure per entry. ``wait_entries`` (async, on the loop) and ``_wait_direct`` (a blocked
+    driver thread) are thin front ends on it. ``fail_fast`` (``get`` of several refs, as Ray):
+    also done as soon as one of them resolves to an error."""
 
-    __slots__ = ("callbacks", "done", "left", "pending")
+    __slots__ = ("done", "fail_fast", "left", "pending")
 
     def __init__(self, entries: Sequence[ObjectEntry], need: int | None,
                  done: asyncio.Future[None] | concurrent.futures.Future[None],
@@ -674,37 +673,21 @@ class Countdown:
         need = len(entries) if need is None else need
         self.left = need if pending_only else need - (len(entries) - len(self.pending))
         self.done = done
-        # One callback per entry only where an error must end the wait early (made in start,
-        # dropped in stop: they refer back to this countdown).
-        self.callbacks: list[Callable[[], None]] | None = (
-            [] if fail_fast and len(self.pending) > 1 else None)
+        self.fail_fast = fail_fast
 
     def start(self) -> None:
-        if self.callbacks is None:
-            for e in self.pending:
-                e.add_callback(self._one)
-            return
-        self.callbacks = [functools.partial(self._one_checked, e) for e in self.pending]
-        for e, cb in zip(self.pending, self.callbacks, strict=True):
-            e.add_callback(cb)
+        for e in self.pending:
+            e.add_callback(self)
 
     def stop(self) -> None:
-        if self.callbacks is None:
-            for e in self.pending:
-                e.remove_callback(self._one)
-            return
-        for e, cb in zip(self.pending, self.callbacks, strict=True):
-            e.remove_callback(cb)
-        self.callbacks = []  # no cycle through the partials
+        for e in self.pending:
+            e.remove_callback(self)
 
-    def _one_checked(self, entry: ObjectEntry) -> None:
-        if type(entry.value) is ErrorValue:
+    def entry_resolved(self, entry: ObjectEntry) -> None:
+        if self.fail_fast and type(entry.value) is ErrorValue:
             if not self.done.done():
                 self.done.set_result(None)
             return
-        self._one()
-
-    def _one(self) -> None:
         self.left -= 1
         if self.left <= 0 and not self.done.done():
             self.done.set_result(None)

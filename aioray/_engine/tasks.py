@@ -217,9 +217,8 @@ class TaskManager:
             raise TypeError(
                 f"num_returns={nret!r} is for generator functions, but {rf._name} is not "
                 "a generator (it has no 'yield').")
-        spec.returns, spec.sink = make_outputs(
-            self.rt, task_id, spec.name, rf._is_generator, nret,
-            opts.get("_generator_backpressure_num_objects") or 0)
+        make_outputs(spec, self.rt, task_id, spec.name, rf._is_generator, nret,
+                     opts.get("_generator_backpressure_num_objects") or 0)
         return spec
 
     @staticmethod

@@ -31,6 +31,16 @@ class _Pending:
 PENDING: Any = _Pending()
 
 
+class EntryWatcher:
+    """A waiter that is told *which* entry resolved: one object can watch many entries (an
+    ``add_callback`` per entry, no closure per entry)."""
+
+    __slots__ = ()
+
+    def entry_resolved(self, entry: ObjectEntry) -> None:
+        raise NotImplementedError
+
+
 class ObjectEntry:
     """One object: ``value`` is ``PENDING`` or its stored form (raw, serialized or error)."""
 
@@ -39,7 +49,7 @@ class ObjectEntry:
     def __init__(self, id: bytes, value: Any = PENDING) -> None:
         self.id = id
         self.value = value
-        self.waiters: list[Callable[[], None]] | None = None
+        self.waiters: list[Callable[[], None] | EntryWatcher] | None = None
         self.retrieved = False
 
     @property
@@ -55,19 +65,26 @@ class ObjectEntry:
         if waiters is not None:
             self.waiters = None
             for cb in waiters:
-                cb()
+                if isinstance(cb, EntryWatcher):
+                    cb.entry_resolved(self)
+                else:
+                    cb()
         return True
 
-    def add_callback(self, cb: Callable[[], None]) -> None:
-        """Call ``cb()`` once resolved (loop thread only; at once if already resolved)."""
+    def add_callback(self, cb: Callable[[], None] | EntryWatcher) -> None:
+        """Call ``cb()`` (``cb.entry_resolved(self)`` for an :class:`EntryWatcher`) once
+        resolved (loop thread only; at once if already resolved)."""
         if self.value is not PENDING:
-            cb()
+            if isinstance(cb, EntryWatcher):
+                cb.entry_resolved(self)
+            else:
+                cb()
         elif self.waiters is None:
             self.waiters = [cb]
         else:
             self.waiters.append(cb)
 
-    def remove_callback(self, cb: Callable[[], None]) -> None:
+    def remove_callback(self, cb: Callable[[], None] | EntryWatcher) -> None:
         if self.waiters is not None:
             try:
                 self.waiters.remove(cb)
