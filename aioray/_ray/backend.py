@@ -34,7 +34,7 @@ from aioray._backend.base import USE_ACTOR, Backend, PlacementGroups, Queues, Ru
 from aioray._handles.actor import ActorHandle, MethodMeta
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.placement_group import PlacementGroup, PlacementGroupID
-from aioray._handles.ref import ObjectRef, local_ref
+from aioray._handles.ref import ObjectRef
 from aioray._handles.validate import (
     as_ref_list,
     check_put,
@@ -564,7 +564,9 @@ class RayBackend(Backend):
         return self.get_async(ref)
 
     def rebuild_ref(self, id: bytes) -> ObjectRef[Any]:
-        return local_ref(id)  # Ray's refs pickle as themselves (RayEntry.reduce_ref)
+        # ObjectRef(binary): Ray's ref of that id (Ray's refs pickle as themselves, see
+        # RayEntry.reduce_ref, so no pickle comes this way).
+        return wrap_ref(self.ray.ObjectRef(id))
 
     def notify_ready(self, refs: Sequence[ObjectRef[Any]],
                      push: Callable[[ObjectRef[Any]], None]) -> None:
