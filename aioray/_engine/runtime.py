@@ -721,9 +721,22 @@ def _detach_pool_threads() -> None:
 # When the main thread ends, Python first runs threading's exit hooks (newest first) — one of
 # them joins every pool thread — then joins non-daemon threads, then runs atexit (our
 # shutdown). Detach our threads before that join, or a stuck sync actor method hangs exit.
+def _at_interpreter_exit() -> None:
+    """Threading's exit hook: no new pool thread may start from here on (one started after the
+    detach below — a thread task the loop had not started yet when the main thread ended —
+    would be joined by Python and hang the exit), then detach ours."""
+    try:
+        import concurrent.futures.thread as cft
+        with cft._global_shutdown_lock:
+            cft._shutdown = True  # what cft's own hook sets next
+    except Exception:  # private API: best effort
+        pass
+    _detach_pool_threads()
+
+
 try:
     import concurrent.futures.thread  # register after its hook, so ours runs first
 
-    threading._register_atexit(_detach_pool_threads)  # type: ignore[attr-defined]
+    threading._register_atexit(_at_interpreter_exit)  # type: ignore[attr-defined]
 except (AttributeError, RuntimeError):
     pass

@@ -21,6 +21,7 @@ import linecache
 import logging
 import os
 import selectors
+import signal
 import sys
 import threading
 import time
@@ -112,6 +113,10 @@ class LoopWatchdog:
 
     # -- the watching thread ------------------------------------------------------------
     def _watch(self) -> None:
+        # Ctrl-C must interrupt the main thread's blocking wait (get): a signal the kernel
+        # hands to this always-sleeping thread would not. It starts no process, so the mask
+        # leaks nowhere.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         while not self._stop.wait(self.interval):
             if self.loop.is_closed() or not self.loop.is_running():
                 self.last = time.monotonic()  # an idle adopted loop is not a stalled one
