@@ -61,10 +61,15 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Submit a task; returns an ObjectRef (or several, or an ObjectRefGenerator)."""
+        out: R = self._submit(args, kwargs, self._default_options)
+        return out
+
+    def _submit(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                options: dict[str, Any]) -> Any:
+        """Check the arguments against the signature, then hand the task to the backend."""
         if self._binder is not None:
             self._binder.bind(args, kwargs)
-        out: R = registry.current().submit_task(self, args, kwargs, self._default_options)
-        return out
+        return registry.current().submit_task(self, args, kwargs, options)
 
     # num_returns changes what .remote() returns (a list of refs, a dynamic ref...): untyped then.
     @overload
@@ -109,10 +114,7 @@ class _BoundRemoteFunction(Generic[P, R]):
         self._options = options
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        rf = self._rf
-        if rf._binder is not None:
-            rf._binder.bind(args, kwargs)
-        out: R = registry.current().submit_task(rf, args, kwargs, self._options)
+        out: R = self._rf._submit(args, kwargs, self._options)
         return out
 
     @overload
