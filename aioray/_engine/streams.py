@@ -386,10 +386,7 @@ def user_outputs(returns: list[ObjectEntry], sink: Sink | None) -> Any:
     if len(returns) == 1:  # the common case first
         e = returns[0]
         return ObjectRef(e.id, e)
-    refs: list[ObjectRef[Any]] = [ObjectRef(e.id, e) for e in returns]
-    if len(refs) == 1:
-        return refs[0]
-    return refs or None
+    return [ObjectRef(e.id, e) for e in returns] or None
 
 
 # -- readiness of what get()/wait() were given (refs and generators) -------------------

@@ -63,11 +63,12 @@ class Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]
 
 
 class OutOfBand:
-    """Wraps ``bytes``/``bytearray`` so they pickle as an out-of-band buffer and load as the
-    same type again.
+    """Wraps a ``bytearray`` (or ``bytes``) so it pickles as an out-of-band buffer and loads
+    as the same type again.
 
     The pickler consults no hook for exact ``bytes`` and ``bytearray`` (a C fast path), so a
-    large top-level value is wrapped before pickling.
+    large top-level value is wrapped before pickling. (Large top-level ``bytes`` skip pickling
+    altogether: see ``serialization.serialize_always``.)
     """
 
     __slots__ = ("data",)
