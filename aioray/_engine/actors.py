@@ -25,7 +25,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import queue
 import threading
 import uuid
 import weakref
@@ -35,19 +34,22 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aioray._engine.backchannel import ref_for
 from aioray._engine.context import current_actor, current_call, current_task
-from aioray._engine.states import ActorStatus, CallState
+from aioray._engine.actor_process import ActorProcess
+from aioray._engine.states import ActorStatus, CallState, Placement, placement_of
 from aioray._engine.streams import (
     GeneratorStream,
     make_outputs,
     user_outputs,
 )
 from aioray._engine.tasks import _raise_in_thread, fail_outputs
-from aioray._exec.invoke import AppError, Body, app_error, cancelled_error, run_async, run_sync
+from aioray._exec.invoke import ActorExit, AppError, Body, app_error, cancelled_error, run_async, run_sync
+from aioray._exec.lanes import Interrupted, Lanes
 from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
 from aioray._handles.args import ArgRef, pack_args, unpack_args
 from aioray._handles.generator import ObjectRefGenerator
 from aioray._handles.options import resource_request
 from aioray._handles.ref import ObjectRef
+from aioray._objects import pickler as _pickle
 from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue
 from aioray._objects.store import PENDING, STORE, ObjectEntry
@@ -58,6 +60,7 @@ from aioray.exceptions import (
     PendingCallsLimitExceeded,
     RayActorError,
     TaskCancelledError,
+    WorkerCrashedError,
 )
 
 if TYPE_CHECKING:
@@ -72,14 +75,6 @@ DEFAULT_GROUP = "_default"
 _log = logging.getLogger("aioray")
 GRAVEYARD_SIZE = 10_000
 
-
-
-class ActorExit(BaseException):
-    """Raised by ``exit_actor()``; ends the actor on purpose (no restart)."""
-
-
-class _Interrupted(BaseException):
-    """Raised in an actor thread whose call was stopped by kill or a restart."""
 
 
 # -- handles -------------------------------------------------------------------------------
@@ -157,57 +152,6 @@ class ActorCall:
         fail_outputs(self.sink, self.returns, error)
 
 
-class _Lanes:
-    """The threads of one concurrency group of a sync actor: up to ``limit`` threads taking
-    jobs from one FIFO. The loop hands over every ready call at once and threads post results
-    back in batches, so a busy sync actor costs no thread hop per call."""
-
-    def __init__(self, name: str, limit: int) -> None:
-        self.name = name
-        self.limit = limit
-        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self.threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._queued = 0  # jobs not taken by a thread yet
-        self._waiting = 0  # threads blocked waiting for a job
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            self._queued += 1
-            # a new thread only when the waiting ones cannot take all queued jobs
-            start = self._queued > self._waiting and len(self.threads) < self.limit
-            if start:
-                t = threading.Thread(target=self._main, name=f"aioray-actor-{self.name}",
-                                     daemon=True)
-                self.threads.append(t)
-        self.jobs.put(job)
-        if start:
-            t.start()
-
-    def _main(self) -> None:
-        while True:
-            try:
-                with self._lock:
-                    self._waiting += 1
-                job = self.jobs.get()
-                with self._lock:
-                    self._waiting -= 1
-                    self._queued -= 1
-                if job is None:
-                    return
-                job()
-            except _Interrupted:  # a kill/restart interrupt that landed between calls
-                pass
-
-    def close(self) -> None:
-        """Threads exit once the jobs already queued are through (stale ones are skipped)."""
-        with self._lock:
-            n = len(self.threads)
-            self._queued += n
-        for _ in range(n):
-            self.jobs.put(None)
-
-
 class _Group:
     """One concurrency group: a FIFO of calls and a limit on how many run at once."""
 
@@ -216,7 +160,7 @@ class _Group:
         self.limit = limit
         self.queue: deque[ActorCall] = deque()
         self.running: set[ActorCall] = set()
-        self.lanes = _Lanes(name, limit) if threaded else None
+        self.lanes = Lanes(name, limit) if threaded else None
         # queued calls waiting for their ref arguments (their submitter's later calls wait too)
         self.waiting: dict[ActorCall, asyncio.Task[None]] = {}
 
@@ -245,8 +189,10 @@ class ActorState:
         self.grant: Grant | None = None
         self.token_ref: weakref.ref[_ActorToken] | None = None
         self.is_async = ac._is_async
+        self.placement = placement_of(self.is_async, opts.get("executor"), self.rt.local_mode)
+        self.host: ActorProcess | None = None  # Placement.PROCESS: the current incarnation
         default_limit = opts.get("max_concurrency") or (1000 if self.is_async else 1)
-        threaded = not self.is_async
+        threaded = self.placement is Placement.THREADS
         self.groups: dict[str, _Group] = {DEFAULT_GROUP: _Group(DEFAULT_GROUP, default_limit,
                                                                 threaded)}
         for g, lim in (opts.get("concurrency_groups") or {}).items():
@@ -280,18 +226,36 @@ class ActorState:
         except ActorExit:
             self._die(ActorDiedError("The actor exited on purpose: exit_actor() was called in "
                                      "__init__.", actor_id=self.actor_id.hex()))
+        except WorkerCrashedError as e:  # its process died in __init__: restartable, as Ray
+            self._creation_crashed(e)
         except BaseException as e:
             cause = e.error if isinstance(e, AppError) else e
             self._die(ActorDiedError(
                 f"The actor {self.ac.__name__} died because of an error raised in its creation "
                 f"task: {cause}", cause=cause, actor_id=self.actor_id.hex()))
 
+    def class_blob(self) -> bytes:
+        """The actor class, pickled once per class (sent to each incarnation's process)."""
+        blobs = self.manager.class_blobs
+        blob = blobs.get(self.ac)
+        if blob is None:
+            blob = blobs[self.ac] = _pickle.dumps(self.ac)
+        return blob
+
     async def _construct(self) -> None:
+        if self.placement is Placement.PROCESS:
+            host = self.host = ActorProcess(self)
+            await host.start([d._entry.value for d in self.deps], new_task_id())
+            if self.host is not host or self.status is ActorStatus.DEAD:
+                host.kill()  # killed meanwhile
+                return
+            self._alive(None)
+            return
         args, kwargs = unpack_args(self.args_payload, [d._entry.value for d in self.deps])
         cls = self.ac._cls
         token = current_actor.set(self)
         try:
-            if self.is_async:
+            if self.placement is Placement.LOOP:
                 instance = _construct_instance(cls, args, kwargs, self.ac.__name__)
             else:
                 # On the actor's own thread, like its methods (thread-locals set up in
@@ -315,6 +279,9 @@ class ActorState:
             current_actor.reset(token)
         if self.status is ActorStatus.DEAD:
             return
+        self._alive(instance)
+
+    def _alive(self, instance: Any) -> None:
         self.instance = instance
         self.status = ActorStatus.ALIVE
         if not self.ready.done():
@@ -369,10 +336,21 @@ class ActorState:
             self._release()
         # else: the last running call releases the resources (see _run)
 
+    def _holds(self) -> bool:
+        """An instance (or its process) is still there to release."""
+        return self.instance is not None or self.host is not None
+
     def _release(self) -> None:
         instance, self.instance = self.instance, None
-        if instance is not None and self.shutdown_hook and self.status is ActorStatus.DEAD:
-            self.shutdown_hook = False  # exactly once
+        host, self.host = self.host, None
+        hook = self.shutdown_hook and self.status is ActorStatus.DEAD
+        self.shutdown_hook = False  # exactly once
+        if host is not None:
+            if hook:
+                host.stop(shutdown_hook=True)  # __ray_shutdown__ in the process, then exit
+            else:
+                host.kill()
+        elif instance is not None and hook:
             _call_shutdown_hook(self, instance)
         if self.grant is not None:
             self.grant.release()
@@ -391,43 +369,70 @@ class ActorState:
             if call.atask is not None:
                 call.atask.cancel()
         elif call.thread_ident is not None:
-            _raise_in_thread(call.thread_ident, _Interrupted)
+            _raise_in_thread(call.thread_ident, Interrupted)
 
     def _restart(self, cause: BaseException) -> None:
         self.restarts += 1
         self.status = ActorStatus.RESTARTING
         self.instance = None
+        sent: list[ActorCall] | None = None
+        if self.host is not None:  # the old process goes; calls go to a fresh one
+            sent = self.host.in_flight()
+            self.host.kill()
+            self.host = None
         for g in self.groups.values():
-            for call in list(g.running):
+            again: list[ActorCall] = []  # back to the queue's front, in submission order
+            for call in (list(g.running) if sent is None
+                         else [c for c in sent if c in g.running]):
                 g.running.discard(call)
-                if self._retries_left(call):
+                if sent is not None and call.state is CallState.DISPATCHED:
+                    # Sent to the old process but not started there: not a retry.
+                    call.state = CallState.QUEUED
+                    call.in_thread = False
+                    again.append(call)
+                elif self._retries_left(call):
                     # Retry on the new instance, ahead of the calls queued behind it. The old
                     # execution is stopped and, being stale (attempt changed), resolves nothing.
                     call.attempt += 1
                     call.state = CallState.QUEUED
                     call.in_thread = False
-                    g.queue.appendleft(call)
+                    again.append(call)
                     self._interrupt_stale(call)
                 else:
                     self._abort_running(call, ActorDiedError(
                         f"The actor restarted while this call was running: {cause}",
                         cause=cause, actor_id=self.actor_id.hex()))
+            g.queue.extendleft(reversed(again))
             self._stop_waiting(g)
             if g.lanes is not None:  # fresh threads; the old ones skip their stale jobs
                 g.lanes.close()
-                g.lanes = _Lanes(g.name, g.limit)
+                g.lanes = Lanes(g.name, g.limit)
         self.create_task = self.rt.loop.create_task(self._reconstruct())
 
     def _interrupt_stale(self, call: ActorCall) -> None:
         if call.thread_ident is not None:
-            _raise_in_thread(call.thread_ident, _Interrupted)
+            _raise_in_thread(call.thread_ident, Interrupted)
         elif call.atask is not None:
             call.atask.cancel()
+
+    def process_died(self, cause: ActorDiedError) -> None:
+        """The actor's process ended on its own (exit, signal, OOM kill): Ray's actor death,
+        then a restart if ``max_restarts`` allows."""
+        if self.status is ActorStatus.ALIVE:
+            self._die(cause, restart=True)
+
+    def _creation_crashed(self, crash: WorkerCrashedError) -> None:
+        self._die(ActorDiedError(
+            f"The actor {self.ac.__name__} died: its worker process ended unexpectedly while "
+            f"running __init__: {crash}", cause=crash, actor_id=self.actor_id.hex()),
+            restart=True)
 
     async def _reconstruct(self) -> None:
         current_task.set(None)
         try:
             await self._construct()
+        except WorkerCrashedError as e:
+            self._creation_crashed(e)
         except asyncio.CancelledError:
             self._die(ActorDiedError("The actor was killed while restarting.",
                                      actor_id=self.actor_id.hex()))
@@ -469,11 +474,13 @@ class ActorState:
         if self.status is not ActorStatus.ALIVE:
             return
         lanes = group.lanes
+        host = self.host
         q = group.queue
         blocked: set[Any] | None = None
         i = 0
+        bounded = lanes is None and host is None  # else the threads or the process bound it
         while i < len(q):
-            if lanes is None and len(group.running) >= group.limit:
+            if bounded and len(group.running) >= group.limit:
                 return
             call = q[i]
             if call.cancelled:
@@ -514,7 +521,11 @@ class ActorState:
             else:
                 q.popleft()
             group.running.add(call)
-            if lanes is not None:
+            if host is not None:
+                call.state = CallState.DISPATCHED
+                call.in_thread = True
+                host.dispatch(call, group, dep_values)
+            elif lanes is not None:
                 call.state = CallState.DISPATCHED
                 call.in_thread = True
                 lanes.submit(functools.partial(self._run_in_thread, call, call.attempt, group,
@@ -558,7 +569,7 @@ class ActorState:
             self.exiting = True  # no call starts on any thread after this one
         except AppError as e:
             kind, value = "error", e.error
-        except _Interrupted:
+        except Interrupted:
             kind = "interrupted"
         except BaseException as e:
             kind, value = "error", e if isinstance(e, Exception) else RuntimeError(repr(e))
@@ -597,6 +608,7 @@ class ActorState:
         """Loop thread: the outcome of a call that ran (or was skipped) on a thread."""
         current = call.attempt == attempt  # else re-queued by a restart: not ours any more
         if kind == "exit" and current:
+            group.running.discard(call)
             self._exit(call, "exit_actor() was called")
         elif current and not call.cancelled:
             if kind == "ok":
@@ -622,7 +634,7 @@ class ActorState:
             if current:
                 self._pump(group)
             self._exit_if_unused()
-        elif self.status is ActorStatus.DEAD and self.instance is not None and self._idle():
+        elif self.status is ActorStatus.DEAD and self._holds() and self._idle():
             self._release()  # the last call running at a graceful exit is done
 
     def _retries_left(self, call: ActorCall) -> bool:
@@ -662,7 +674,7 @@ class ActorState:
         attempt = call.attempt  # a restart bumps it: this execution is then stale
         try:
             await self._invoke(call, group, dep_values, attempt)
-        except (asyncio.CancelledError, _Interrupted):
+        except (asyncio.CancelledError, Interrupted):
             if call.attempt == attempt:
                 call.fail(TaskCancelledError(call.task_id.hex()))
         except ActorExit:
@@ -680,7 +692,7 @@ class ActorState:
             if self.status is ActorStatus.ALIVE:
                 self._pump(group)
                 self._exit_if_unused()
-            elif self.status is ActorStatus.DEAD and self.instance is not None and self._idle():
+            elif self.status is ActorStatus.DEAD and self._holds() and self._idle():
                 self._release()  # the last call running at a graceful exit is done
 
     async def _invoke(self, call: ActorCall, group: _Group, dep_values: list[Any],
@@ -741,7 +753,7 @@ class ActorState:
 # What an async method's body lets through untouched: asyncio's cancel and exit_actor().
 _ASYNC_PASSTHROUGH: tuple[type[BaseException], ...] = (asyncio.CancelledError, ActorExit)
 # What a sync actor method's body lets through untouched: exit_actor() and kill/restart.
-_THREAD_PASSTHROUGH: tuple[type[BaseException], ...] = (ActorExit, _Interrupted)
+_THREAD_PASSTHROUGH: tuple[type[BaseException], ...] = (ActorExit, Interrupted)
 
 
 def _pause_thread(sink: Any) -> Callable[[Any, int], None] | None:
@@ -810,6 +822,8 @@ class ActorManager:
         # Why recently dead actors died, so later calls raise the real cause (bounded).
         self.graveyard: OrderedDict[bytes, ActorDiedError] = OrderedDict()
         self._named_lock = threading.Lock()
+        self.class_blobs: weakref.WeakKeyDictionary[ActorClass[Any], bytes] = (
+            weakref.WeakKeyDictionary())
         self.spare_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="aioray-actor-gen")
         bc = runtime.backchannel
@@ -821,7 +835,8 @@ class ActorManager:
     # -- API (any thread) ---------------------------------------------------------------
     def create(self, ac: ActorClass[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                opts: dict[str, Any], actor_id: bytes | None = None) -> ActorHandle[Any]:
-        if opts.get("runtime_env"):
+        if opts.get("runtime_env") and placement_of(
+                ac._is_async, opts.get("executor"), self.rt.local_mode) is not Placement.PROCESS:
             raise ValueError(
                 f"runtime_env cannot apply to actor {ac.__name__}: aioray's actors run in the "
                 "driver process (on its threads and event loop), whose one environment "
@@ -971,6 +986,10 @@ class ActorManager:
             call.fail(TaskCancelledError(task_id.hex()))
         if call.state is CallState.RUNNING and call.atask is not None and not call.in_thread:
             call.atask.cancel()
+        elif call.in_thread:
+            state = self.actors.get(call.actor_id)
+            if state is not None and state.host is not None:
+                state.host.cancel(task_id)  # is_canceled() turns true; a generator stops
         elif call.state is CallState.QUEUED:
             state = self.actors.get(call.actor_id)
             group = state.groups.get(call.group) if state is not None else None

@@ -104,6 +104,9 @@ class Backchannel:
             traceback.print_exc()
 
     def _grant_of(self, worker: WorkerHandle) -> Any:
+        """What the worker's caller holds: its task's grant, or its actor's."""
+        if worker.host is not None:
+            return worker.host.state.grant
         spec = self._task_of(worker)
         return spec.grant if spec is not None else None
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 from aioray._backend import registry
 from aioray._backend.base import Backend, ContextInfo, RuntimeInfo
-from aioray._engine.actors import ActorExit, ActorManager, pin_actor
+from aioray._engine.actors import ActorManager, pin_actor
 from aioray._engine.backchannel import Backchannel
 from aioray._engine.context import current_actor, current_call, current_task
 from aioray._engine.placement import EmbeddedPlacement, pool_for
@@ -34,6 +34,7 @@ from aioray._engine.streams import ready_now, values_of
 from aioray._engine.tasks import TaskManager
 from aioray._engine.watchdog import LoopWatchdog, threshold_from_env
 from aioray._engine.worker_pool import WorkerPool
+from aioray._exec.invoke import ActorExit
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
 from aioray._handles.context import RuntimeContext
 from aioray._handles.generator import ObjectRefGenerator

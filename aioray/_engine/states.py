@@ -48,3 +48,23 @@ class GroupScheduling(str, Enum):
     FINISHED = "FINISHED"
     INFEASIBLE = "INFEASIBLE"
     REMOVED = "REMOVED"
+
+
+class Placement(str, Enum):
+    """Where an actor's code runs."""
+
+    LOOP = "loop"  # async actors: coroutines on the runtime's loop
+    THREADS = "threads"  # executor="thread" (and local mode): threads of the driver
+    PROCESS = "process"  # the default for sync actors: its own worker process
+
+
+def placement_of(is_async: bool, executor: str | None, local_mode: bool) -> Placement:
+    """Sync actors get a process of their own unless told ``executor="thread"``; async actors
+    stay on the loop unless told ``executor="process"``; local mode keeps all in-process."""
+    if local_mode:
+        return Placement.LOOP if is_async else Placement.THREADS
+    if executor == "process":
+        return Placement.PROCESS
+    if is_async:
+        return Placement.LOOP
+    return Placement.THREADS if executor == "thread" else Placement.PROCESS

@@ -426,7 +426,8 @@ class TaskManager:
                         spec.nret if isinstance(spec.nret, int) else 1, spec.name,
                         grant.gpu_ids if grant is not None and grant.gpu_ids else None,
                         on_item is not None, stream.backpressure if stream is not None else 0,
-                        merge_runtime_env(self.rt.runtime_env, spec.opts.get("runtime_env"))),
+                        merge_runtime_env(self.rt.runtime_env, spec.opts.get("runtime_env")),
+                        spec.req or {}),
                    carrying=[spec.payload, *dep_values])
             try:
                 outcome = await asyncio.shield(run.fut)

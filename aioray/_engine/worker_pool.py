@@ -23,14 +23,31 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from aioray._engine.zygote import ForkedProcess, Zygote
 from aioray._objects.serialization import SerializedObject
 from aioray._objects.shm import SharedBuffer
 from aioray._wire.framing import FrameProtocol
-from aioray._wire.messages import Call, Cancel, Done, Exit, Failed, Init, Ready, Release, Req, Yield
+from aioray._wire.messages import (
+    Call,
+    Cancel,
+    Done,
+    Exit,
+    Exited,
+    Failed,
+    Init,
+    Ready,
+    Release,
+    Req,
+    Yield,
+)
 from aioray.exceptions import WorkerCrashedError
 
 if TYPE_CHECKING:
+    from aioray._engine.actor_process import ActorProcess
     from aioray._engine.runtime import Runtime
+
+# A worker started by us, or forked by the zygote (for actors).
+Process = subprocess.Popen[bytes] | ForkedProcess
 
 # The directory holding the aioray package (this file is aioray/_engine/worker_pool.py).
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,7 +79,7 @@ class TaskRun:
 class WorkerHandle:
     """The driver's view of one worker process."""
 
-    def __init__(self, pool: WorkerPool, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, pool: WorkerPool, proc: Process) -> None:
         self.pool = pool
         self.proc = proc
         self.pid = proc.pid
@@ -76,6 +93,8 @@ class WorkerHandle:
         self.seq = 0
         self.calls: dict[bytes, int] = {}
         self.killed_on_purpose = False
+        # The actor this worker hosts for the rest of its life (its results go there).
+        self.host: ActorProcess | None = None
 
     # -- sending ------------------------------------------------------------------------
     def send(self, msg: tuple[Any, ...], carrying: Iterable[Any] = ()) -> None:
@@ -103,6 +122,10 @@ class WorkerHandle:
     # -- receiving ----------------------------------------------------------------------
     def on_message(self, msg: Any) -> None:
         tp = type(msg)
+        host = self.host
+        if host is not None and (tp is Done or tp is Failed or tp is Yield or tp is Exited):
+            host.on_message(msg)
+            return
         run = self.run
         if tp is Yield:
             adopt_segments(msg.stored)
@@ -131,6 +154,8 @@ class WorkerHandle:
         self.dead = True
         self.borrowed.clear()
         self.pool._lost(self)
+        if self.host is not None:
+            self.host.lost()
         if not self.ready.done():
             self.ready.set_exception(WorkerCrashedError("A worker process died while starting."))
             self.ready.exception()  # whoever awaited it may be gone (shutdown): no log noise
@@ -138,14 +163,19 @@ class WorkerHandle:
         if run is not None and not run.fut.done():
             self.pool.loop.create_task(self._report_crash(run))
 
-    async def _report_crash(self, run: TaskRun) -> None:
+    async def exit_status(self) -> str:
+        """How the process ended, once it has: "exit code 1", "killed by signal SIGKILL"."""
         try:
             code = await self.pool.loop.run_in_executor(None, _wait_exit, self.proc)
         except RuntimeError:  # interpreter exit: executors take no new work; just look
             code = self.proc.poll()
         self.exit_code = code
-        how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
-               and -code in signal.Signals._value2member_map_ else f"exit code {code}")
+        return (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+                and -code in signal.Signals._value2member_map_ else f"exit code {code}")
+
+    async def _report_crash(self, run: TaskRun) -> None:
+        how = await self.exit_status()
+        code = self.exit_code
         if not run.fut.done():
             run.fut.set_exception(WorkerCrashedError(
                 f"The worker process (pid={self.pid}) running this task died ({how}).",
@@ -181,7 +211,7 @@ class WorkerHandle:
             self.protocol.transport.close()
 
 
-def _wait_exit(proc: subprocess.Popen[bytes]) -> int | None:
+def _wait_exit(proc: Process) -> int | None:
     try:
         return proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -201,6 +231,7 @@ class WorkerPool:
         self._spawning = 0
         self.started = 0
         self.closed = False
+        self.zygote: Zygote | None = None  # started by the first actor that needs a process
 
     async def acquire(self) -> WorkerHandle:
         while self._idle:
@@ -222,6 +253,21 @@ class WorkerPool:
             return await self.acquire()
         return w
 
+    async def take(self) -> WorkerHandle:
+        """A worker for an actor's whole life: it never comes back to the pool (the actor's
+        state lives in it); ``retire`` or ``kill`` ends it with the actor. An idle worker if
+        there is one (a hand-off), else a fork of the zygote (a few ms, not a Python start)."""
+        while self._idle:
+            w = self._idle.pop()
+            if not w.dead:
+                return w
+        if self.closed:
+            raise RuntimeError("the worker pool is shut down")
+        if self.zygote is None or self.zygote.dead:
+            self.zygote = Zygote(self.loop, self._worker_env())
+        proc, parent = await self.zygote.fork()
+        return await self._connect(proc, parent)
+
     def release(self, w: WorkerHandle, retire: bool = False) -> None:
         w.run = None
         if w.dead:
@@ -238,6 +284,10 @@ class WorkerPool:
             self._retire(w)
         else:
             self._idle.append(w)
+
+    def retire(self, w: WorkerHandle) -> None:
+        """End a worker taken with ``take``: it exits once its queued frames are read."""
+        self._retire(w)
 
     def _retire(self, w: WorkerHandle) -> None:
         self.workers.discard(w)
@@ -264,22 +314,29 @@ class WorkerPool:
         self._spawning -= 1
         self.release(w)
 
-    async def spawn(self) -> WorkerHandle:
-        if self.closed:
-            raise RuntimeError("the worker pool is shut down")
-        parent, child = socket.socketpair()
+    @staticmethod
+    def _worker_env() -> dict[str, str]:
         env = dict(os.environ)
         env["AIORAY_WORKER"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PKG_PARENT, env.get("PYTHONPATH", "")) if p)
+        return env
+
+    async def spawn(self) -> WorkerHandle:
+        if self.closed:
+            raise RuntimeError("the worker pool is shut down")
+        parent, child = socket.socketpair()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "aioray._worker", str(child.fileno())],
-                pass_fds=[child.fileno()], env=env, start_new_session=True,
+                pass_fds=[child.fileno()], env=self._worker_env(), start_new_session=True,
                 stdin=subprocess.DEVNULL,
             )
         finally:
             child.close()
+        return await self._connect(proc, parent)
+
+    async def _connect(self, proc: Process, parent: socket.socket) -> WorkerHandle:
         w = WorkerHandle(self, proc)
         self.workers.add(w)
         self.started += 1
@@ -321,6 +378,10 @@ class WorkerPool:
         await self.loop.run_in_executor(None, reap)
         self.workers.clear()
         self._idle.clear()
+        if self.zygote is not None:
+            self.zygote.close()
+            await self.loop.run_in_executor(None, self.zygote.reap)
+            self.zygote = None
 
     def kill_all_now(self) -> None:
         """Last-resort cleanup when the loop cannot run (interpreter exit)."""
@@ -331,3 +392,5 @@ class WorkerPool:
             except Exception:
                 pass
         self.workers.clear()
+        if self.zygote is not None:
+            self.zygote.proc.kill()

@@ -30,6 +30,10 @@ from aioray.exceptions import RayTaskError, TaskCancelledError
 Emit = Callable[[Any], object]
 
 
+class ActorExit(BaseException):
+    """Raised by ``exit_actor()``; ends the actor on purpose (no restart)."""
+
+
 class AppError(Exception):
     """The user's code raised; ``error`` is the ``RayTaskError`` to store (or to retry on),
     ``original`` what was raised (when known)."""

@@ -27,7 +27,7 @@ ACTOR_OPTIONS = frozenset({
     "max_restarts", "max_task_retries", "max_pending_calls", "name", "namespace", "lifetime",
     "get_if_exists", "scheduling_strategy", "runtime_env", "placement_group",
     "placement_group_bundle_index", "placement_group_capture_child_tasks",
-    "allow_out_of_order_execution", "_generator_backpressure_num_objects",
+    "allow_out_of_order_execution", "_generator_backpressure_num_objects", "executor",
 } | _NOOP)
 
 METHOD_OPTIONS = frozenset({"num_returns", "concurrency_group", "max_task_retries",

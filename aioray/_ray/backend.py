@@ -398,7 +398,7 @@ def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # aioray option -> how it reaches Ray. Options Ray does not know are dropped (documented).
 _TASK_DROP = frozenset({"executor"})
-_ACTOR_DROP = frozenset({"_generator_backpressure_num_objects"})
+_ACTOR_DROP = frozenset({"_generator_backpressure_num_objects", "executor"})
 _METHOD_ATTRS = {"num_returns": "__ray_num_returns__",
                  "max_task_retries": "__ray_max_task_retries__",
                  "retry_exceptions": "__ray_retry_exceptions__",

@@ -17,6 +17,9 @@ from aioray._objects import pickler as _pickle
 from aioray._wire.messages import MESSAGES, TAGS
 
 HEADER = struct.Struct("!Q")
+# What the zygote (aioray._worker.zygote) reports: kind (b"P" forked / b"X" ended), pid,
+# wait status.
+ZYGOTE_RECORD = struct.Struct("!cii")
 
 
 def encode(msg: tuple[Any, ...]) -> bytes:

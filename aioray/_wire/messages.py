@@ -41,6 +41,47 @@ class Task(NamedTuple):
     # The merged runtime_env (job's and task's): env_vars, working_dir, py_modules. Applied
     # around this task only: the worker runs other tasks after it.
     runtime_env: dict[str, Any] | None
+    resources: dict[str, float]  # what the task holds: get_assigned_resources()
+
+
+class ActorStart(NamedTuple):
+    """Make this worker an actor's process for the rest of its life: build the instance.
+
+    Answered like a task with ``task_id`` (Done, Failed, or Exited for exit_actor())."""
+
+    task_id: bytes
+    actor_id: bytes
+    cls_blob: bytes  # the class, pickled by our pickler
+    payload: Any  # the packed (args, kwargs) of __init__
+    dep_values: list[Any]
+    class_name: str
+    name: str | None
+    namespace: str
+    restarts: int  # how many times the actor was re-created before this one
+    is_async: bool  # run the methods as coroutines on an event loop in the worker
+    groups: dict[str, int]  # concurrency group -> limit (the default group included)
+    gpu_ids: list[int] | None
+    resources: dict[str, float]
+    runtime_env: dict[str, Any] | None
+
+
+class ActorRun(NamedTuple):
+    """One method call on the actor this worker hosts; answered like a task."""
+
+    task_id: bytes
+    method: str
+    payload: Any
+    dep_values: list[Any]
+    nret: int
+    group: str
+    streaming: bool
+    backpressure: int
+
+
+class ActorStop(NamedTuple):
+    """End the actor's process once no call runs (after ``__ray_shutdown__`` if asked)."""
+
+    shutdown_hook: bool
 
 
 class Cancel(NamedTuple):
@@ -105,8 +146,15 @@ class Failed(NamedTuple):
     error: RayTaskError
 
 
+class Exited(NamedTuple):
+    """An actor call (or __init__) called exit_actor(): the actor ends on purpose."""
+
+    task_id: bytes
+
+
 MESSAGES: tuple[type[tuple[Any, ...]], ...] = (
     Init, Fn, Task, Cancel, Credit, Reply, Exit,
     Ready, Req, Call, Release, Yield, Done, Failed,
+    ActorStart, ActorRun, ActorStop, Exited,
 )
 TAGS: dict[type[tuple[Any, ...]], int] = {cls: i for i, cls in enumerate(MESSAGES)}

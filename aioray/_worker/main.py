@@ -16,7 +16,6 @@ import concurrent.futures
 import itertools
 import os
 import queue
-import re
 import signal
 import socket
 import sys
@@ -37,7 +36,7 @@ from aioray._backend.base import (
     Queues,
     RuntimeInfo,
 )
-from aioray._exec.invoke import AppError, Body, run_sync
+from aioray._exec.invoke import ActorExit, AppError, Body, run_sync
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
 from aioray._handles.args import pack_args
 from aioray._handles.context import RuntimeContext
@@ -53,6 +52,9 @@ from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue, deserialize, picklable_exception, serialize
 from aioray._wire.framing import encode, recv_frame
 from aioray._wire.messages import (
+    ActorRun,
+    ActorStart,
+    ActorStop,
     Call,
     Cancel,
     Credit,
@@ -68,6 +70,9 @@ from aioray._wire.messages import (
     Task,
     Yield,
 )
+from aioray._worker import zygote
+from aioray._worker.actor_server import CURRENT_CALL, ActorServer
+from aioray._worker.runtime_env import apply_runtime_env
 from aioray.exceptions import (
     RayTaskError,
     TaskCancelledError,
@@ -168,7 +173,7 @@ class WorkerPlacement(PlacementGroups):
         return cast(dict[Any, Any], self.client.request("pg_table", pg))
 
     def current(self) -> PlacementGroup | None:
-        task = self.client.current_task
+        task = self.client.task_now()
         return None if task is None else cast(PlacementGroup | None,
                                               self.client.request("pg_current", task))
 
@@ -265,6 +270,10 @@ class WorkerClient(Backend):
         self._streaming = b""  # the streaming task running now, and its backpressure
         self._backpressure = 0
         self._gpu_ids: list[int] = []
+        self._resources: dict[str, float] = {}  # what the running task holds
+        # Set when this process hosts an actor (for the rest of its life).
+        self.actor_start: ActorStart | None = None
+        self.actor: ActorServer | None = None  # once its instance exists
         self.placement = WorkerPlacement(self)
         self.queues = WorkerQueues(self)
         # What a task without GPUs sees: the environment this worker started with.
@@ -328,6 +337,11 @@ class WorkerClient(Backend):
                     fut = self._replies.get(msg.rid)
                     if fut is not None and not fut.done():
                         fut.set_result((msg.ok, msg.value))
+                elif self.actor is not None and (tp is ActorRun or tp is ActorStop
+                                                 or tp is Exit):
+                    self.actor.route(msg)
+                elif tp is Cancel and self.actor is not None:
+                    self.actor.cancel(msg.task_id)
                 elif tp is Cancel:
                     self._cancel_for = msg.task_id
                     if self.current_task == msg.task_id and self._interruptible:
@@ -376,6 +390,10 @@ class WorkerClient(Backend):
                 # The task's arguments died with it: release their borrowed refs now, not at
                 # the next message (an idle worker would otherwise pin them indefinitely).
                 self._flush_releases()
+            elif tp is ActorStart:
+                self.actor_start = msg
+                ActorServer(self, msg).serve()
+                break  # the actor's process ends with the actor
             elif tp is Exit:
                 break
 
@@ -390,7 +408,7 @@ class WorkerClient(Backend):
 
     def _run_task(self, msg: Task) -> None:
         (task_id, fn_id, payload, dep_values, nret, name, gpu_ids, streaming, bp,
-         runtime_env) = msg
+         runtime_env, self._resources) = msg
         self.current_task = task_id
         self.current_name = name
         # _cancel_for is not reset: a cancel that arrived before this task started counts.
@@ -420,7 +438,7 @@ class WorkerClient(Backend):
         try:
             self._runtime_env = dict(runtime_env or {})
             if runtime_env:
-                restore = _apply_runtime_env(runtime_env)
+                restore = apply_runtime_env(runtime_env)
             stored = run_sync(Body(self._function(fn_id), payload, dep_values, name, nret,
                                    self.driver_pid), emit, stop=stop, pause=pause,
                               started=started, finished=finished,
@@ -496,6 +514,11 @@ class WorkerClient(Backend):
         raise _TaskCancelled()
 
     # -- the API, from inside a task ------------------------------------------------------
+    def task_now(self) -> bytes | None:
+        """The task or actor call the calling code belongs to (None: none)."""
+        call = CURRENT_CALL.get()
+        return call if call is not None else self.current_task
+
     def borrow(self, id: bytes) -> ObjectRef[Any]:
         token = self._tokens.get(id)
         if token is None:
@@ -513,7 +536,7 @@ class WorkerClient(Backend):
         task_id = new_task_id()
         nret: Any = opts.get("num_returns", None if rf._is_generator else 1)
         self.call("submit", rf, payload, [d.binary() for d in deps], opts, task_id,
-                  self.current_task)
+                  self.task_now())
         if rf._is_generator and nret in (None, "streaming"):
             return ObjectRefGenerator(WorkerStream(self, task_id))
         if nret == "dynamic":
@@ -629,6 +652,8 @@ class WorkerClient(Backend):
         return ActorHandle(actor_id, class_name, methods, self.borrow(actor_id), self)
 
     def exit_actor(self) -> NoReturn:
+        if self.actor_start is not None and CURRENT_CALL.get() is not None:
+            raise ActorExit()
         raise TypeError("exit_actor() called inside a task, not an actor method.")
 
     def reduce_handle(self, handle: ActorHandle[Any]) -> Any:
@@ -651,15 +676,31 @@ class WorkerClient(Backend):
                  "NodeManagerAddress": "127.0.0.1"}]
 
     def gpu_ids(self) -> list[int]:
+        start = self.actor_start
+        if start is not None:
+            return list(start.gpu_ids or ())
         return list(self._gpu_ids)
 
     def context_info(self) -> ContextInfo:
+        start = self.actor_start
+        if start is not None:
+            call = CURRENT_CALL.get()
+            actor = self.actor
+            return ContextInfo(
+                job_id=self.job_id, node_id=self.node_id, namespace=self.namespace,
+                task_id=call.hex() if call else None,
+                canceled=None if call is None else (actor is not None
+                                                    and call in actor.cancelled),
+                actor_id=start.actor_id.hex(), actor_name=start.name,
+                restarted=start.restarts > 0, assigned_resources=dict(start.resources),
+                gpu_ids=list(start.gpu_ids or ()), runtime_env=dict(start.runtime_env or {}))
         task = self.current_task
         return ContextInfo(
             job_id=self.job_id, node_id=self.node_id, namespace=self.namespace,
             task_id=task.hex() if task else None,
             canceled=None if task is None else self._cancel_for == task,
-            gpu_ids=list(self._gpu_ids), runtime_env=dict(self._runtime_env) if task else {})
+            gpu_ids=list(self._gpu_ids), runtime_env=dict(self._runtime_env) if task else {},
+            assigned_resources=dict(self._resources) if task else {})
 
     def runtime_context(self) -> RuntimeContext:
         return RuntimeContext(self.context_info)
@@ -681,46 +722,6 @@ class WorkerClient(Backend):
         pass  # the driver ends this process
 
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _apply_runtime_env(renv: dict[str, Any]) -> Callable[[], None]:
-    """Set a task's runtime_env in this process; returns what undoes it.
-
-    ``env_vars`` values may name existing variables as ``${NAME}`` (as in Ray);
-    ``working_dir`` becomes the working directory and the first ``sys.path`` entry;
-    each ``py_modules`` directory is importable by its name (its parent goes on
-    ``sys.path``)."""
-    saved_cwd: str | None = None
-    entries = [os.path.dirname(m.rstrip(os.sep)) for m in renv.get("py_modules") or ()]
-    working_dir = renv.get("working_dir")
-    if working_dir:
-        saved_cwd = os.getcwd()
-        os.chdir(working_dir)  # first: if this fails (gone), nothing is changed yet
-        entries.insert(0, working_dir)
-    saved_path = list(sys.path)
-    if entries:
-        sys.path[:0] = entries
-    saved_env: dict[str, str | None] = {}
-    for key, value in (renv.get("env_vars") or {}).items():
-        saved_env[key] = os.environ.get(key)
-        os.environ[key] = _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
-
-    def restore() -> None:
-        for key, old in saved_env.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-        sys.path[:] = saved_path
-        if saved_cwd is not None:
-            try:
-                os.chdir(saved_cwd)
-            except OSError:
-                pass
-    return restore
-
-
 def _load_function(blob: bytes) -> Callable[..., Any]:
     return cast(Callable[..., Any], _pickle.loads(blob))
 
@@ -729,8 +730,15 @@ CLIENT: WorkerClient | None = None
 
 
 def main() -> None:
+    if sys.argv[1] == "--zygote":
+        zygote.serve(int(sys.argv[2]), run_worker)
+    else:
+        run_worker(int(sys.argv[1]))
+
+
+def run_worker(fd: int) -> NoReturn:
+    """Serve the driver on socket ``fd`` until it says exit or goes away; never returns."""
     global CLIENT
-    fd = int(sys.argv[1])
     sock = socket.socket(fileno=fd)
     _ids.reseed_ids()
     CLIENT = WorkerClient(sock)
@@ -744,5 +752,6 @@ def main() -> None:
         CLIENT.serve()
     except (EOFError, OSError):
         pass  # the driver went away (shutdown while we started): nothing to report to
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(0)
-
