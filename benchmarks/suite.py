@@ -293,6 +293,12 @@ def defs() -> SimpleNamespace:
         def ping(self) -> int:
             return 1
 
+        def spin(self, n: int) -> int:
+            x = 0
+            for i in range(n):
+                x += i
+            return x
+
     @R.remote
     class AsyncActor:
         async def f(self) -> None:
@@ -509,16 +515,51 @@ def group_actors() -> None:
     a = d.SyncActor.remote()
     R.get(a.f.remote())
 
+    # A sync actor: its own worker process on aioray (the default) and on Ray.
     n = n_(1000)
     measure("sync_actor_rt", "ops/s", rate(n, lambda n: [R.get(a.f.remote()) for _ in range(n)]),
-            "tpe_rt", rate(n, lambda n: [tpe1.submit(noop).result() for _ in range(n)]),
             reps=reps_())
     n = n_(5000)
     measure("sync_actor_batch", "ops/s",
-            rate(n, lambda n: R.get([a.f.remote() for _ in range(n)])),
-            "tpe_batch", rate(n, lambda n: [f.result() for f in
-                                            [tpe1.submit(noop) for _ in range(n)]]),
-            reps=reps_())
+            rate(n, lambda n: R.get([a.f.remote() for _ in range(n)])), reps=reps_())
+
+    # aioray's executor="thread" actor: a thread of the driver (Ray has no such placement).
+    if IMPL == "aioray":
+        th = d.SyncActor.options(executor="thread").remote()
+        R.get(th.f.remote())
+        n = n_(1000)
+        measure("thread_actor_rt", "ops/s",
+                rate(n, lambda n: [R.get(th.f.remote()) for _ in range(n)]),
+                "tpe_rt", rate(n, lambda n: [tpe1.submit(noop).result() for _ in range(n)]),
+                reps=reps_())
+        n = n_(5000)
+        measure("thread_actor_batch", "ops/s",
+                rate(n, lambda n: R.get([th.f.remote() for _ in range(n)])),
+                "tpe_batch", rate(n, lambda n: [f.result() for f in
+                                                [tpe1.submit(noop) for _ in range(n)]]),
+                reps=reps_())
+    else:
+        for key in ("thread_actor_rt", "thread_actor_batch"):
+            record_error(key, IMPL, f"n/a: {IMPL} has no in-driver thread actors")
+
+    # Two CPU-bound actors against one doing both jobs (2 cores): parallel only if each
+    # actor has its own interpreter.
+    t0 = perf()
+    spin(2_000_000)
+    work = max(100_000, int(2_000_000 * (0.1 if QUICK else 0.4) / (perf() - t0)))
+    pair = [d.SyncActor.options(num_cpus=0).remote() for _ in range(2)]
+    R.get([p.spin.remote(1000) for p in pair])
+
+    def cpu_speedup() -> float:
+        t1 = perf()
+        R.get([pair[0].spin.remote(work), pair[0].spin.remote(work)])
+        one = perf() - t1
+        t2 = perf()
+        R.get([pair[0].spin.remote(work), pair[1].spin.remote(work)])
+        return one / (perf() - t2)
+    measure("cpu_actors_speedup", "x", cpu_speedup, reps=reps_())
+    for p in pair:
+        R.kill(p)
 
     t = d.SyncActor.options(max_concurrency=8).remote()
     R.get(t.f.remote())

@@ -338,6 +338,8 @@ def test_assigned_resources_in_tasks_and_actors() -> None:
     assert aioray.get(task.options(num_cpus=2).remote()) == {"CPU": 2.0}
     h = Holder.options(name="holder").remote()
     assert aioray.get(h.mine.remote()) == {"CPU": 2.0, "R": 1.0}
+    t = Holder.options(executor="thread", num_cpus=1, resources={}).remote()
+    assert aioray.get(t.mine.remote()) == {"CPU": 1.0}
     assert aioray.get(h.ids.remote()) == (h._actor_id.hex(), "holder")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import cloudpickle
 import psutil
 import pytest
+from xproc import FileLog
 
 import aioray
 from aioray._engine import runtime as _runtime
@@ -23,7 +24,7 @@ from aioray.exceptions import TaskCancelledError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-EVENTS: list[str] = []  # what driver-side (async / thread / actor) code saw
+EVENTS = FileLog()  # what the code under test saw (in the driver or an actor's process)
 
 
 def _wait_until(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import os
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import cloudpickle
 import pytest
+from xproc import RUN, FileEvent
 
 import aioray
 from aioray import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray.exceptions import ActorDiedError, TaskCancelledError
 
-# Actors run in the driver process: the gates below are shared with the test.
-GATES: dict[str, threading.Event] = {}
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+# Sync actors run in their own processes: the gates are files, the same in every process.
+GATES: dict[str, FileEvent] = {}
 
 
-def _gate(name: str) -> threading.Event:
-    return GATES.setdefault(name, threading.Event())
+def _gate(name: str) -> FileEvent:
+    """A gate by name, the same in the driver and in an actor's process."""
+    return GATES.setdefault(name, FileEvent(os.path.join(
+        tempfile.gettempdir(), f"aioray-xproc-{RUN}-gen-gate-{name}")))
 
 
 @pytest.fixture(autouse=True)
 def _fresh_gates() -> Iterator[None]:
-    GATES.clear()
+    for name in ("sync", "threaded", "async", "tick", "gen", "agen"):
+        _gate(name).clear()
     yield
     for g in GATES.values():
-        g.set()  # never leave an actor thread blocked
+        g.set()  # never leave an actor blocked
 
 
 @aioray.remote

@@ -141,6 +141,7 @@ def test_pytest_xdist_workers_each_have_their_own_runtime(pytester: pytest.Pytes
     pytester.makepyfile(test_parallel='''
 import os
 
+import psutil
 import pytest
 
 import aioray
@@ -149,7 +150,7 @@ import aioray
 @aioray.remote
 class Named:
     def where(self):
-        return os.getpid()
+        return os.getppid()
 
 
 @aioray.remote
@@ -160,7 +161,9 @@ def square(x):
 @pytest.mark.parametrize("i", range(4))
 def test_same_actor_name_in_every_worker(aioray_runtime, i):
     a = Named.options(name="same").remote()
-    assert aioray.get(aioray.get_actor("same").where.remote()) == os.getpid()  # sync actor: thread
+    # a sync actor: a process forked from the zygote, which this xdist worker started
+    zygote = aioray.get(aioray.get_actor("same").where.remote())
+    assert psutil.Process(zygote).ppid() == os.getpid()
     assert aioray.get([square.remote(j) for j in range(4)]) == [0, 1, 4, 9]
     print("xdist worker", os.environ.get("PYTEST_XDIST_WORKER"))
 ''')

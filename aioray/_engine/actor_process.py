@@ -18,7 +18,6 @@ from aioray._engine.streams import GeneratorStream
 from aioray._engine.worker_pool import WorkerHandle, adopt_segments
 from aioray._exec.invoke import ActorExit, AppError
 from aioray._handles.options import resource_request
-from aioray._objects import pickler as _pickle
 from aioray._wire.messages import (
     ActorRun,
     ActorStart,

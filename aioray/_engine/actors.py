@@ -32,9 +32,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from aioray._engine.actor_process import ActorProcess
 from aioray._engine.backchannel import ref_for
 from aioray._engine.context import current_actor, current_call, current_task
-from aioray._engine.actor_process import ActorProcess
 from aioray._engine.states import ActorStatus, CallState, Placement, placement_of
 from aioray._engine.streams import (
     GeneratorStream,
@@ -42,7 +42,15 @@ from aioray._engine.streams import (
     user_outputs,
 )
 from aioray._engine.tasks import _raise_in_thread, fail_outputs
-from aioray._exec.invoke import ActorExit, AppError, Body, app_error, cancelled_error, run_async, run_sync
+from aioray._exec.invoke import (
+    ActorExit,
+    AppError,
+    Body,
+    app_error,
+    cancelled_error,
+    run_async,
+    run_sync,
+)
 from aioray._exec.lanes import Interrupted, Lanes
 from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
 from aioray._handles.args import ArgRef, pack_args, unpack_args
@@ -236,11 +244,7 @@ class ActorState:
 
     def class_blob(self) -> bytes:
         """The actor class, pickled once per class (sent to each incarnation's process)."""
-        blobs = self.manager.class_blobs
-        blob = blobs.get(self.ac)
-        if blob is None:
-            blob = blobs[self.ac] = _pickle.dumps(self.ac)
-        return blob
+        return self.manager.class_blob(self.ac)
 
     async def _construct(self) -> None:
         if self.placement is Placement.PROCESS:
@@ -842,6 +846,9 @@ class ActorManager:
                 "driver process (on its threads and event loop), whose one environment "
                 "(os.environ, working directory, sys.path) every thread shares. Put the work "
                 "that needs it in a sync task (worker process) with that runtime_env.")
+        if placement_of(ac._is_async, opts.get("executor"),
+                        self.rt.local_mode) is Placement.PROCESS:
+            self.class_blob(ac)  # at .remote(), as Ray: a class that can't cross says so here
         name = opts.get("name")
         namespace = opts.get("namespace") or self.rt.namespace
         if name is not None:
@@ -870,6 +877,23 @@ class ActorManager:
         handle = self.handle_for(state.actor_id, ac.__name__, ac._methods)
         self.rt.call_soon(self._start, state)
         return handle
+
+    def class_blob(self, ac: ActorClass[Any]) -> bytes:
+        """``ac`` pickled for its actors' processes (once per class)."""
+        blob = self.class_blobs.get(ac)
+        if blob is None:
+            try:
+                blob = _pickle.dumps(ac)
+            except Exception as e:
+                raise TypeError(
+                    f"The actor class {ac.__name__} can't be sent to its worker process: "
+                    f"pickling it failed ({type(e).__name__}: {e}). Something its methods use "
+                    "(a module global, a class attribute) can't be pickled. Create that object "
+                    "in __init__ instead, or keep the actor in this process with "
+                    "executor=\"thread\" (sync actors run in their own process by default, "
+                    "as in Ray).") from e
+            self.class_blobs[ac] = blob
+        return blob
 
     def _start(self, state: ActorState) -> None:
         if state.status is ActorStatus.DEAD:  # killed before it could start

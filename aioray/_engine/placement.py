@@ -513,4 +513,6 @@ class EmbeddedPlacement(PlacementGroups):
         return _table_on(self.rt, pg)
 
     async def _pg_current(self, worker: Any, task_id: bytes) -> PlacementGroup | None:
+        if worker.host is not None:  # the worker hosts an actor: the actor's group
+            return _group_of(worker.host.state.opts)
         return self.of_task(task_id)

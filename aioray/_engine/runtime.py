@@ -38,7 +38,7 @@ from aioray._exec.invoke import ActorExit
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
 from aioray._handles.context import RuntimeContext
 from aioray._handles.generator import ObjectRefGenerator
-from aioray._handles.options import check_fits_bundle, merge_runtime_env
+from aioray._handles.options import check_fits_bundle, merge_runtime_env, resource_request
 from aioray._handles.ref import ObjectRef, local_ref
 from aioray._handles.strategies import NodeAffinitySchedulingStrategy
 from aioray._handles.validate import (
@@ -478,7 +478,9 @@ class Runtime(Backend):
             actor_id=actor.actor_id.hex() if actor is not None else None,
             actor_name=actor.name if actor is not None else None,
             restarted=bool(actor is not None and actor.restarts),
-            assigned_resources=dict(spec.req) if spec is not None else {},
+            assigned_resources=(dict(spec.req) if spec is not None
+                                else resource_request(actor.opts, 0.0) if actor is not None
+                                else {}),
             gpu_ids=self.gpu_ids(),
             runtime_env=merge_runtime_env(
                 self.runtime_env, spec.opts.get("runtime_env") if spec is not None else None)
