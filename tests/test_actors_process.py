@@ -330,17 +330,17 @@ def test_assigned_resources_in_tasks_and_actors() -> None:
         def mine(self) -> dict[str, float]:
             return aioray.get_runtime_context().get_assigned_resources()
 
-        def ids(self) -> tuple[str | None, str | None]:
+        def ids(self) -> tuple[str | None, str | None, str]:
             ctx = aioray.get_runtime_context()
-            return ctx.get_actor_id(), ctx.get_actor_name()
+            return ctx.get_actor_id(), ctx.get_actor_name(), ctx.namespace
 
     assert aioray.get(task.remote()) == {"CPU": 1.0}
     assert aioray.get(task.options(num_cpus=2).remote()) == {"CPU": 2.0}
-    h = Holder.options(name="holder").remote()
+    h = Holder.options(name="holder", namespace="team").remote()
     assert aioray.get(h.mine.remote()) == {"CPU": 2.0, "R": 1.0}
     t = Holder.options(executor="thread", num_cpus=1, resources={}).remote()
     assert aioray.get(t.mine.remote()) == {"CPU": 1.0}
-    assert aioray.get(h.ids.remote()) == (h._actor_id.hex(), "holder")
+    assert aioray.get(h.ids.remote()) == (h._actor_id.hex(), "holder", "team")
 
 
 # -- everything keeps working across the boundary ----------------------------------------------
@@ -405,6 +405,46 @@ def test_nested_remote_and_wait_inside_a_method(ray: object) -> None:
             return sum(aioray.get(ready))
 
     assert aioray.get(Fan.remote().fan.remote(6)) == sum(i * i for i in range(6))
+
+
+def test_blocked_method_lends_its_cpu() -> None:
+    """An actor holding every CPU waits in get() for a task that needs one: it lends its CPU
+    while blocked (as Ray and aioray's tasks do), else this would never finish."""
+    aioray.init(num_cpus=2)
+
+    @aioray.remote(num_cpus=1)
+    def one() -> int:
+        return 1
+
+    @aioray.remote(num_cpus=2)
+    class Greedy:
+        def wait_for_child(self) -> int:
+            return aioray.get(one.remote(), timeout=DEADLINE)
+
+    assert aioray.get(Greedy.remote().wait_for_child.remote(), timeout=DEADLINE + 5) == 1
+
+
+def test_concurrency_groups_run_in_the_process(ray: object, tmp_path: Path) -> None:
+    @aioray.remote(concurrency_groups={"io": 2})
+    class Grouped:
+        @aioray.method(concurrency_group="io")
+        def wait_for(self, mark: str) -> int:
+            deadline = time.monotonic() + DEADLINE
+            while not os.path.exists(mark):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(mark)
+                time.sleep(0.005)
+            return os.getpid()
+
+        def release(self, mark: str) -> int:
+            Path(mark).touch()
+            return os.getpid()
+
+    g = Grouped.remote()
+    mark = str(tmp_path / "go")
+    waiting = [g.wait_for.remote(mark) for _ in range(2)]  # both "io" threads block
+    pid = aioray.get(g.release.remote(mark), timeout=DEADLINE)  # the default group is free
+    assert aioray.get(waiting, timeout=DEADLINE) == [pid, pid] and pid != os.getpid()
 
 
 def test_named_actor_and_get_if_exists(ray: object) -> None:

@@ -687,7 +687,7 @@ class WorkerClient(Backend):
             call = CURRENT_CALL.get()
             actor = self.actor
             return ContextInfo(
-                job_id=self.job_id, node_id=self.node_id, namespace=self.namespace,
+                job_id=self.job_id, node_id=self.node_id, namespace=start.namespace,
                 task_id=call.hex() if call else None,
                 canceled=None if call is None else (actor is not None
                                                     and call in actor.cancelled),
