@@ -553,3 +553,75 @@ def test_tempdir_is_not_shared_state(ray: object) -> None:
 
     assert aioray.get(SetsTemp.remote().set.remote()) == "/nonexistent-aioray"
     assert tempfile.tempdir != "/nonexistent-aioray"
+
+
+# -- process trees ---------------------------------------------------------------------------
+def test_processes_started_by_tasks_and_actors_die_with_the_runtime() -> None:
+    """A subprocess started by a task or an actor method ends with shutdown() (Ray kills a
+    worker's children on Linux)."""
+    aioray.init(num_cpus=2)
+
+    @aioray.remote
+    def start_child() -> int:
+        import subprocess
+        return subprocess.Popen(["sleep", "300"]).pid
+
+    @aioray.remote
+    class Starter:
+        def start(self) -> int:
+            import subprocess
+            return subprocess.Popen(["sleep", "300"]).pid
+
+    starter = Starter.remote()
+    pids = [aioray.get(start_child.remote()), aioray.get(starter.start.remote())]
+    assert not any(_gone(p) for p in pids)
+    aioray.shutdown()
+    _wait_until(lambda: all(_gone(p) for p in pids), "the children of workers to end")
+
+
+def test_killed_actor_takes_its_children_along(ray: object) -> None:
+    @aioray.remote
+    class Starter:
+        def start(self) -> int:
+            import subprocess
+            return subprocess.Popen(["sleep", "300"]).pid
+
+    s = Starter.remote()
+    child = aioray.get(s.start.remote())
+    aioray.kill(s)
+    _wait_until(lambda: _gone(child), "the killed actor's child to end")
+
+
+def test_driver_killed_by_sigkill_leaves_no_worker_tree(tmp_path: Path) -> None:
+    """Even a SIGKILLed driver takes its workers, actor processes and their children down:
+    each notices its socket close and ends its own process group."""
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "import aioray\n"
+        "aioray.init(num_cpus=2)\n"
+        "@aioray.remote\n"
+        "def child():\n"
+        "    return subprocess.Popen(['sleep', '300']).pid\n"
+        "@aioray.remote\n"
+        "class A:\n"
+        "    def child(self):\n"
+        "        return subprocess.Popen(['sleep', '300']).pid\n"
+        "a = A.remote()\n"
+        "print(aioray.get(child.remote()), aioray.get(a.child.remote()), flush=True)\n"
+        "time.sleep(300)\n")
+    import subprocess as sp
+    proc = sp.Popen([sys.executable, str(script)], stdout=sp.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 2
+        tree = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        proc.kill()
+        proc.wait()
+        _wait_until(lambda: all(_gone(p) for p in [*pids, *tree]),
+                    "every process under the killed driver to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -199,7 +199,9 @@ class WorkerHandle:
             self.send(Cancel(task_id))
 
     def kill(self) -> None:
+        """SIGKILL the worker and every process its code started (its process group)."""
         self.killed_on_purpose = True
+        kill_group(self.pid)
         try:
             self.proc.kill()
         except ProcessLookupError:
@@ -209,6 +211,14 @@ class WorkerHandle:
         self.send(Exit())
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group a worker leads (it and what its tasks started)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _wait_exit(proc: Process) -> int | None:
@@ -373,7 +383,8 @@ class WorkerPool:
                 try:
                     w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    w.proc.kill()
+                    kill_group(w.pid)  # and what its tasks started (a worker that exits
+                    w.proc.kill()      # by itself takes its group down: end_process)
                     w.proc.wait()
         await self.loop.run_in_executor(None, reap)
         self.workers.clear()
@@ -387,6 +398,7 @@ class WorkerPool:
         """Last-resort cleanup when the loop cannot run (interpreter exit)."""
         for w in list(self.workers):
             try:
+                kill_group(w.pid)
                 w.proc.kill()
                 w.proc.wait(timeout=2)
             except Exception:

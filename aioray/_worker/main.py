@@ -355,7 +355,7 @@ class WorkerClient(Backend):
         except (EOFError, OSError):
             pass
         # The driver is gone: nothing we compute can be delivered.
-        os._exit(0)
+        end_process()
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         # Only user code is interruptible; a SIGINT that lands while we talk to the driver
@@ -752,6 +752,21 @@ def run_worker(fd: int) -> NoReturn:
         CLIENT.serve()
     except (EOFError, OSError):
         pass  # the driver went away (shutdown while we started): nothing to report to
-    sys.stdout.flush()
-    sys.stderr.flush()
+    end_process()
+
+
+def end_process() -> NoReturn:
+    """Exit, taking down every process this worker's code started (as Ray does on Linux):
+    a worker leads its own process group, and what its tasks start joins that group."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    if os.getpgrp() == os.getpid():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            os.killpg(os.getpid(), signal.SIGKILL)  # this process too: exiting anyway
+        except OSError:
+            pass
     os._exit(0)

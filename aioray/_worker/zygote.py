@@ -56,6 +56,7 @@ def serve(fd: int, run_worker: Callable[[int], NoReturn]) -> None:
         child_fd = fds[0]
         pid = os.fork()
         if pid == 0:
+            os.setsid()  # its own process group: it can take down what it starts
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             sock.close()
