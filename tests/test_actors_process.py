@@ -314,8 +314,30 @@ def test_runtime_env_applies_to_the_actor_process(ray: object, tmp_path: Path) -
     def look() -> str | None:
         return os.environ.get("AIORAY_ACTOR_ENV")
 
+    @aioray.remote
+    class Env:
+        def look(self) -> tuple[str | None, str | None, str]:
+            return (os.environ.get("AIORAY_ACTOR_ENV"), os.environ.get("AIORAY_JOB_ENV"),
+                    os.getcwd())
+
     assert aioray.get(a.pid.remote()) != os.getpid()
     assert aioray.get(look.remote()) is None
+    e = Env.options(runtime_env={"env_vars": {"AIORAY_ACTOR_ENV": "on"},
+                                 "working_dir": str(tmp_path)}).remote()
+    assert aioray.get(e.look.remote()) == ("on", None, str(tmp_path))
+
+
+def test_job_runtime_env_reaches_actor_processes(tmp_path: Path) -> None:
+    aioray.init(num_cpus=2, runtime_env={"env_vars": {"AIORAY_JOB_ENV": "job"}})
+
+    @aioray.remote
+    class Env:
+        def look(self) -> tuple[str | None, str | None]:
+            return os.environ.get("AIORAY_JOB_ENV"), os.environ.get("AIORAY_ACTOR_ENV")
+
+    assert aioray.get(Env.remote().look.remote()) == ("job", None)
+    a = Env.options(runtime_env={"env_vars": {"AIORAY_ACTOR_ENV": "mine"}}).remote()
+    assert aioray.get(a.look.remote()) == ("job", "mine")
 
 
 def test_assigned_resources_in_tasks_and_actors() -> None:

@@ -17,7 +17,7 @@ from aioray._engine.states import CallState
 from aioray._engine.streams import GeneratorStream
 from aioray._engine.worker_pool import WorkerHandle, adopt_segments
 from aioray._exec.invoke import ActorExit, AppError
-from aioray._handles.options import resource_request
+from aioray._handles.options import merge_runtime_env, resource_request
 from aioray._wire.messages import (
     ActorRun,
     ActorStart,
@@ -72,7 +72,8 @@ class ActorProcess:
             state.ac.__name__, state.name, state.namespace, state.restarts, state.is_async,
             {g.name: g.limit for g in state.groups.values()},
             list(grant.gpu_ids) if grant is not None and grant.gpu_ids else None,
-            resource_request(state.opts, 0.0), state.opts.get("runtime_env")),
+            resource_request(state.opts, 0.0),
+            merge_runtime_env(rt.runtime_env, state.opts.get("runtime_env"))),
             carrying=[state.args_payload, *dep_values])
         if w.dead:
             self.lost()
