@@ -5,19 +5,24 @@ and what ``cancel`` does to actor calls. Limits are proven with counters and bar
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from typing import Any
 
+import cloudpickle
 import pytest
+from xproc import FileEvent
 
 import aioray
 from aioray.exceptions import GetTimeoutError, TaskCancelledError
 
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
 TIMEOUT = 30
 
-# Module-level events: actors run in this process, so they see the same objects.
-GATE = threading.Event()
+# A cross-process gate: sync actors run in their own processes, async code on the loop.
+GATE = FileEvent()
 
 
 @pytest.fixture(autouse=True)

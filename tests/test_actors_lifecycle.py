@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import threading
 import time
 from typing import Any
 
+import cloudpickle
 import pytest
+from xproc import FileEvent, FileLog
 
 import aioray
 from aioray.actor import exit_actor
 from aioray.exceptions import ActorDiedError, RayActorError
 
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
 TIMEOUT = 30
-GATE = threading.Event()
-EVENTS: list[str] = []  # what actors did, in order (actors run in this process)
+# Cross-process: sync actors run in their own processes, async actors on the driver's loop.
+GATE = FileEvent()
+EVENTS = FileLog()  # what actors did, in order
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +204,7 @@ def test_max_task_retries_retries_in_flight_call(ray: Any) -> None:
 
         def work(self) -> str:
             EVENTS.append("work")
-            if EVENTS.count("init") == 1:  # first incarnation: block until killed
+            if EVENTS.items().count("init") == 1:  # first incarnation: block until killed
                 self.started.set()
                 GATE.wait(TIMEOUT)
                 return "first"
@@ -224,10 +230,10 @@ def test_max_task_retries_on_async_actor(ray: Any) -> None:
             EVENTS.append("init")
 
         async def work(self) -> int:
-            if EVENTS.count("init") < 3:
+            if EVENTS.items().count("init") < 3:
                 self.started.set()
                 await asyncio.sleep(3600)
-            return EVENTS.count("init")
+            return EVENTS.items().count("init")
 
         async def wait_started(self) -> None:
             await asyncio.wait_for(self.started.wait(), TIMEOUT)
@@ -418,7 +424,7 @@ def test_dropping_last_handle_ends_actor_after_queued_calls(ray: Any) -> None:
     assert aioray.get(refs, timeout=TIMEOUT) == [1, 2, 3]  # queued calls finish first
     rt = aioray._engine.runtime.current_runtime()
     wait_until(lambda: actor_id not in rt.actors.actors)
-    wait_until(lambda: EVENTS[-1:] == ["del"])
+    wait_until(lambda: EVENTS.items()[-1:] == ["del"])
     assert EVENTS == ["step1", "step2", "step3", "del"]
 
 

@@ -12,13 +12,17 @@ the utilities tests.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
+import cloudpickle
 import pytest
 
 import aioray as ray
 from aioray.actor import exit_actor
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 TIMEOUT = 30
 
@@ -142,7 +146,7 @@ def test_passive_waiting() -> None:
 
 
 @pytest.mark.usefixtures("ray")
-def test_threaded_actor_with_concurrency_group(capsys: Any) -> None:
+def test_threaded_actor_with_concurrency_group(capfd: Any) -> None:
     @ray.remote(concurrency_groups={"io": 2})
     class ThreadedActor:
         @ray.method(concurrency_group="io")
@@ -151,7 +155,13 @@ def test_threaded_actor_with_concurrency_group(capsys: Any) -> None:
 
     a = ThreadedActor.options(max_concurrency=10).remote()
     assert ray.get([a.task1.remote(), a.task1.remote()], timeout=TIMEOUT) == [None, None]
-    assert capsys.readouterr().out.count("hello 1") == 2
+    # The actor prints in its own process, to the file descriptor it inherited.
+    out = ""
+    deadline = time.monotonic() + TIMEOUT
+    while out.count("hello 1") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        out += capfd.readouterr().out
+    assert out.count("hello 1") == 2
 
 
 @pytest.mark.usefixtures("ray")

@@ -22,6 +22,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from xproc import FileLog
 
 import aioray
 from aioray._engine.runtime import current_runtime
@@ -33,7 +34,7 @@ from aioray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 DEADLINE = 30.0
-EVENTS: list[str] = []  # what driver-side actor code saw
+EVENTS = FileLog()  # what actor code saw (in the driver or in an actor's process)
 
 
 @pytest.fixture(autouse=True)
@@ -312,7 +313,8 @@ def test_ray_shutdown_runs_after_the_queued_calls(ray: Any) -> None:
 
 
 def test_ray_shutdown_errors_are_logged(ray: Any, caplog: pytest.LogCaptureFixture) -> None:
-    @aioray.remote
+    # An in-driver (thread) actor: its hook runs in the driver, so aioray's logger has it.
+    @aioray.remote(executor="thread")
     class Broken:
         def ping(self) -> int:
             return 1
@@ -326,6 +328,31 @@ def test_ray_shutdown_errors_are_logged(ray: Any, caplog: pytest.LogCaptureFixtu
         actor.__ray_terminate__.remote()
         _wait_until(lambda: "cleanup failed" in caplog.text, "the logged error")
     assert "Broken.__ray_shutdown__" in caplog.text
+
+
+def test_ray_shutdown_errors_are_reported_by_a_process_actor(
+        ray: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    @aioray.remote
+    class Broken:
+        def ping(self) -> int:
+            return 1
+
+        def __ray_shutdown__(self) -> None:
+            raise RuntimeError("cleanup failed")
+
+    actor = Broken.remote()
+    aioray.get(actor.ping.remote(), timeout=DEADLINE)
+    actor.__ray_terminate__.remote()
+    # The actor's process writes the report to the stdout / stderr it inherited.
+    seen: list[str] = []
+
+    def reported() -> bool:
+        out, err = capfd.readouterr()
+        seen.append(out + err)
+        text = "".join(seen)
+        return "cleanup failed" in text and "Broken.__ray_shutdown__" in text
+
+    _wait_until(reported, "the reported error")
 
 
 # -- validations -----------------------------------------------------------------------------

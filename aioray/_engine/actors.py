@@ -668,6 +668,8 @@ class ActorState:
         """exit_actor() / __ray_terminate__: the caller sees the actor's death."""
         call.fail(ActorDiedError(f"The actor exited on purpose: {why}.",
                                  actor_id=self.actor_id.hex()))
+        if self.host is not None:
+            self.host.in_flight()  # which calls may be running there: those finish (as Ray)
         self.shutdown_hook = self.status is ActorStatus.ALIVE
         self._die(ActorDiedError(f"The actor {self.ac.__name__} exited on purpose: {why}.",
                                  actor_id=self.actor_id.hex()), graceful=True)

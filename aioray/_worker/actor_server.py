@@ -17,8 +17,10 @@ Every call answers with the task messages (``Done``, ``Failed``, ``Yield``; ``Ex
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import functools
+import gc
 import inspect
 import os
 import threading
@@ -66,6 +68,7 @@ class ActorServer:
         self.tasks: dict[bytes, asyncio.Task[None]] = {}
         self.limits: dict[str, asyncio.Semaphore] = {}
         self.stopped: asyncio.Future[bool] | None = None
+        self.graceful = False  # ended by a graceful stop: run atexit handlers (as Ray)
 
     # -- set-up (main thread) -------------------------------------------------------------
     def serve(self) -> None:
@@ -77,6 +80,8 @@ class ActorServer:
             if self._construct():
                 self._serve_main_lane()
         self.client._flush_releases()
+        if self.graceful:
+            atexit._run_exitfuncs()  # a graceful end is a normal exit of the actor's process
 
     def _construct(self) -> bool:
         start = self.start
@@ -194,6 +199,9 @@ class ActorServer:
             lane.close()
         if shutdown_hook:
             _call_shutdown_hook(self.instance, self.start.class_name)
+            self.graceful = True
+        self.instance = None  # its __del__ runs now, as when a thread actor is dropped
+        gc.collect()
 
     # -- async actors (the main thread runs the loop) -----------------------------------------
     async def _serve_async(self) -> None:
@@ -207,12 +215,15 @@ class ActorServer:
         for task in list(self.tasks.values()):
             task.cancel()
         if hook:
+            self.graceful = True
             result = _call_shutdown_hook(self.instance, self.start.class_name)
             if inspect.isawaitable(result):
                 try:
                     await result
                 except BaseException as e:
                     _log_hook_error(self.start.class_name, e)
+        self.instance = None
+        gc.collect()
 
     def _finish_async(self, hook: bool) -> None:
         if self.stopped is not None and not self.stopped.done():
