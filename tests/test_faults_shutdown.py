@@ -358,10 +358,12 @@ def report(workers, in_get=False):
 
 
 def _run_script(body: str, tmp_path: Path, sigint: bool = False,
-                timeout: float = 60) -> tuple[str, int, list[int]]:
+                timeout: float = 60, sig: int | None = None,
+                env_extra: dict[str, str] | None = None) -> tuple[str, int, list[int]]:
     script = tmp_path / "script.py"
     script.write_text(_SCRIPT_HEAD + textwrap.dedent(body))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
+    sig = signal.SIGINT if sigint else sig
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
@@ -370,14 +372,22 @@ def _run_script(body: str, tmp_path: Path, sigint: bool = False,
         for line in proc.stdout:
             lines.append(line)
             if line.startswith("READY"):
-                if sigint:
-                    proc.send_signal(signal.SIGINT)
+                if sig is not None:
+                    proc.send_signal(sig)
                 break
-        out, _ = proc.communicate(timeout=timeout)
+        # Not communicate(timeout=...): it reads the raw pipe and loses what the line loop
+        # above has already buffered.
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            out = proc.stdout.read()
+            proc.wait()
+        finally:
+            killer.cancel()
+        if proc.returncode == -signal.SIGKILL:
+            raise subprocess.TimeoutExpired(str(script), timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError("script hung:\n" + "".join(lines) + out) from None
+        raise AssertionError("script hung:\n" + "".join(lines)) from None
     text = "".join(lines) + out
     pids = [int(x) for line in text.splitlines() if line.startswith("PIDS")
             for x in line.split()[1:]]
@@ -416,6 +426,9 @@ def test_ctrl_c_uncaught_exits_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_interpreter_exit_without_shutdown_cleans_up(tmp_path: Path) -> None:
+    """Falling off the end with work that never finishes: the exit waits for it (as
+    concurrent.futures does), says so after 1 s, and gives up at AIORAY_EXIT_TIMEOUT."""
+    start = time.monotonic()
     text, code, _ = _run_script("""
         big = aioray.put(np.zeros(1 << 20))
         refs = [slow.remote(i) for i in range(3)]
@@ -423,9 +436,61 @@ def test_interpreter_exit_without_shutdown_cleans_up(tmp_path: Path) -> None:
         calls = [a.block.remote(), stuck_thread.remote()]
         report(2)
         # Falls off the end with tasks, a sync actor method and a thread task still running.
+    """, tmp_path, env_extra={"AIORAY_EXIT_TIMEOUT": "2"})
+    assert code == 0, text
+    lines = [ln for ln in text.splitlines() if ln.startswith("aioray:")]
+    assert lines == [
+        "aioray: the script ended with 4 tasks and 1 actor call still running; waiting for them "
+        "to finish (up to 2 s, AIORAY_EXIT_TIMEOUT). Ctrl-C drops them.",
+        "aioray: gave up after 2 s (AIORAY_EXIT_TIMEOUT): dropped 4 tasks and 1 actor call."], text
+    assert "Traceback" not in text, text
+    assert time.monotonic() - start < 20
+
+
+def test_fire_and_forget_work_runs_before_exit(tmp_path: Path) -> None:
+    """Ray's docs end scripts right after ``echo.remote(1, 2, 3)``: the task still runs."""
+    text, code, _ = _run_script("""
+        @aioray.remote
+        def echo(a, b, c):
+            print(a, b, c, flush=True)
+
+        @aioray.remote
+        class Logger:
+            def log(self, what):
+                print("logged", what, flush=True)
+
+        echo.remote(1, 2, 3)
+        Logger.remote().log.remote("x")
+        report(1)
     """, tmp_path)
     assert code == 0, text
-    assert "Traceback" not in text, text
+    assert "1 2 3" in text and "logged x" in text, text
+    assert "aioray:" not in text and "Traceback" not in text, text
+
+
+def test_sigterm_exits_promptly_and_cleans_up(tmp_path: Path) -> None:
+    start = time.monotonic()
+    text, code, _ = _run_script("""
+        big = aioray.put(np.zeros(1 << 20))
+        refs = [slow.remote(i) for i in range(3)]
+        report(2, in_get=True)
+        aioray.get(refs)
+    """, tmp_path, sig=signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, text
+    assert "Traceback" not in text and "aioray:" not in text, text
+    assert time.monotonic() - start < 20
+
+
+def test_exception_escaping_main_drops_work_promptly(tmp_path: Path) -> None:
+    start = time.monotonic()
+    text, code, _ = _run_script("""
+        refs = [slow.remote(i) for i in range(3)]
+        report(2)
+        raise ValueError("the script failed")
+    """, tmp_path)
+    assert code == 1, text
+    assert "ValueError: the script failed" in text and "aioray:" not in text, text
+    assert time.monotonic() - start < 20
 
 
 def test_workers_exit_when_driver_is_killed(tmp_path: Path) -> None:
@@ -461,3 +526,57 @@ def test_init_sweeps_segments_of_killed_drivers(tmp_path: Path) -> None:
     aioray.shutdown()
     aioray.init(num_cpus=1)
     assert not os.path.exists(path)
+
+
+_ASYNC_SCRIPT = """
+import asyncio, os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import aioray
+
+@aioray.remote
+def slow():
+    time.sleep(3600)
+
+async def main():
+    aioray.init(num_cpus=2)
+    refs = [slow.remote() for _ in range(2)]
+    import psutil
+    deadline = time.monotonic() + 60
+    while len(psutil.Process().children()) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    print("PIDS", *[p.pid for p in psutil.Process().children()], flush=True)
+    {ending}
+
+asyncio.run(main())
+print("RETURNED", aioray.is_initialized(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ending,code", [
+    ("return", 0),  # asyncio.run returns with process tasks in flight
+    ("os.kill(os.getpid(), signal.SIGINT); await asyncio.gather(*refs)", -signal.SIGINT),
+    ("os.kill(os.getpid(), signal.SIGTERM); await asyncio.gather(*refs)", 128 + signal.SIGTERM),
+])
+def test_async_app_exits_promptly_and_quietly(tmp_path: Path, ending: str, code: int) -> None:
+    """An async app whose loop ends (return, Ctrl-C, SIGTERM) with process tasks in flight:
+    the workers are told to stop and killed after a short grace; nothing is printed."""
+    script = tmp_path / "app.py"
+    script.write_text(_ASYNC_SCRIPT.replace("{ending}", ending))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    took = time.monotonic() - start
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert took < 10, took  # was 30 s: the pool waited for the task it never told to stop
+    pids = [int(x) for line in proc.stdout.splitlines() if line.startswith("PIDS")
+            for x in line.split()[1:]]
+    assert pids, proc.stdout
+    _wait_until(lambda: all(_gone(p) for p in pids), timeout=10, what="workers exit")
+    assert "aioray" not in proc.stderr and "Task was destroyed" not in proc.stderr, proc.stderr
+    if code == 0:
+        assert "RETURNED False" in proc.stdout  # the runtime ended with its loop
+    elif code == -signal.SIGINT:
+        assert proc.stderr.rstrip().endswith("KeyboardInterrupt"), proc.stderr  # asyncio's own
+    else:
+        assert proc.stderr == "", proc.stderr

@@ -41,7 +41,7 @@ from aioray._engine.streams import (
     make_outputs,
     user_outputs,
 )
-from aioray._engine.tasks import _raise_in_thread, fail_outputs
+from aioray._engine.tasks import _raise_in_thread, fail_outputs, loop_ended_error
 from aioray._exec.invoke import (
     ActorExit,
     AppError,
@@ -682,7 +682,8 @@ class ActorState:
             await self._invoke(call, group, dep_values, attempt)
         except (asyncio.CancelledError, Interrupted):
             if call.attempt == attempt:
-                call.fail(TaskCancelledError(call.task_id.hex()))
+                call.fail(TaskCancelledError(call.task_id.hex()) if call.cancelled
+                          or self.status is not ActorStatus.ALIVE else loop_ended_error())
         except ActorExit:
             self._exit(call, "exit_actor() was called")
         except AppError as e:

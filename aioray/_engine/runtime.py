@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -590,6 +592,89 @@ class Runtime(Backend):
     def is_stale(self) -> bool:
         return self.closed or self.loop.is_closed()
 
+    # -- interpreter exit ------------------------------------------------------------------
+    def in_flight(self) -> tuple[int, int]:
+        """How many tasks and actor calls were submitted and have not finished."""
+        return len(self.tasks.tasks), len(self.actors.calls)
+
+    async def _until_idle(self) -> None:
+        # Polled: runs once, at exit, and only while work is still in flight.
+        while any(self.in_flight()):
+            await asyncio.sleep(0.01)
+
+    def drain_at_exit(self) -> None:
+        """The main thread ended without ``shutdown()``: let work already submitted finish, as
+        ``concurrent.futures`` executors do at exit (Ray's docs end scripts right after a
+        fire-and-forget ``.remote()``). After 1 s one line says what we wait for; Ctrl-C or
+        ``AIORAY_EXIT_TIMEOUT`` (seconds, default 60; 0: don't wait) drops it."""
+        if self.closed or self.thread is None or not self.loop.is_running():
+            return  # an adopted loop has ended with its work: nothing can run it any more
+        if getattr(sys, "last_value", None) is not None or _signal_exit.is_set():
+            return  # an exception (Ctrl-C included) escaped the script, or SIGTERM: drop it
+        try:
+            limit = float(os.environ.get("AIORAY_EXIT_TIMEOUT", "60"))
+        except ValueError:
+            limit = 60.0
+        if limit <= 0:
+            return
+        # On the loop, after the submissions still queued for it (not counted yet).
+        done = asyncio.run_coroutine_threadsafe(self._until_idle(), self.loop)
+        try:
+            done.result(min(1.0, limit))
+            return
+        except concurrent.futures.TimeoutError:
+            pass
+        except KeyboardInterrupt:
+            done.cancel()
+            return
+        tasks, calls = self.in_flight()
+        print(f"aioray: the script ended with {_work(tasks, calls)} still running; waiting for "
+              f"them to finish (up to {limit:g} s, AIORAY_EXIT_TIMEOUT). Ctrl-C drops them.",
+              file=sys.stderr, flush=True)
+        try:
+            done.result(max(0.0, limit - 1.0))
+        except concurrent.futures.TimeoutError:
+            tasks, calls = self.in_flight()
+            print(f"aioray: gave up after {limit:g} s (AIORAY_EXIT_TIMEOUT): dropped "
+                  f"{_work(tasks, calls)}.", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            tasks, calls = self.in_flight()
+            print(f"aioray: Ctrl-C: dropped {_work(tasks, calls)}.", file=sys.stderr,
+                  flush=True)
+        finally:
+            done.cancel()
+
+
+# Set when SIGTERM ends the process through our handler (``install_sigterm_handler``).
+_signal_exit = threading.Event()
+
+
+def install_sigterm_handler() -> None:
+    """SIGTERM exits like Ctrl-C does: ``SystemExit`` in the main thread, so ``finally``
+    blocks and ``shutdown()`` run (workers stopped, shared memory freed) — unless the program
+    has a SIGTERM handler of its own. Main thread only (Python's rule for handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _signal_exit.set()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends us at once
+    raise SystemExit(128 + signum)
+
+
+def _work(tasks: int, calls: int) -> str:
+    parts = [f"{tasks} task{'s' * (tasks != 1)}"] if tasks else []
+    if calls:
+        parts.append(f"{calls} actor call{'s' * (calls != 1)}")
+    return " and ".join(parts) or "no work"
+
 
 # -- the process-wide runtime ------------------------------------------------------------
 def _detect_gpus() -> list[int]:
@@ -601,9 +686,11 @@ def _detect_gpus() -> list[int]:
 
 def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
           resources: dict[str, float] | None = None, namespace: str | None = None,
-          local_mode: bool = False, runtime_env: dict[str, Any] | None = None) -> Runtime:
+          local_mode: bool = False, runtime_env: dict[str, Any] | None = None,
+          object_store_memory: int | None = None, temp_dir: str | None = None) -> Runtime:
     """Create the runtime (the registry calls this, holding its lock)."""
-    _shared_memory.sweep_dead_drivers()
+    # The large-object store: its directory and size; sweeps what killed drivers left.
+    _shared_memory.configure(object_store_memory, temp_dir)
     if num_cpus is None:
         num_cpus = float(os.cpu_count() or 1)
     gpu_ids = _detect_gpus()
@@ -635,6 +722,7 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
     if threshold is not None:  # always on unless turned off: see watchdog.py
         rt.watchdog = LoopWatchdog(loop, rt.loop_thread_id or threading.get_ident(), threshold)
         rt.watchdog.start()
+    install_sigterm_handler()
     return rt
 
 
@@ -725,9 +813,16 @@ def _detach_pool_threads() -> None:
 # them joins every pool thread — then joins non-daemon threads, then runs atexit (our
 # shutdown). Detach our threads before that join, or a stuck sync actor method hangs exit.
 def _at_interpreter_exit() -> None:
-    """Threading's exit hook: no new pool thread may start from here on (one started after the
-    detach below — a thread task the loop had not started yet when the main thread ended —
-    would be joined by Python and hang the exit), then detach ours."""
+    """Threading's exit hook: first let work already submitted finish (``drain_at_exit``);
+    then no new pool thread may start (one started after the detach below — a thread task the
+    loop had not started yet — would be joined by Python and hang the exit); then detach
+    ours."""
+    rt = current_runtime()
+    if rt is not None:
+        try:
+            rt.drain_at_exit()
+        except Exception:  # never let this mask the program's own exit
+            pass
     try:
         import concurrent.futures.thread as cft
         with cft._global_shutdown_lock:

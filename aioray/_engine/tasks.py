@@ -42,6 +42,7 @@ from aioray._objects.store import PENDING, ObjectEntry
 from aioray._wire.messages import Credit, Failed, Fn, Task
 from aioray.exceptions import (
     RayTaskError,
+    RuntimeShutdownError,
     TaskCancelledError,
     TaskUnschedulableError,
     WorkerCrashedError,
@@ -159,6 +160,18 @@ def _check_function_size(rf: RemoteFunction[Any, Any]) -> None:
                          f"{advice}")
     warnings.warn(f"The remote function {rf._name!r} is very large ({mib} MiB). {advice}",
                   stacklevel=4)
+
+
+# How long a worker told to stop (shutdown, the loop ending) may take before it is killed.
+EXIT_GRACE = 1.0
+
+
+def loop_ended_error() -> RuntimeShutdownError:
+    """What work resolves to when the loop running aioray goes away under it (``asyncio.run``
+    returned, or shutdown): a typed error, not an "unhandled" one — the user dropped nothing."""
+    return RuntimeShutdownError(
+        "The event loop running aioray ended (asyncio.run() returned, or shutdown()) while "
+        "this was in flight; it was dropped. Await the refs you need before the loop ends.")
 
 
 def fail_outputs(sink: Any, returns: Sequence[ObjectEntry], error: BaseException) -> None:
@@ -319,7 +332,8 @@ class TaskManager:
                     if grant is not None:
                         grant.release()
         except asyncio.CancelledError:
-            spec.fail(TaskCancelledError(spec.task_id.hex()))
+            spec.fail(TaskCancelledError(spec.task_id.hex()) if spec.cancelled
+                      else loop_ended_error())
         except BaseException as e:  # a bug of ours: still resolve, and say what happened
             spec.fail(e if isinstance(e, Exception) else RuntimeError(repr(e)))
         finally:
@@ -432,10 +446,12 @@ class TaskManager:
             try:
                 outcome = await asyncio.shield(run.fut)
             except asyncio.CancelledError:
-                # Cancelled while running: the worker is told (cancel()); wait for it to stop
-                # so it goes back to the pool in a known state.
+                # Only shutdown or the end of the loop cancels a running process task
+                # (aioray.cancel interrupts the worker instead): tell the worker, give it a
+                # short grace to go back to the pool in a known state, then kill it.
+                w.cancel(spec.task_id, False)
                 try:
-                    await asyncio.wait_for(asyncio.shield(run.fut), timeout=30)
+                    await asyncio.wait_for(asyncio.shield(run.fut), timeout=EXIT_GRACE)
                 except BaseException:
                     w.kill()
                 raise

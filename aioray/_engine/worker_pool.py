@@ -18,10 +18,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aioray._engine.zygote import ForkedProcess, Zygote
 from aioray._objects.serialization import SerializedObject
@@ -45,6 +46,8 @@ from aioray.exceptions import WorkerCrashedError
 if TYPE_CHECKING:
     from aioray._engine.actor_process import ActorProcess
     from aioray._engine.runtime import Runtime
+
+T = TypeVar("T")
 
 # A worker started by us, or forked by the zygote (for actors).
 Process = subprocess.Popen[bytes] | ForkedProcess
@@ -165,10 +168,7 @@ class WorkerHandle:
 
     async def exit_status(self) -> str:
         """How the process ended, once it has: "exit code 1", "killed by signal SIGKILL"."""
-        try:
-            code = await self.pool.loop.run_in_executor(None, _wait_exit, self.proc)
-        except RuntimeError:  # interpreter exit: executors take no new work; just look
-            code = self.proc.poll()
+        code = await in_thread(self.pool.loop, lambda: _wait_exit(self.proc))
         self.exit_code = code
         return (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
                 and -code in signal.Signals._value2member_map_ else f"exit code {code}")
@@ -211,6 +211,32 @@ class WorkerHandle:
         self.send(Exit())
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
+
+
+def in_thread(loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> asyncio.Future[T]:
+    """``fn()`` on a thread of its own (waits on processes). Not ``run_in_executor``: at
+    interpreter exit executors refuse new work, and shutdown at exit still has to reap."""
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if fut.done():
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(value)
+
+    def run() -> None:
+        try:
+            value, error = fn(), None
+        except BaseException as e:
+            value, error = None, e
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+            pass
+    threading.Thread(target=run, name="aioray-reaper", daemon=True).start()
+    return fut
 
 
 def kill_group(pid: int) -> None:
@@ -386,12 +412,12 @@ class WorkerPool:
                     kill_group(w.pid)  # and what its tasks started (a worker that exits
                     w.proc.kill()      # by itself takes its group down: end_process)
                     w.proc.wait()
-        await self.loop.run_in_executor(None, reap)
+        await in_thread(self.loop, reap)
         self.workers.clear()
         self._idle.clear()
         if self.zygote is not None:
             self.zygote.close()
-            await self.loop.run_in_executor(None, self.zygote.reap)
+            await in_thread(self.loop, self.zygote.reap)
             self.zygote = None
 
     def kill_all_now(self) -> None:
