@@ -31,11 +31,13 @@ P = ParamSpec("P")
 # init() arguments that only matter on a cluster or for Ray's own processes: accepted, no-ops.
 _INIT_NOOPS = frozenset({
     "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
-    "logging_level", "logging_format", "log_to_driver", "object_store_memory", "job_config",
-    "labels", "storage", "_temp_dir", "_system_config", "_memory", "_node_ip_address",
+    "logging_level", "logging_format", "job_config",
+    "labels", "storage", "_system_config", "_memory", "_node_ip_address",
     "_enable_object_reconstruction", "_plasma_directory", "logging_config", "_metrics_export_port",
     "enable_resource_isolation", "_redis_max_memory", "_prestart_workers",
 })
+# init() arguments Ray has that size or place aioray's object store (see aioray/_objects/shm.py).
+_INIT_STORE = frozenset({"object_store_memory", "_temp_dir"})
 
 
 class RuntimeInfo(dict[str, Any]):
@@ -70,12 +72,12 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
     coverage see them.
     """
     check_namespace(namespace)
-    unknown = sorted(set(kwargs) - _INIT_NOOPS - {"redis_address"})
+    unknown = sorted(set(kwargs) - _INIT_NOOPS - _INIT_STORE - {"redis_address", "log_to_driver"})
     if unknown:
         raise TypeError(
             f"init() got unexpected argument(s) {', '.join(unknown)}. aioray accepts: address, "
             "num_cpus, num_gpus, resources, namespace, local_mode, ignore_reinit_error, "
-            f"runtime_env, and (as no-ops) {', '.join(sorted(_INIT_NOOPS))}.")
+            f"runtime_env, object_store_memory, _temp_dir, log_to_driver, and (as no-ops) {', '.join(sorted(_INIT_NOOPS))}.")
     address = address or kwargs.get("redis_address")
     if address != "local" and registry.wants_ray(address):
         return _init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
@@ -112,7 +114,12 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         else:
             backend = registry.start_embedded(num_cpus=num_cpus, num_gpus=num_gpus,
                                               resources=resources, namespace=namespace,
-                                              local_mode=local_mode, runtime_env=job_env)
+                                              local_mode=local_mode, runtime_env=job_env,
+                                              object_store_memory=kwargs.get(
+                                                  "object_store_memory"),
+                                              temp_dir=kwargs.get("_temp_dir"),
+                                              log_to_driver=bool(kwargs.get("log_to_driver",
+                                                                            True)))
     return _info(backend)
 
 

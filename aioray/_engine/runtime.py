@@ -91,6 +91,7 @@ class Runtime(Backend):
         self.node_id = uuid.uuid4().hex
         self.namespace = namespace or f"anonymous-{uuid.uuid4()}"
         self.local_mode = local_mode
+        self.log_to_driver = True  # worker processes' output reaches our stdout/stderr
         # init(runtime_env=...), checked: what worker processes run tasks under (merged with
         # each task's own runtime_env, see _engine/tasks.py).
         self.runtime_env: dict[str, Any] | None = None
@@ -687,7 +688,8 @@ def _detect_gpus() -> list[int]:
 def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
           resources: dict[str, float] | None = None, namespace: str | None = None,
           local_mode: bool = False, runtime_env: dict[str, Any] | None = None,
-          object_store_memory: int | None = None, temp_dir: str | None = None) -> Runtime:
+          object_store_memory: int | None = None, temp_dir: str | None = None,
+          log_to_driver: bool = True) -> Runtime:
     """Create the runtime (the registry calls this, holding its lock)."""
     # The large-object store: its directory and size; sweeps what killed drivers left.
     _shared_memory.configure(object_store_memory, temp_dir)
@@ -718,6 +720,7 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
                  resources=dict(resources or {}), namespace=namespace, local_mode=local_mode,
                  gpu_ids=gpu_ids[: int(num_gpus)] if num_gpus else [])
     rt.runtime_env = runtime_env or None
+    rt.log_to_driver = log_to_driver
     threshold = threshold_from_env()
     if threshold is not None:  # always on unless turned off: see watchdog.py
         rt.watchdog = LoopWatchdog(loop, rt.loop_thread_id or threading.get_ident(), threshold)

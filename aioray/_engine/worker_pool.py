@@ -13,6 +13,7 @@ seen. A pin goes only when no later frame carried the ref — so nothing in flig
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -239,6 +240,15 @@ def in_thread(loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> asyncio.F
     return fut
 
 
+def _driver_logging() -> tuple[int, str | None] | None:
+    """The driver's root logging level and format, when the program set logging up: worker
+    processes follow it (as Ray's workers do)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    return root.level, getattr(root.handlers[0].formatter, "_fmt", None)
+
+
 def kill_group(pid: int) -> None:
     """SIGKILL the process group a worker leads (it and what its tasks started)."""
     try:
@@ -384,7 +394,8 @@ class WorkerPool:
 
         await self.loop.create_unix_connection(make_protocol, sock=parent)
         rt = self.runtime
-        w.send(Init(rt.driver_pid, list(sys.path), rt.namespace, rt.job_id, rt.node_id))
+        w.send(Init(rt.driver_pid, list(sys.path), rt.namespace, rt.job_id, rt.node_id,
+                    rt.log_to_driver, _driver_logging()))
         await asyncio.wait_for(asyncio.shield(w.ready), timeout=120)
         return w
 

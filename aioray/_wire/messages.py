@@ -19,6 +19,8 @@ class Init(NamedTuple):
     namespace: str
     job_id: str
     node_id: str
+    log_to_driver: bool  # False: the worker's output is dropped (init(log_to_driver=False))
+    logging: tuple[int, str | None] | None  # the driver's root level and format, if set up
 
 
 class Fn(NamedTuple):

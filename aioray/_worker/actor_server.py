@@ -174,6 +174,17 @@ class ActorServer:
             self.cancelled.discard(task_id)
             client._credit.pop(task_id, None)
 
+    def label(self) -> str:
+        """How this actor's output lines are prefixed: its __repr__ if its class defines one
+        (as Ray), else its class name."""
+        instance = self.instance
+        if instance is not None and "__repr__" in _own_attrs(type(instance)):
+            try:
+                return repr(instance)
+            except Exception:
+                pass
+        return self.start.class_name
+
     def _method(self, name: str) -> Callable[..., Any]:
         builtin = _BUILTIN_METHODS.get(name)
         return builtin if builtin is not None else getattr(self.instance, name)
@@ -280,6 +291,11 @@ class ActorServer:
             stop = functools.partial(self._stop_at_yield, msg.task_id)
         return run_sync(Body(fn, msg.payload, msg.dep_values, name, msg.nret,
                              self.client.driver_pid), emit, stop=stop, passthrough=(ActorExit,))
+
+
+def _own_attrs(cls: type) -> set[str]:
+    """Names the class (or a base of its own, not ``object``) defines."""
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}
 
 
 def _apply_environment(start: ActorStart) -> None:

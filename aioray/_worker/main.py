@@ -70,7 +70,7 @@ from aioray._wire.messages import (
     Task,
     Yield,
 )
-from aioray._worker import zygote
+from aioray._worker import output, zygote
 from aioray._worker.actor_server import CURRENT_CALL, ActorServer
 from aioray._worker.runtime_env import apply_runtime_env
 from aioray.exceptions import (
@@ -375,8 +375,10 @@ class WorkerClient(Backend):
             msg = self._inbox.get()
             tp = type(msg)
             if tp is Init:
-                self.driver_pid, path, self.namespace, self.job_id, self.node_id = msg
+                self.driver_pid, path, self.namespace, self.job_id, self.node_id = msg[:5]
                 sys.path[:] = path
+                output.install(self.output_label, msg.log_to_driver, msg.logging)
+                output.set_title("idle")
             elif tp is Fn:
                 try:
                     self._functions[msg.fn_id] = _load_function(msg.blob)
@@ -392,6 +394,7 @@ class WorkerClient(Backend):
                 self._flush_releases()
             elif tp is ActorStart:
                 self.actor_start = msg
+                output.set_title(msg.class_name)
                 ActorServer(self, msg).serve()
                 break  # the actor's process ends with the actor
             elif tp is Exit:
@@ -411,6 +414,7 @@ class WorkerClient(Backend):
          runtime_env, self._resources) = msg
         self.current_task = task_id
         self.current_name = name
+        output.set_title(name.rpartition(".")[2])
         # _cancel_for is not reset: a cancel that arrived before this task started counts.
         self._gpu_ids = list(gpu_ids or ())
         if gpu_ids is not None:
@@ -461,6 +465,7 @@ class WorkerClient(Backend):
             self._send_error(task_id, name, e)
         finally:
             self.current_task = None
+            output.set_title("idle")
             if restore is not None:
                 restore()
 
@@ -514,6 +519,14 @@ class WorkerClient(Backend):
         raise _TaskCancelled()
 
     # -- the API, from inside a task ------------------------------------------------------
+    def output_label(self) -> str:
+        """Who prints (Ray's prefixes): the actor (its __repr__ if its class has one), or the
+        task running now."""
+        if self.actor_start is not None:
+            actor = self.actor
+            return actor.label() if actor is not None else self.actor_start.class_name
+        return self.current_name.rpartition(".")[2] or "worker"  # f, not test.<locals>.f
+
     def task_now(self) -> bytes | None:
         """The task or actor call the calling code belongs to (None: none)."""
         call = CURRENT_CALL.get()
@@ -758,11 +771,7 @@ def run_worker(fd: int) -> NoReturn:
 def end_process() -> NoReturn:
     """Exit, taking down every process this worker's code started (as Ray does on Linux):
     a worker leads its own process group, and what its tasks start joins that group."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
+    output.end()
     if os.getpgrp() == os.getpid():
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
