@@ -215,3 +215,29 @@ def test_get_if_exists_from_a_worker_process(ray: Any) -> None:
     assert aioray.get(get_or_create_in_worker.remote("fresh", "worker's"),
                       timeout=TIMEOUT) == "worker's"
     assert aioray.get(aioray.get_actor("fresh").get_tag.remote(), timeout=TIMEOUT) == "worker's"
+
+
+@pytest.mark.all_backends
+def test_list_named_actors(ray: Any) -> None:
+    @aioray.remote
+    class Named:
+        def ping(self) -> int:
+            return 1
+
+    a = Named.options(name="lna-a").remote()
+    b = Named.options(name="lna-b", namespace="lna-other").remote()
+    aioray.get([a.ping.remote(), b.ping.remote()])
+    assert {"lna-a"} <= set(aioray.util.list_named_actors())
+    assert "lna-b" not in aioray.util.list_named_actors()
+    everywhere = aioray.util.list_named_actors(all_namespaces=True)
+    assert {"name": "lna-b", "namespace": "lna-other"} in everywhere
+    aioray.kill(a)
+    aioray.kill(b)
+
+    @aioray.remote
+    def from_a_task() -> list[Any]:
+        return aioray.util.list_named_actors(all_namespaces=True)
+
+    c = Named.options(name="lna-c").remote()
+    aioray.get(c.ping.remote())
+    assert any(d["name"] == "lna-c" for d in aioray.get(from_a_task.remote()))

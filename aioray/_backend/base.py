@@ -183,6 +183,11 @@ class Backend(ABC):
     def get_actor(self, name: str, namespace: str | None) -> ActorHandle[Any]: ...
 
     @abstractmethod
+    def list_named_actors(self, all_namespaces: bool) -> list[Any]:
+        """Live named actors: names in this namespace, or ``{"name", "namespace"}`` dicts of
+        every namespace (Ray's shapes)."""
+
+    @abstractmethod
     def exit_actor(self) -> NoReturn: ...
 
     @abstractmethod

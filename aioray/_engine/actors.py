@@ -838,6 +838,7 @@ class ActorManager:
         bc.handle("create_actor", self._worker_create)
         bc.handle("get_actor", self._worker_get_actor)
         bc.handle("kill_actor", self._worker_kill)
+        bc.handle("list_named_actors", self._worker_list_named)
 
     # -- API (any thread) ---------------------------------------------------------------
     def create(self, ac: ActorClass[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -991,6 +992,14 @@ class ActorManager:
                 f"in that namespace: {names or 'none'}.")
         return self.handle_for(state.actor_id, state.ac.__name__, state.ac._methods)
 
+    def list_named(self, namespace: str, all_namespaces: bool) -> list[Any]:
+        """Ray's ``list_named_actors``: live named actors (names, or name/namespace dicts)."""
+        with self._named_lock:
+            live = [key for key, s in self.named.items() if s.status is not ActorStatus.DEAD]
+        if all_namespaces:
+            return [{"name": name, "namespace": ns} for ns, name in sorted(live)]
+        return sorted(name for ns, name in live if ns == namespace)
+
     def check_cancel(self, task_id: bytes, force: bool) -> None:
         """Any thread: refuse ``cancel(force=True)`` of an actor call at the caller (as Ray)."""
         if force and task_id in self.calls:
@@ -1108,6 +1117,10 @@ class ActorManager:
         handle = self.get_actor(name, namespace)
         worker.borrowed[handle._actor_id] = [handle, worker.seq + 1]
         return (handle._actor_id, handle._class_name, handle._methods)
+
+    async def _worker_list_named(self, worker: Any, namespace: str,
+                                 all_namespaces: bool) -> list[Any]:
+        return self.list_named(namespace, all_namespaces)
 
     async def _worker_kill(self, worker: Any, actor_id: bytes, no_restart: bool) -> None:
         self._kill(actor_id, no_restart)

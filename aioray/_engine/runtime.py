@@ -417,6 +417,9 @@ class Runtime(Backend):
     def get_actor(self, name: str, namespace: str | None = None) -> Any:
         return self.actors.get_actor(name, namespace)
 
+    def list_named_actors(self, all_namespaces: bool) -> list[Any]:
+        return self.actors.list_named(self.namespace, all_namespaces)
+
     def exit_actor(self) -> NoReturn:
         if current_actor.get() is None:
             if current_task.get() is not None:

@@ -721,6 +721,9 @@ class RayBackend(Backend):
             raise ValueError(str(e)) from None  # Ray's message names the actor and namespace
         return self.wrap_handle(ray_handle)
 
+    def list_named_actors(self, all_namespaces: bool) -> list[Any]:
+        return list(self.ray.util.list_named_actors(all_namespaces=all_namespaces))
+
     def wrap_handle(self, ray_handle: Any) -> Any:
         descriptor = getattr(ray_handle, "_ray_actor_creation_function_descriptor", None)
         class_name = getattr(descriptor, "class_name", None) or "Actor"

@@ -664,6 +664,9 @@ class WorkerClient(Backend):
         actor_id, class_name, methods = self.request("get_actor", name, namespace)
         return ActorHandle(actor_id, class_name, methods, self.borrow(actor_id), self)
 
+    def list_named_actors(self, all_namespaces: bool) -> list[Any]:
+        return cast(list[Any], self.request("list_named_actors", self.namespace, all_namespaces))
+
     def exit_actor(self) -> NoReturn:
         if self.actor_start is not None and CURRENT_CALL.get() is not None:
             raise ActorExit()

@@ -5,6 +5,9 @@ scheduling strategies and ``inspect_serializability`` — on aioray's runtime.
 importable as ``from aioray.util.placement_group import PlacementGroup``.
 """
 
+from typing import Any
+
+from aioray._backend import registry
 from aioray.util import actor_pool, queue, scheduling_strategies
 from aioray.util.actor_pool import ActorPool
 from aioray.util.check_serialize import inspect_serializability
@@ -16,6 +19,12 @@ from aioray.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[Any]:
+    """The live named actors (Ray's ``ray.util.list_named_actors``): their names in the
+    current namespace, or with ``all_namespaces=True`` a ``{"name", "namespace"}`` dict each."""
+    return registry.current().list_named_actors(all_namespaces)
 
 
 def get_node_ip_address() -> str:
@@ -32,6 +41,7 @@ __all__ = [
     "get_node_ip_address",
     "get_placement_group",
     "inspect_serializability",
+    "list_named_actors",
     "placement_group",
     "placement_group_table",
     "queue",
