@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
+from aioray._backend.metrics import MetricRecord
+
 if TYPE_CHECKING:
     from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
     from aioray._handles.function import RemoteFunction
@@ -189,6 +191,13 @@ class Backend(ABC):
 
     @abstractmethod
     def exit_actor(self) -> NoReturn: ...
+
+    # -- metrics (aioray.util.metrics) -----------------------------------------------------
+    @abstractmethod
+    def record_metric(self, record: MetricRecord) -> None: ...
+
+    @abstractmethod
+    def metrics_snapshot(self) -> list[dict[str, Any]]: ...
 
     @abstractmethod
     def reduce_handle(self, handle: ActorHandle[Any]) -> ReduceValue:

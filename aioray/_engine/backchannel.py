@@ -57,12 +57,14 @@ class Backchannel:
             "gen_next_ready": self._gen_next_ready,
             "cluster_resources": self._cluster_resources,
             "available_resources": self._available_resources,
+            "metrics_snapshot": self._metrics_snapshot,
         }
         self._calls: dict[str, Callable[..., None]] = {
             "submit": self._submit,
             "put": self._put,
             "cancel": self._cancel,
             "gen_drop": self._gen_drop,
+            "metric": self._metric,
         }
 
     def handle(self, op: str, handler: Handler) -> None:
@@ -211,6 +213,12 @@ class Backchannel:
 
     def _cancel(self, worker: WorkerHandle, id: bytes, force: bool, recursive: bool) -> None:
         self.rt._cancel_on_loop(id[:24], force, recursive)
+
+    def _metric(self, worker: WorkerHandle, record: Any) -> None:
+        self.rt.metrics.record(record)
+
+    async def _metrics_snapshot(self, worker: WorkerHandle) -> list[dict[str, Any]]:
+        return self.rt.metrics.snapshot()
 
     def _gen_drop(self, worker: WorkerHandle, task_id: bytes) -> None:
         self.generators.pop(task_id, None)

@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 from aioray._backend import registry
 from aioray._backend.base import Backend, ContextInfo, RuntimeInfo
+from aioray._backend.metrics import MetricRecord, MetricStore
 from aioray._engine.actors import ActorManager, pin_actor
 from aioray._engine.backchannel import Backchannel
 from aioray._engine.context import current_actor, current_call, current_task
@@ -110,6 +111,7 @@ class Runtime(Backend):
         self.tasks = TaskManager(self)
         self.workers = WorkerPool(self, max_idle=max(1, int(num_cpus)))
         self.backchannel = Backchannel(self)
+        self.metrics = MetricStore()  # aioray.util.metrics, from here and from workers
         self.actors = ActorManager(self)
         self.placement_groups: dict[str, Any] = {}
         self.placement = EmbeddedPlacement(self)
@@ -419,6 +421,12 @@ class Runtime(Backend):
 
     def list_named_actors(self, all_namespaces: bool) -> list[Any]:
         return self.actors.list_named(self.namespace, all_namespaces)
+
+    def record_metric(self, record: MetricRecord) -> None:
+        self.metrics.record(record)
+
+    def metrics_snapshot(self) -> list[dict[str, Any]]:
+        return self.metrics.snapshot()
 
     def exit_actor(self) -> NoReturn:
         if current_actor.get() is None:

@@ -31,6 +31,7 @@ from typing import Any, NoReturn, TypeVar
 from aioray import exceptions as aex
 from aioray._backend import registry
 from aioray._backend.base import USE_ACTOR, Backend, PlacementGroups, Queues, RuntimeInfo
+from aioray._backend.metrics import MetricRecord, MetricStore
 from aioray._handles.actor import ActorHandle, MethodMeta
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.placement_group import PlacementGroup, PlacementGroupID
@@ -503,6 +504,8 @@ class RayBackend(Backend):
         self.namespace = str(ctx.namespace)
         self.placement = RayPlacement()
         self.queues = RayQueues()
+        self.metric_store = MetricStore()
+        self.ray_metrics: dict[str, Any] = {}
 
     # -- tasks -------------------------------------------------------------------------------
     def _ray_function(self, rf: Any) -> Any:
@@ -720,6 +723,33 @@ class RayBackend(Backend):
         except ValueError as e:
             raise ValueError(str(e)) from None  # Ray's message names the actor and namespace
         return self.wrap_handle(ray_handle)
+
+    def record_metric(self, record: MetricRecord) -> None:
+        """Recorded here (for snapshot()) and on Ray's own metric of that name."""
+        self.metric_store.record(record)
+        metric = self.ray_metrics.get(record.name)
+        if metric is None:
+            rm = self.ray.util.metrics
+            kind = record.kind.value
+            if kind == "histogram":
+                metric = rm.Histogram(record.name, record.description,
+                                      boundaries=list(record.boundaries),
+                                      tag_keys=record.tag_keys)
+            else:
+                cls = rm.Counter if kind == "counter" else rm.Gauge
+                metric = cls(record.name, record.description, tag_keys=record.tag_keys)
+            self.ray_metrics[record.name] = metric
+        tags = dict(record.tags)
+        kind = record.kind.value
+        if kind == "counter":
+            metric.inc(record.value, tags=tags)
+        elif kind == "gauge":
+            metric.set(record.value, tags=tags)
+        else:
+            metric.observe(record.value, tags=tags)
+
+    def metrics_snapshot(self) -> list[dict[str, Any]]:
+        return self.metric_store.snapshot()  # what this driver recorded (Ray exports the rest)
 
     def list_named_actors(self, all_namespaces: bool) -> list[Any]:
         return list(self.ray.util.list_named_actors(all_namespaces=all_namespaces))

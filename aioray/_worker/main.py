@@ -36,6 +36,7 @@ from aioray._backend.base import (
     Queues,
     RuntimeInfo,
 )
+from aioray._backend.metrics import MetricRecord
 from aioray._exec.invoke import ActorExit, AppError, Body, run_sync
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
 from aioray._handles.args import pack_args
@@ -663,6 +664,12 @@ class WorkerClient(Backend):
     def get_actor(self, name: str, namespace: str | None = None) -> Any:
         actor_id, class_name, methods = self.request("get_actor", name, namespace)
         return ActorHandle(actor_id, class_name, methods, self.borrow(actor_id), self)
+
+    def record_metric(self, record: MetricRecord) -> None:
+        self.call("metric", record)  # aggregated in the driver
+
+    def metrics_snapshot(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self.request("metrics_snapshot"))
 
     def list_named_actors(self, all_namespaces: bool) -> list[Any]:
         return cast(list[Any], self.request("list_named_actors", self.namespace, all_namespaces))
