@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 from aioray._backend.metrics import MetricRecord
+from aioray._backend.progress import BarState
 
 if TYPE_CHECKING:
     from aioray._handles.actor import ActorClass, ActorHandle, MethodMeta
@@ -191,6 +192,15 @@ class Backend(ABC):
 
     @abstractmethod
     def exit_actor(self) -> NoReturn: ...
+
+    # -- progress bars (aioray.experimental.tqdm_ray) --------------------------------------
+    @abstractmethod
+    def progress(self, state: BarState) -> None:
+        """A bar's new state, to draw in the driver."""
+
+    @abstractmethod
+    def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
+        """Print in the driver without tearing the bars."""
 
     # -- metrics (aioray.util.metrics) -----------------------------------------------------
     @abstractmethod

@@ -65,6 +65,8 @@ class Backchannel:
             "cancel": self._cancel,
             "gen_drop": self._gen_drop,
             "metric": self._metric,
+            "progress": self._progress,
+            "progress_print": self._progress_print,
         }
 
     def handle(self, op: str, handler: Handler) -> None:
@@ -213,6 +215,12 @@ class Backchannel:
 
     def _cancel(self, worker: WorkerHandle, id: bytes, force: bool, recursive: bool) -> None:
         self.rt._cancel_on_loop(id[:24], force, recursive)
+
+    def _progress(self, worker: WorkerHandle, state: Any) -> None:
+        self.rt.bars.update(state)
+
+    def _progress_print(self, worker: WorkerHandle, text: str, kwargs: dict[str, Any]) -> None:
+        self.rt.bars.print(text, kwargs)
 
     def _metric(self, worker: WorkerHandle, record: Any) -> None:
         self.rt.metrics.record(record)

@@ -27,6 +27,7 @@ from typing import Any, NoReturn, TypeVar, cast
 from aioray._backend import registry
 from aioray._backend.base import Backend, ContextInfo, RuntimeInfo
 from aioray._backend.metrics import MetricRecord, MetricStore
+from aioray._backend.progress import BarBoard, BarState
 from aioray._engine.actors import ActorManager, pin_actor
 from aioray._engine.backchannel import Backchannel
 from aioray._engine.context import current_actor, current_call, current_task
@@ -112,6 +113,7 @@ class Runtime(Backend):
         self.workers = WorkerPool(self, max_idle=max(1, int(num_cpus)))
         self.backchannel = Backchannel(self)
         self.metrics = MetricStore()  # aioray.util.metrics, from here and from workers
+        self.bars = BarBoard()  # aioray.experimental.tqdm_ray, drawn here for every worker
         self.actors = ActorManager(self)
         self.placement_groups: dict[str, Any] = {}
         self.placement = EmbeddedPlacement(self)
@@ -421,6 +423,12 @@ class Runtime(Backend):
 
     def list_named_actors(self, all_namespaces: bool) -> list[Any]:
         return self.actors.list_named(self.namespace, all_namespaces)
+
+    def progress(self, state: BarState) -> None:
+        self.bars.update(state)
+
+    def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
+        self.bars.print(text, kwargs)
 
     def record_metric(self, record: MetricRecord) -> None:
         self.metrics.record(record)

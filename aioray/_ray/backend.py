@@ -32,6 +32,7 @@ from aioray import exceptions as aex
 from aioray._backend import registry
 from aioray._backend.base import USE_ACTOR, Backend, PlacementGroups, Queues, RuntimeInfo
 from aioray._backend.metrics import MetricRecord, MetricStore
+from aioray._backend.progress import BarState
 from aioray._handles.actor import ActorHandle, MethodMeta
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.placement_group import PlacementGroup, PlacementGroupID
@@ -723,6 +724,18 @@ class RayBackend(Backend):
         except ValueError as e:
             raise ValueError(str(e)) from None  # Ray's message names the actor and namespace
         return self.wrap_handle(ray_handle)
+
+    def progress(self, state: BarState) -> None:
+        """Ray's own tqdm_ray draws it (its driver collects bars from every node)."""
+        import ray.experimental.tqdm_ray as tr
+        tr.instance().process_state_update({
+            "__magic_token__": tr.RAY_TQDM_MAGIC, "x": state.x, "pos": state.pos,
+            "desc": state.desc, "total": state.total, "unit": state.unit, "ip": "127.0.0.1",
+            "pid": state.pid, "uuid": state.uuid, "closed": state.closed})
+
+    def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
+        import ray.experimental.tqdm_ray as tr
+        tr.safe_print(text, **kwargs)
 
     def record_metric(self, record: MetricRecord) -> None:
         """Recorded here (for snapshot()) and on Ray's own metric of that name."""

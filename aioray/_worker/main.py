@@ -37,6 +37,7 @@ from aioray._backend.base import (
     RuntimeInfo,
 )
 from aioray._backend.metrics import MetricRecord
+from aioray._backend.progress import BarState
 from aioray._exec.invoke import ActorExit, AppError, Body, run_sync
 from aioray._handles.actor import ActorHandle, MethodMeta, _rebuild_handle
 from aioray._handles.args import pack_args
@@ -664,6 +665,12 @@ class WorkerClient(Backend):
     def get_actor(self, name: str, namespace: str | None = None) -> Any:
         actor_id, class_name, methods = self.request("get_actor", name, namespace)
         return ActorHandle(actor_id, class_name, methods, self.borrow(actor_id), self)
+
+    def progress(self, state: BarState) -> None:
+        self.call("progress", state)  # drawn by the driver
+
+    def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
+        self.call("progress_print", text, kwargs)
 
     def record_metric(self, record: MetricRecord) -> None:
         self.call("metric", record)  # aggregated in the driver
