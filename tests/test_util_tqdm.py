@@ -51,7 +51,7 @@ def test_bars_from_four_tasks_and_an_actor_are_drawn_by_the_driver(tmp_path: Pat
     for i in range(4):  # every task's bar reached the driver, to its end
         assert any(ln.startswith(f"task {i}: 5/5 it 100% (pid=") and ln.endswith("[done]")
                    for ln in lines), lines
-        assert not any(ln.startswith(f"(work pid=") for ln in lines), lines  # not worker prints
+        assert not any(ln.startswith("(work pid=") for ln in lines), lines  # not worker prints
     assert any(ln.startswith("actor: 3/3 steps 100%") and ln.endswith("[done]") for ln in lines)
     assert "printed between bars" in lines
     assert any(ln.startswith("driver: 2/2 it 100%") for ln in lines)

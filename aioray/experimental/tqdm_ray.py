@@ -19,7 +19,7 @@ from aioray._backend.progress import BarState
 T = TypeVar("T")
 
 
-class tqdm(Generic[T]):  # noqa: N801 (Ray's name)
+class tqdm(Generic[T]):
     """Ray's ``tqdm_ray.tqdm``: a subset of tqdm's arguments, drawn by the driver."""
 
     DEFAULT_FLUSH_INTERVAL_SECONDS = 1.0
