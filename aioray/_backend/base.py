@@ -202,6 +202,12 @@ class Backend(ABC):
     def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
         """Print in the driver without tearing the bars."""
 
+    # -- the state API (aioray.util.state) -------------------------------------------------
+    @abstractmethod
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        """Every record of ``kind`` ("tasks", "actors", "objects", "workers",
+        "placement_groups") as a dict of Ray's state fields."""
+
     # -- metrics (aioray.util.metrics) -----------------------------------------------------
     @abstractmethod
     def record_metric(self, record: MetricRecord) -> None: ...

@@ -26,6 +26,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
@@ -132,9 +133,9 @@ def pin_actor(rt: Runtime, actor_id: bytes) -> ActorHandle[Any]:
 
 # -- driver side: actor state and execution ------------------------------------------------
 class ActorCall:
-    __slots__ = ("actor_id", "args_payload", "atask", "attempt", "cancelled", "deps", "group",
-                 "in_thread", "meta", "nret", "opts", "returns", "sink", "state", "submitter",
-                 "task_id", "thread_ident")
+    __slots__ = ("actor_id", "args_payload", "atask", "attempt", "cancelled", "created", "deps",
+                 "group", "in_thread", "meta", "nret", "opts", "returns", "sink", "started",
+                 "state", "submitter", "task_id", "thread_ident")
 
     def __init__(self, task_id: bytes, meta: MethodMeta, payload: Any,
                  deps: list[ObjectRef[Any]], opts: dict[str, Any]) -> None:
@@ -155,6 +156,8 @@ class ActorCall:
         self.attempt = 0
         self.state = CallState.QUEUED
         self.submitter: Any = None  # who made the call; calls keep their order per submitter
+        self.created = time.time()  # for the state API
+        self.started: float | None = None
 
     def fail(self, error: BaseException) -> None:
         fail_outputs(self.sink, self.returns, error)
@@ -525,6 +528,7 @@ class ActorState:
             else:
                 q.popleft()
             group.running.add(call)
+            call.started = time.time()
             if host is not None:
                 call.state = CallState.DISPATCHED
                 call.in_thread = True
@@ -942,7 +946,11 @@ class ActorManager:
         return user_outputs(call.returns, call.sink)
 
     def done(self, call: ActorCall) -> None:
-        """A call is over (finished, failed or dropped): forget it."""
+        """A call is over (finished, failed or dropped): forget it (the state API keeps a
+        record)."""
+        book = self.rt.state
+        if book.on and call.task_id in self.calls:
+            book.call_done(call, self.actors.get(call.actor_id))
         if self.calls.pop(call.task_id, None) is not None and call.actor_id in self.pending_limits:
             with self._pending_lock:
                 self.pending[call.actor_id] = self.pending.get(call.actor_id, 1) - 1
@@ -1058,7 +1066,8 @@ class ActorManager:
         state._exit_if_unused()
 
     def _forget(self, state: ActorState) -> None:
-        self.actors.pop(state.actor_id, None)
+        if self.actors.pop(state.actor_id, None) is not None and self.rt.state.on:
+            self.rt.state.actor_dead(state)
         self.pending_limits.pop(state.actor_id, None)
         self.pending.pop(state.actor_id, None)
         self.graveyard[state.actor_id] = state._dead_error()

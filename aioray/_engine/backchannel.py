@@ -58,6 +58,7 @@ class Backchannel:
             "cluster_resources": self._cluster_resources,
             "available_resources": self._available_resources,
             "metrics_snapshot": self._metrics_snapshot,
+            "state_rows": self._state_rows,
         }
         self._calls: dict[str, Callable[..., None]] = {
             "submit": self._submit,
@@ -224,6 +225,9 @@ class Backchannel:
 
     def _metric(self, worker: WorkerHandle, record: Any) -> None:
         self.rt.metrics.record(record)
+
+    async def _state_rows(self, worker: WorkerHandle, kind: str) -> list[dict[str, Any]]:
+        return self.rt.state.rows(kind)
 
     async def _metrics_snapshot(self, worker: WorkerHandle) -> list[dict[str, Any]]:
         return self.rt.metrics.snapshot()

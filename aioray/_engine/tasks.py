@@ -20,6 +20,7 @@ import concurrent.futures
 import contextvars
 import ctypes
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,8 @@ class TaskSpec:
     """One submitted task and everything needed to run, retry or cancel it."""
 
     __slots__ = (
-        "atask", "attempt", "cancelled", "children", "deps", "executor", "fn", "grant",
+        "atask", "attempt", "cancelled", "children", "created", "deps", "executor", "fn",
+        "grant", "started",
         "max_retries", "name", "nret", "opts", "parent", "payload", "pool", "req",
         "retry_exceptions", "returns", "rf", "sink", "task_id", "thread_ident", "worker",
     )
@@ -100,6 +102,8 @@ class TaskSpec:
         self.executor = Executor.LOOP
         self.req: dict[str, float] = {}
         self.pool: ResourcePool | None = None
+        self.created = time.time()  # for the state API
+        self.started: float | None = None  # its body began (this attempt)
 
     @property
     def streaming(self) -> bool:
@@ -278,6 +282,7 @@ class TaskManager:
     async def _run_simple(self, spec: TaskSpec) -> None:
         """The hot path: an ``async def`` task with no ref arguments and no resources."""
         current_task.set(spec)  # the task runs in its own context copy: no reset needed
+        spec.started = time.time()
         try:
             try:
                 values = await run_async(spec.fn, spec.payload, (), spec.name, spec.nret,
@@ -296,7 +301,8 @@ class TaskManager:
             for entry, v in zip(spec.returns, values or (), strict=True):
                 entry.resolve(v)
         finally:
-            self.tasks.pop(spec.task_id, None)
+            if self.tasks.pop(spec.task_id, None) is not None and self.rt.state.on:
+                self.rt.state.task_done(spec)
             # The Task's context holds spec (current_task): drop spec -> Task so the pair is
             # not a reference cycle, freed (with the task's outputs) only by the cyclic GC.
             spec.atask = None
@@ -337,7 +343,8 @@ class TaskManager:
         except BaseException as e:  # a bug of ours: still resolve, and say what happened
             spec.fail(e if isinstance(e, Exception) else RuntimeError(repr(e)))
         finally:
-            self.tasks.pop(spec.task_id, None)
+            if self.tasks.pop(spec.task_id, None) is not None and self.rt.state.on:
+                self.rt.state.task_done(spec)
             spec.atask = None  # no spec <-> Task cycle (see _run_simple)
 
     async def _resolve_deps(self, spec: TaskSpec) -> list[Any] | None:
@@ -357,6 +364,7 @@ class TaskManager:
 
     async def _execute(self, spec: TaskSpec, dep_values: list[Any], grant: Grant | None) -> None:
         on_item = self._item_handler(spec)
+        spec.started = time.time()
         if spec.executor is Executor.LOOP:
             token = current_task.set(spec)
             try:

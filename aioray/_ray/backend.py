@@ -273,6 +273,12 @@ def map_error(e: BaseException) -> BaseException:
         name, tb, pid = _task_error_parts(e)
         return aex.RayTaskError(name, tb, cause, pid).as_instanceof_cause()
     msg = str(e)
+    if isinstance(e, rex.ActorAlreadyExistsError):
+        # A ValueError on both backends (and on plain Ray, whose class is also one).
+        out = ValueError(f"{msg}. Pick another name, fetch it with aioray.get_actor(name), "
+                         "or pass get_if_exists=True.")
+        out.__cause__ = e
+        return out
     if isinstance(e, rex.GetTimeoutError):
         out = aex.GetTimeoutError(msg)
     elif isinstance(e, rex.TaskCancelledError):
@@ -340,6 +346,17 @@ def _picklable(e: Exception) -> Exception:
     return e if type(safe) is type(e) else safe  # type: ignore[return-value]
 
 
+def _convert_args(args: tuple[Any, ...], kwargs: dict[str, Any]
+                  ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """In the Ray worker: arguments Ray resolved to Ray's types (a ``num_returns="dynamic"``
+    task's ref generator, a placement group) -> aioray's, as the task's annotations say."""
+    if any(type(a).__module__.startswith("ray") for a in args) or any(
+            type(v).__module__.startswith("ray") for v in kwargs.values()):
+        return (tuple(_convert_value(a) for a in args),
+                {k: _convert_value(v) for k, v in kwargs.items()})
+    return args, kwargs
+
+
 def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The function Ray runs for ``fn``: an adapter with ``fn``'s signature (Ray checks
     arguments against it) that Ray can run — plain Ray rejects ``async def`` tasks and async
@@ -349,6 +366,7 @@ def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
         def drive_async_gen(*args: Any, **kwargs: Any) -> Iterator[Any]:
             # Step the async generator on a private loop, one item per Ray yield.
             loop = asyncio.new_event_loop()
+            args, kwargs = _convert_args(args, kwargs)
             agen = fn(*args, **kwargs)
             try:
                 while True:
@@ -373,6 +391,7 @@ def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
         def iterate(*args: Any, **kwargs: Any) -> Iterator[Any]:
             # Ray resumes generator tasks with send(); `yield from range(n)` (any
             # non-generator iterator) then fails with "no attribute 'send'". A for loop doesn't.
+            args, kwargs = _convert_args(args, kwargs)
             try:
                 for item in fn(*args, **kwargs):  # noqa: UP028 - yield from forwards send()
                     yield item
@@ -386,6 +405,7 @@ def _task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
+        args, kwargs = _convert_args(args, kwargs)
         try:
             if is_async:  # run the coroutine on a loop of its own in the Ray worker
                 return asyncio.run(fn(*args, **kwargs))
@@ -498,7 +518,9 @@ class RayBackend(Backend):
         self.owns = owns  # we called ray.init(), so shutdown() calls ray.shutdown()
         self.closed = False
         self._fns: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self._classes: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # aioray ActorClass -> {its concurrency groups (sorted items): Ray's actor class}
+        self._classes: weakref.WeakKeyDictionary[Any, dict[tuple[tuple[str, int], ...], Any]] = (
+            weakref.WeakKeyDictionary())
         ctx = ray.get_runtime_context()
         self.job_id = str(ctx.get_job_id())
         self.node_id = str(ctx.get_node_id())
@@ -659,8 +681,15 @@ class RayBackend(Backend):
         self.ray.cancel(ray_target, force=force, recursive=recursive)
 
     # -- actors ------------------------------------------------------------------------------
-    def _ray_class(self, ac: Any) -> Any:
-        c = self._classes.get(ac)
+    def _ray_class(self, ac: Any, groups: dict[str, int] | None = None) -> Any:
+        """Ray's actor class for ``ac``. Ray takes ``concurrency_groups`` only where the class
+        is declared (``@ray.remote(concurrency_groups=...)``, not ``.options()``), while
+        aioray also accepts them in ``.options()``: one Ray class per set of groups."""
+        key = tuple(sorted(groups.items())) if groups else ()
+        per_class = self._classes.get(ac)
+        if per_class is None:
+            per_class = self._classes[ac] = {}
+        c = per_class.get(key)
         if c is None:
             cls = ac._cls
             # Method options live on the functions where Ray reads them, so a handle that
@@ -674,18 +703,25 @@ class RayBackend(Backend):
                             setattr(fn, attr, value)
                         except (AttributeError, TypeError):
                             pass
-            c = self.ray.remote(cls)
-            self._classes[ac] = c
+            c = (self.ray.remote(concurrency_groups=dict(groups))(cls) if groups
+                 else self.ray.remote(cls))
+            per_class[key] = c
         return c
 
     def create_actor(self, ac: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                      opts: dict[str, Any]) -> Any:
         ropts = _ray_options(opts, _ACTOR_DROP)
         a, kw = _unwrap_args(args, kwargs)
-        c = self._ray_class(ac)
+        c = self._ray_class(ac, ropts.pop("concurrency_groups", None))
         try:
             handle = (c.options(**ropts) if ropts else c).remote(*a, **kw)
         except BaseException as e:
+            if type(e).__name__ == "ActorAlreadyExistsError":  # embedded runtime's message
+                name, ns = ropts.get("name"), ropts.get("namespace") or self.namespace
+                raise ValueError(
+                    f"An actor named {name!r} already exists in namespace {ns!r}. Pick "
+                    "another name, fetch it with aioray.get_actor(name), or pass "
+                    "get_if_exists=True.") from e
             _raise_mapped(e)
         methods = dict(ac._methods)
         bp = opts.get("_generator_backpressure_num_objects")
@@ -736,6 +772,13 @@ class RayBackend(Backend):
     def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
         import ray.experimental.tqdm_ray as tr
         tr.safe_print(text, **kwargs)
+
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        """Ray's own state API (it needs Ray's dashboard: ``pip install "ray[default]"``)."""
+        import ray.util.state as rs
+        listing = getattr(rs, f"list_{kind}")
+        return [r.asdict() if hasattr(r, "asdict") else dict(r)
+                for r in listing(limit=100_000, detail=True)]
 
     def record_metric(self, record: MetricRecord) -> None:
         """Recorded here (for snapshot()) and on Ray's own metric of that name."""

@@ -672,6 +672,9 @@ class WorkerClient(Backend):
     def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
         self.call("progress_print", text, kwargs)
 
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self.request("state_rows", kind))
+
     def record_metric(self, record: MetricRecord) -> None:
         self.call("metric", record)  # aggregated in the driver
 

@@ -1,0 +1,235 @@
+"""What ``aioray.util.state`` reads: rows built on demand from the engine's own structures.
+
+Live tasks, actor calls, actors, objects, workers and placement groups are read where they
+already are (nothing is recorded for them); only what would otherwise be forgotten is kept: the
+last ``AIORAY_STATE_MAX_FINISHED`` (10,000) finished tasks and calls, and dead actors, as
+small typed records. Loop thread (the backend's ``state_rows`` hops there).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from aioray._handles.options import resource_request
+from aioray._objects.serialization import ErrorValue, SerializedObject
+from aioray._objects.shm import SharedBuffer
+from aioray._objects.store import PENDING, ObjectEntry
+
+if TYPE_CHECKING:
+    from aioray._engine.actors import ActorCall, ActorState
+    from aioray._engine.runtime import Runtime
+    from aioray._engine.tasks import TaskSpec
+
+
+def _keep() -> int:
+    try:
+        return max(0, int(os.environ.get("AIORAY_STATE_MAX_FINISHED", "10000")))
+    except ValueError:
+        return 10_000
+
+
+class Finished(NamedTuple):
+    """A task or actor call that ended (kept for list_tasks after it is gone)."""
+
+    task_id: str
+    name: str
+    func_or_class_name: str
+    type: str  # NORMAL_TASK, ACTOR_TASK
+    state: str  # FINISHED, FAILED
+    actor_id: str | None
+    attempt: int
+    error_type: str | None
+    error_message: str | None
+    required_resources: dict[str, float]
+    worker_pid: int | None
+    parent_task_id: str | None
+    created: float
+    started: float | None
+    ended: float
+
+
+def _outcome(returns: list[Any], sink: Any) -> tuple[str, str | None, str | None]:
+    """FINISHED, or FAILED with the error's type and message (what the outputs hold)."""
+    values = [sink.completed_entry.value] if sink is not None else [e.value for e in returns]
+    bad = next((v for v in values if type(v) is ErrorValue), None)
+    if bad is None:
+        return "FINISHED", None, None
+    err = bad.error
+    cause = getattr(err, "cause", None)
+    kind = type(cause if isinstance(cause, BaseException) else err).__name__
+    return "FAILED", kind, str(err).splitlines()[0] if str(err) else kind
+
+
+def _short(name: str) -> str:
+    """A function's name as users write it: ``f``, not ``test.<locals>.f``."""
+    return name.rsplit("<locals>.", 1)[-1]
+
+
+def _ms(t: float | None) -> int | None:
+    return None if t is None else int(t * 1000)
+
+
+class StateBook:
+    """The finished tasks and dead actors to remember, and the rows of each kind."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        keep = _keep()
+        self.finished: deque[Finished] = deque(maxlen=keep)
+        self.dead: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.on = keep > 0
+
+    # -- recording (loop thread) ----------------------------------------------------------
+    def task_done(self, spec: TaskSpec) -> None:
+        state, etype, emsg = _outcome(spec.returns, spec.sink)
+        worker = spec.worker
+        self.finished.append(Finished(
+            spec.task_id.hex(), _short(spec.name), _short(spec.rf._name), "NORMAL_TASK", state,
+            None,
+            spec.attempt, etype, emsg, spec.req, worker.pid if worker is not None else None,
+            spec.parent.hex() if spec.parent else None, spec.created, spec.started,
+            time.time()))
+
+    def call_done(self, call: ActorCall, actor: ActorState | None) -> None:
+        state, etype, emsg = _outcome(call.returns, call.sink)
+        cls = actor.ac.__name__ if actor is not None else "actor"
+        host = actor.host if actor is not None else None
+        pid = host.worker.pid if host is not None and host.worker is not None else (
+            os.getpid() if actor is not None else None)
+        self.finished.append(Finished(
+            call.task_id.hex(), f"{cls}.{call.meta.name}", f"{cls}.{call.meta.name}",
+            "ACTOR_TASK", state, call.actor_id.hex(), call.attempt, etype, emsg, {}, pid,
+            None, call.created, call.started, time.time()))
+
+    def actor_dead(self, actor: ActorState) -> None:
+        row = self._actor_row(actor)
+        row["state"] = "DEAD"
+        cause = actor.death_cause
+        row["death_cause"] = None if cause is None else {
+            "error_type": type(cause).__name__, "error_message": str(cause)}
+        self.dead.append(row)
+
+    # -- reading --------------------------------------------------------------------------
+    def rows(self, kind: str) -> list[dict[str, Any]]:
+        return getattr(self, f"_{kind}")()  # type: ignore[no-any-return]
+
+    def _tasks(self) -> list[dict[str, Any]]:
+        rt = self.rt
+        out = [self._live_task(s) for s in list(rt.tasks.tasks.values())]
+        for call in list(rt.actors.calls.values()):
+            out.append(self._live_call(call))
+        for f in self.finished:
+            out.append(self._finished_row(f))
+        return out
+
+    def _base(self) -> dict[str, Any]:
+        return {"job_id": self.rt.job_id, "node_id": self.rt.node_id}
+
+    def _live_task(self, spec: TaskSpec) -> dict[str, Any]:
+        deps_pending = any(d._entry.value is PENDING for d in spec.deps)
+        if spec.started is not None:
+            state = "RUNNING"
+        elif deps_pending:
+            state = "PENDING_ARGS_AVAIL"
+        else:
+            state = "PENDING_NODE_ASSIGNMENT"  # waiting for resources (or a worker)
+        worker = spec.worker
+        return {**self._base(), "task_id": spec.task_id.hex(), "attempt_number": spec.attempt,
+                "name": _short(spec.name), "state": state, "type": "NORMAL_TASK",
+                "func_or_class_name": _short(spec.rf._name),
+                "parent_task_id": spec.parent.hex() if spec.parent else None,
+                "worker_pid": worker.pid if worker is not None else (
+                    os.getpid() if spec.started is not None else None),
+                "required_resources": dict(spec.req),
+                "creation_time_ms": _ms(spec.created), "start_time_ms": _ms(spec.started)}
+
+    def _live_call(self, call: ActorCall) -> dict[str, Any]:
+        actor = self.rt.actors.actors.get(call.actor_id)
+        cls = actor.ac.__name__ if actor is not None else "actor"
+        if call.started is not None:
+            state = "RUNNING"
+        elif call.deps and any(d._entry.value is PENDING for d in call.deps):
+            state = "PENDING_ARGS_AVAIL"
+        else:
+            state = "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
+        return {**self._base(), "task_id": call.task_id.hex(), "attempt_number": call.attempt,
+                "name": f"{cls}.{call.meta.name}", "state": state, "type": "ACTOR_TASK",
+                "func_or_class_name": f"{cls}.{call.meta.name}",
+                "actor_id": call.actor_id.hex(),
+                "creation_time_ms": _ms(call.created), "start_time_ms": _ms(call.started)}
+
+    def _finished_row(self, f: Finished) -> dict[str, Any]:
+        return {**self._base(), "task_id": f.task_id, "attempt_number": f.attempt,
+                "name": f.name, "state": f.state, "type": f.type,
+                "func_or_class_name": f.func_or_class_name, "actor_id": f.actor_id,
+                "error_type": f.error_type, "error_message": f.error_message,
+                "required_resources": dict(f.required_resources), "worker_pid": f.worker_pid,
+                "parent_task_id": f.parent_task_id, "creation_time_ms": _ms(f.created),
+                "start_time_ms": _ms(f.started), "end_time_ms": _ms(f.ended)}
+
+    def _actor_row(self, a: ActorState) -> dict[str, Any]:
+        host = a.host
+        pid = (host.worker.pid if host is not None and host.worker is not None
+               else None if a.placement.value == "process" else os.getpid())
+        return {**self._base(), "actor_id": a.actor_id.hex(), "class_name": a.ac.__name__,
+                "state": {"PENDING": "PENDING_CREATION"}.get(a.status.value, a.status.value),
+                "name": a.name or "", "pid": pid, "ray_namespace": a.namespace,
+                "required_resources": resource_request(a.opts, 0.0),
+                "is_detached": a.detached, "repr_name": a.ac.__name__,
+                "num_restarts": a.restarts, "placement": a.placement.value}
+
+    def _actors(self) -> list[dict[str, Any]]:
+        return [self._actor_row(a) for a in list(self.rt.actors.actors.values())] + list(
+            self.dead)
+
+    def _objects(self) -> list[dict[str, Any]]:
+        """Every live object of this process: found by a walk of the heap, on demand, so
+        that no put or result pays for being listable."""
+        out = []
+        for entry in [o for o in gc.get_objects() if type(o) is ObjectEntry]:
+            id, v = entry.id, entry.value
+            size, where = -1, "memory"
+            if type(v) is SerializedObject:
+                size = len(v.data) + sum(b.size if isinstance(b, SharedBuffer) else len(b)
+                                         for b in v.buffers)
+                if any(isinstance(b, SharedBuffer) for b in v.buffers):
+                    where = "shared memory"
+            out.append({"object_id": id.hex(), "object_size": size, "where": where,
+                        "task_status": "PENDING" if v is PENDING else (
+                            "FAILED" if type(v) is ErrorValue else "FINISHED"),
+                        "pid": os.getpid()})
+        return out
+
+    def _workers(self) -> list[dict[str, Any]]:
+        rt = self.rt
+        out: list[dict[str, Any]] = [{"worker_id": f"driver-{os.getpid()}", "pid": os.getpid(),
+                                      "worker_type": "DRIVER", "node_id": rt.node_id,
+                                      "is_alive": True}]
+        for w in list(rt.workers.workers):
+            run = w.run
+            host = w.host
+            running = (f"actor {host.state.ac.__name__}" if host is not None
+                       else self._task_name(run.task_id) if run is not None else None)
+            out.append({"worker_id": str(w.pid), "pid": w.pid, "worker_type": "WORKER",
+                        "node_id": rt.node_id, "is_alive": not w.dead, "running": running})
+        return out
+
+    def _task_name(self, task_id: bytes) -> str | None:
+        spec = self.rt.tasks.tasks.get(task_id)
+        return f"task {_short(spec.name)}" if spec is not None else None
+
+    def _placement_groups(self) -> list[dict[str, Any]]:
+        out = []
+        for info in self.rt.placement.table(None).values():
+            out.append({"placement_group_id": info["placement_group_id"],
+                        "name": info.get("name") or "", "creator_job_id": self.rt.job_id,
+                        "state": info.get("state", "PENDING"),
+                        "bundles": [{"bundle_id": i, "unit_resources": dict(b)}
+                                    for i, b in dict(info.get("bundles") or {}).items()],
+                        "is_detached": info.get("lifetime") == "detached",
+                        "stats": info.get("stats")})
+        return out
