@@ -33,6 +33,7 @@ from aioray._engine.backchannel import Backchannel
 from aioray._engine.context import current_actor, current_call, current_task
 from aioray._engine.placement import EmbeddedPlacement, pool_for
 from aioray._engine.queues import EmbeddedQueues
+from aioray._engine.state import StateBook
 from aioray._engine.scheduling.resources import ResourcePool, lending_cpu
 from aioray._engine.streams import ready_now, values_of
 from aioray._engine.tasks import TaskManager
@@ -113,6 +114,7 @@ class Runtime(Backend):
         self.workers = WorkerPool(self, max_idle=max(1, int(num_cpus)))
         self.backchannel = Backchannel(self)
         self.metrics = MetricStore()  # aioray.util.metrics, from here and from workers
+        self.state = StateBook(self)  # aioray.util.state: finished work and dead actors
         self.bars = BarBoard()  # aioray.experimental.tqdm_ray, drawn here for every worker
         self.actors = ActorManager(self)
         self.placement_groups: dict[str, Any] = {}
@@ -430,6 +432,14 @@ class Runtime(Backend):
     def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
         self.bars.print(text, kwargs)
 
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        if self.in_loop_thread() or not self.loop.is_running():
+            return self.state.rows(kind)
+
+        async def rows() -> list[dict[str, Any]]:
+            return self.state.rows(kind)
+        return self.run_sync(rows(), None, "aioray.util.state", "aioray.util.state")
+
     def record_metric(self, record: MetricRecord) -> None:
         self.metrics.record(record)
 
@@ -711,7 +721,6 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
           log_to_driver: bool = True) -> Runtime:
     """Create the runtime (the registry calls this, holding its lock)."""
     # The large-object store: its directory and size; sweeps what killed drivers left.
-    _shared_memory.configure(object_store_memory, temp_dir)
     if num_cpus is None:
         num_cpus = float(os.cpu_count() or 1)
     gpu_ids = _detect_gpus()
