@@ -38,6 +38,7 @@ from aioray._api import (
     put,
     remote,
     shutdown,
+    timeline,
     wait,
     wait_async,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "remote",
     "runtime_context",
     "shutdown",
+    "timeline",
     "util",
     "wait",
     "wait_async",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import queue
 import threading
 import time
@@ -345,6 +346,20 @@ def nodes() -> list[dict[str, Any]]:
 def get_gpu_ids() -> list[int]:
     """GPU ids assigned to the current task or actor (also in ``CUDA_VISIBLE_DEVICES``)."""
     return registry.current().gpu_ids()
+
+
+def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
+    """Ray's ``ray.timeline``: Chrome trace events (open in Perfetto or chrome://tracing) of the
+    tasks and actor calls so far — queued and running spans, one lane per process (the event
+    loop, the driver's threads, each worker and actor process). With ``filename``, written
+    there as JSON (and ``None`` returned), else returned. Built from what the state API keeps
+    (the last ``AIORAY_STATE_MAX_FINISHED`` tasks), so there is nothing to switch on."""
+    events = registry.current().timeline()
+    if filename is None:
+        return events
+    with open(filename, "w") as f:
+        json.dump(events, f)
+    return None
 
 
 def get_runtime_context() -> Any:

@@ -14,6 +14,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # script -> lines (substrings) its output must contain
 EXPECTED: dict[str, list[str]] = {
+    "observe.py": ["total: 20540", "Sink.add     ACTOR_TASK   {'FINISHED': 4}",
+                   "transform    NORMAL_TASK  {'FINISHED': 4}", "('Sink', 'ALIVE'",
+                   "('items_processed', {'stage': 'transform'}, 40.0)", "trace events"],
     "quickstart.py": ["squares: [0, 1, 4, 9, 16, 25, 36, 49]", "caught the task's ValueError",
                       "done"],
     "seed_000_generators.py": [

@@ -150,3 +150,15 @@ def test_finished_tasks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     aioray.get([quick.remote(i) for i in range(50)])
     assert len(state.list_tasks(limit=1000)) == 5
+
+
+def test_generator_tasks_are_recorded(ray: object) -> None:
+    @aioray.remote
+    def gen(n: int):  # type: ignore[no-untyped-def]
+        yield from range(n)
+
+    aioray.get(gen.options(num_returns=2).remote(2))
+    assert [aioray.get(r) for r in aioray.get(gen.options(num_returns="dynamic").remote(3))] == [
+        0, 1, 2]
+    assert [aioray.get(r) for r in gen.remote(3)] == [0, 1, 2]
+    assert _state_of("gen") == ["FINISHED"] * 3

@@ -208,6 +208,10 @@ class Backend(ABC):
         """Every record of ``kind`` ("tasks", "actors", "objects", "workers",
         "placement_groups") as a dict of Ray's state fields."""
 
+    @abstractmethod
+    def timeline(self) -> list[dict[str, Any]]:
+        """Chrome trace events of the tasks and actor calls (``aioray.timeline``)."""
+
     # -- metrics (aioray.util.metrics) -----------------------------------------------------
     @abstractmethod
     def record_metric(self, record: MetricRecord) -> None: ...

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aioray._engine.scheduling.resources import lending_cpu
+from aioray._engine.state import timeline_events
 from aioray._engine.streams import GeneratorStream, ready_now
 from aioray._engine.worker_pool import adopt_segments
 from aioray._handles.generator import ObjectRefGenerator
@@ -59,6 +60,7 @@ class Backchannel:
             "available_resources": self._available_resources,
             "metrics_snapshot": self._metrics_snapshot,
             "state_rows": self._state_rows,
+            "timeline": self._timeline,
         }
         self._calls: dict[str, Callable[..., None]] = {
             "submit": self._submit,
@@ -225,6 +227,9 @@ class Backchannel:
 
     def _metric(self, worker: WorkerHandle, record: Any) -> None:
         self.rt.metrics.record(record)
+
+    async def _timeline(self, worker: WorkerHandle) -> list[dict[str, Any]]:
+        return timeline_events(self.rt.state)
 
     async def _state_rows(self, worker: WorkerHandle, kind: str) -> list[dict[str, Any]]:
         return self.rt.state.rows(kind)

@@ -33,7 +33,7 @@ from aioray._engine.backchannel import Backchannel
 from aioray._engine.context import current_actor, current_call, current_task
 from aioray._engine.placement import EmbeddedPlacement, pool_for
 from aioray._engine.queues import EmbeddedQueues
-from aioray._engine.state import StateBook
+from aioray._engine.state import StateBook, timeline_events
 from aioray._engine.scheduling.resources import ResourcePool, lending_cpu
 from aioray._engine.streams import ready_now, values_of
 from aioray._engine.tasks import TaskManager
@@ -431,6 +431,14 @@ class Runtime(Backend):
 
     def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
         self.bars.print(text, kwargs)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        if self.in_loop_thread() or not self.loop.is_running():
+            return timeline_events(self.state)
+
+        async def events() -> list[dict[str, Any]]:
+            return timeline_events(self.state)
+        return self.run_sync(events(), None, "aioray.timeline()", "aioray.timeline()")
 
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
         if self.in_loop_thread() or not self.loop.is_running():

@@ -50,11 +50,13 @@ class Finished(NamedTuple):
     created: float
     started: float | None
     ended: float
+    lane: str  # where it ran, for the timeline: "event loop", "threads", "tasks", "actor A"
 
 
 def _outcome(returns: list[Any], sink: Any) -> tuple[str, str | None, str | None]:
     """FINISHED, or FAILED with the error's type and message (what the outputs hold)."""
-    values = [sink.completed_entry.value] if sink is not None else [e.value for e in returns]
+    done = getattr(sink, "completed_entry", None)  # a streaming generator's end marker
+    values = [done.value] if done is not None else [e.value for e in returns]
     bad = next((v for v in values if type(v) is ErrorValue), None)
     if bad is None:
         return "FINISHED", None, None
@@ -62,6 +64,9 @@ def _outcome(returns: list[Any], sink: Any) -> tuple[str, str | None, str | None
     cause = getattr(err, "cause", None)
     kind = type(cause if isinstance(cause, BaseException) else err).__name__
     return "FAILED", kind, str(err).splitlines()[0] if str(err) else kind
+
+
+_LANES = {"loop": "event loop", "thread": "threads", "process": "tasks"}
 
 
 def _short(name: str) -> str:
@@ -86,13 +91,13 @@ class StateBook:
     # -- recording (loop thread) ----------------------------------------------------------
     def task_done(self, spec: TaskSpec) -> None:
         state, etype, emsg = _outcome(spec.returns, spec.sink)
-        worker = spec.worker
+        pid = spec.pid or None
         self.finished.append(Finished(
             spec.task_id.hex(), _short(spec.name), _short(spec.rf._name), "NORMAL_TASK", state,
             None,
-            spec.attempt, etype, emsg, spec.req, worker.pid if worker is not None else None,
+            spec.attempt, etype, emsg, spec.req, pid or (os.getpid() if spec.started else None),
             spec.parent.hex() if spec.parent else None, spec.created, spec.started,
-            time.time()))
+            time.time(), _LANES[spec.executor.value] if pid is None else "tasks"))
 
     def call_done(self, call: ActorCall, actor: ActorState | None) -> None:
         state, etype, emsg = _outcome(call.returns, call.sink)
@@ -103,7 +108,7 @@ class StateBook:
         self.finished.append(Finished(
             call.task_id.hex(), f"{cls}.{call.meta.name}", f"{cls}.{call.meta.name}",
             "ACTOR_TASK", state, call.actor_id.hex(), call.attempt, etype, emsg, {}, pid,
-            None, call.created, call.started, time.time()))
+            None, call.created, call.started, time.time(), f"actor {cls}"))
 
     def actor_dead(self, actor: ActorState) -> None:
         row = self._actor_row(actor)
@@ -233,3 +238,58 @@ class StateBook:
                         "is_detached": info.get("lifetime") == "detached",
                         "stats": info.get("stats")})
         return out
+
+
+# -- the timeline (aioray.timeline) -----------------------------------------------------------
+def timeline_events(book: StateBook) -> list[dict[str, Any]]:
+    """Chrome trace events (Perfetto, chrome://tracing) of the tasks and actor calls the book
+    knows: per task a "queued" span (async, on the driver's scheduler track: they overlap)
+    from submission to start, then its run on the lane of the process it ran in — the event
+    loop, the driver's threads, a worker process, an actor's process."""
+    driver = os.getpid()
+    now = time.time()
+    events: list[dict[str, Any]] = []
+    lanes: dict[tuple[int, str], int] = {}
+
+    def lane(pid: int, name: str) -> int:
+        tid = lanes.get((pid, name))
+        if tid is None:
+            tid = lanes[(pid, name)] = len(lanes) + 1
+            events.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+                           "args": {"name": name}})
+        return tid
+
+    procs: dict[int, str] = {driver: "driver"}
+    for w in list(book.rt.workers.workers):
+        procs[w.pid] = (f"actor {w.host.state.ac.__name__}" if w.host is not None
+                        else "worker")
+    rows = list(book.finished)
+    for f in rows:
+        if f.worker_pid and f.worker_pid not in procs:
+            procs[f.worker_pid] = f.lane if f.lane.startswith("actor") else "worker"
+    for pid, name in procs.items():
+        events.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}})
+    sched = lane(driver, "scheduler (queued)")
+    live = [(s.task_id.hex(), _short(s.name), s.created, s.started, s.pid or driver)
+            for s in list(book.rt.tasks.tasks.values())]
+    for n, f in enumerate(rows):
+        args = {"task_id": f.task_id, "state": f.state, "attempt": f.attempt}
+        if f.error_type:
+            args["error_type"] = f.error_type
+        start = f.started if f.started is not None else f.ended
+        events.append({"name": f.name, "cat": "queued", "ph": "b", "id": n, "pid": driver,
+                       "tid": sched, "ts": f.created * 1e6})
+        events.append({"name": f.name, "cat": "queued", "ph": "e", "id": n, "pid": driver,
+                       "tid": sched, "ts": start * 1e6})
+        if f.started is not None:
+            pid = f.worker_pid or driver
+            events.append({"name": f.name, "cat": f.type.lower(), "ph": "X", "pid": pid,
+                           "tid": lane(pid, f.lane), "ts": f.started * 1e6,
+                           "dur": max(0.0, (f.ended - f.started) * 1e6), "args": args})
+    for task_id, name, _created, started, pid in live:
+        if started is not None:
+            events.append({"name": name, "cat": "normal_task", "ph": "X", "pid": pid,
+                           "tid": lane(pid, "tasks" if pid != driver else "event loop"),
+                           "ts": started * 1e6, "dur": (now - started) * 1e6,
+                           "args": {"task_id": task_id, "state": "RUNNING"}})
+    return events

@@ -70,7 +70,7 @@ class TaskSpec:
 
     __slots__ = (
         "atask", "attempt", "cancelled", "children", "created", "deps", "executor", "fn",
-        "grant", "started",
+        "grant", "pid", "started",
         "max_retries", "name", "nret", "opts", "parent", "payload", "pool", "req",
         "retry_exceptions", "returns", "rf", "sink", "task_id", "thread_ident", "worker",
     )
@@ -104,6 +104,7 @@ class TaskSpec:
         self.pool: ResourcePool | None = None
         self.created = time.time()  # for the state API
         self.started: float | None = None  # its body began (this attempt)
+        self.pid = 0  # the process its body ran in (a worker's, else this one)
 
     @property
     def streaming(self) -> bool:
@@ -442,6 +443,7 @@ class TaskManager:
                 w.known_fns.add(fn_id)
             run = w.start(spec.task_id, on_item)
             spec.worker = w
+            spec.pid = w.pid
             if stream is not None and stream.backpressure:
                 stream.on_consumed = lambda n: w.send(Credit(spec.task_id, n))
             w.send(Task(spec.task_id, fn_id, spec.payload, dep_values,

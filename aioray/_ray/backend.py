@@ -773,6 +773,9 @@ class RayBackend(Backend):
         import ray.experimental.tqdm_ray as tr
         tr.safe_print(text, **kwargs)
 
+    def timeline(self) -> list[dict[str, Any]]:
+        return list(self.ray.timeline() or [])
+
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
         """Ray's own state API (it needs Ray's dashboard: ``pip install "ray[default]"``)."""
         import ray.util.state as rs

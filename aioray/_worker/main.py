@@ -672,6 +672,9 @@ class WorkerClient(Backend):
     def progress_print(self, text: str, kwargs: dict[str, Any]) -> None:
         self.call("progress_print", text, kwargs)
 
+    def timeline(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self.request("timeline"))
+
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], self.request("state_rows", kind))
 
