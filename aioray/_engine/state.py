@@ -33,40 +33,39 @@ def _keep() -> int:
 
 
 class Finished(NamedTuple):
-    """A task or actor call that ended (kept for list_tasks after it is gone)."""
+    """A task or actor call that ended (kept for list_tasks after it is gone). Raw fields:
+    recording happens once per task on the hot path; rows are formatted when read."""
 
-    task_id: str
-    name: str
-    func_or_class_name: str
-    type: str  # NORMAL_TASK, ACTOR_TASK
-    state: str  # FINISHED, FAILED
-    actor_id: str | None
+    task_id: bytes
+    name: str  # as given: "f", "test.<locals>.f", "Counter.incr"
+    func: str
+    actor_id: bytes | None
     attempt: int
-    error_type: str | None
-    error_message: str | None
+    error: tuple[str, str] | None  # (type, first line of the message) of a failure
     required_resources: dict[str, float]
-    worker_pid: int | None
-    parent_task_id: str | None
+    pid: int  # 0: not known (never started)
+    parent: bytes | None
     created: float
     started: float | None
     ended: float
-    lane: str  # where it ran, for the timeline: "event loop", "threads", "tasks", "actor A"
+    lane: str  # "event loop", "threads", "tasks", "actor A": the timeline's lanes
 
 
-def _outcome(returns: list[Any], sink: Any) -> tuple[str, str | None, str | None]:
-    """FINISHED, or FAILED with the error's type and message (what the outputs hold)."""
+def _failure(returns: list[Any], sink: Any) -> tuple[str, str] | None:
+    """The type and message of the error the outputs hold, if they hold one."""
     done = getattr(sink, "completed_entry", None)  # a streaming generator's end marker
-    values = [done.value] if done is not None else [e.value for e in returns]
-    bad = next((v for v in values if type(v) is ErrorValue), None)
-    if bad is None:
-        return "FINISHED", None, None
-    err = bad.error
+    v = done.value if done is not None else returns[0].value if returns else None
+    if type(v) is not ErrorValue:
+        return None
+    err = v.error
     cause = getattr(err, "cause", None)
     kind = type(cause if isinstance(cause, BaseException) else err).__name__
-    return "FAILED", kind, str(err).splitlines()[0] if str(err) else kind
+    text = str(err)
+    return kind, text.splitlines()[0] if text else kind
 
 
 _LANES = {"loop": "event loop", "thread": "threads", "process": "tasks"}
+_PID = os.getpid()
 
 
 def _short(name: str) -> str:
@@ -90,25 +89,23 @@ class StateBook:
 
     # -- recording (loop thread) ----------------------------------------------------------
     def task_done(self, spec: TaskSpec) -> None:
-        state, etype, emsg = _outcome(spec.returns, spec.sink)
-        pid = spec.pid or None
+        pid = spec.pid
         self.finished.append(Finished(
-            spec.task_id.hex(), _short(spec.name), _short(spec.rf._name), "NORMAL_TASK", state,
-            None,
-            spec.attempt, etype, emsg, spec.req, pid or (os.getpid() if spec.started else None),
-            spec.parent.hex() if spec.parent else None, spec.created, spec.started,
-            time.time(), _LANES[spec.executor.value] if pid is None else "tasks"))
+            spec.task_id, spec.name, spec.rf._name, None, spec.attempt,
+            _failure(spec.returns, spec.sink), spec.req,
+            pid or (_PID if spec.started is not None else 0), spec.parent, spec.created,
+            spec.started, time.time(), "tasks" if pid else _LANES[spec.executor.value]))
 
     def call_done(self, call: ActorCall, actor: ActorState | None) -> None:
-        state, etype, emsg = _outcome(call.returns, call.sink)
         cls = actor.ac.__name__ if actor is not None else "actor"
         host = actor.host if actor is not None else None
         pid = host.worker.pid if host is not None and host.worker is not None else (
-            os.getpid() if actor is not None else None)
+            _PID if actor is not None else 0)
+        name = f"{cls}.{call.meta.name}"
         self.finished.append(Finished(
-            call.task_id.hex(), f"{cls}.{call.meta.name}", f"{cls}.{call.meta.name}",
-            "ACTOR_TASK", state, call.actor_id.hex(), call.attempt, etype, emsg, {}, pid,
-            None, call.created, call.started, time.time(), f"actor {cls}"))
+            call.task_id, name, name, call.actor_id, call.attempt,
+            _failure(call.returns, call.sink), {}, pid, None, call.created, call.started,
+            time.time(), f"actor {cls}"))
 
     def actor_dead(self, actor: ActorState) -> None:
         row = self._actor_row(actor)
@@ -168,13 +165,17 @@ class StateBook:
                 "creation_time_ms": _ms(call.created), "start_time_ms": _ms(call.started)}
 
     def _finished_row(self, f: Finished) -> dict[str, Any]:
-        return {**self._base(), "task_id": f.task_id, "attempt_number": f.attempt,
-                "name": f.name, "state": f.state, "type": f.type,
-                "func_or_class_name": f.func_or_class_name, "actor_id": f.actor_id,
-                "error_type": f.error_type, "error_message": f.error_message,
-                "required_resources": dict(f.required_resources), "worker_pid": f.worker_pid,
-                "parent_task_id": f.parent_task_id, "creation_time_ms": _ms(f.created),
-                "start_time_ms": _ms(f.started), "end_time_ms": _ms(f.ended)}
+        err = f.error
+        return {**self._base(), "task_id": f.task_id.hex(), "attempt_number": f.attempt,
+                "name": _short(f.name), "state": "FAILED" if err else "FINISHED",
+                "type": "ACTOR_TASK" if f.actor_id else "NORMAL_TASK",
+                "func_or_class_name": _short(f.func),
+                "actor_id": f.actor_id.hex() if f.actor_id else None,
+                "error_type": err[0] if err else None, "error_message": err[1] if err else None,
+                "required_resources": dict(f.required_resources), "worker_pid": f.pid or None,
+                "parent_task_id": f.parent.hex() if f.parent else None,
+                "creation_time_ms": _ms(f.created), "start_time_ms": _ms(f.started),
+                "end_time_ms": _ms(f.ended)}
 
     def _actor_row(self, a: ActorState) -> dict[str, Any]:
         host = a.host
@@ -265,25 +266,28 @@ def timeline_events(book: StateBook) -> list[dict[str, Any]]:
                         else "worker")
     rows = list(book.finished)
     for f in rows:
-        if f.worker_pid and f.worker_pid not in procs:
-            procs[f.worker_pid] = f.lane if f.lane.startswith("actor") else "worker"
+        if f.pid and f.pid not in procs:
+            procs[f.pid] = f.lane if f.lane.startswith("actor") else "worker"
     for pid, name in procs.items():
         events.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}})
     sched = lane(driver, "scheduler (queued)")
     live = [(s.task_id.hex(), _short(s.name), s.created, s.started, s.pid or driver)
             for s in list(book.rt.tasks.tasks.values())]
     for n, f in enumerate(rows):
-        args = {"task_id": f.task_id, "state": f.state, "attempt": f.attempt}
-        if f.error_type:
-            args["error_type"] = f.error_type
+        name = _short(f.name)
+        args = {"task_id": f.task_id.hex(), "state": "FAILED" if f.error else "FINISHED",
+                "attempt": f.attempt}
+        if f.error:
+            args["error_type"] = f.error[0]
         start = f.started if f.started is not None else f.ended
-        events.append({"name": f.name, "cat": "queued", "ph": "b", "id": n, "pid": driver,
+        events.append({"name": name, "cat": "queued", "ph": "b", "id": n, "pid": driver,
                        "tid": sched, "ts": f.created * 1e6})
-        events.append({"name": f.name, "cat": "queued", "ph": "e", "id": n, "pid": driver,
+        events.append({"name": name, "cat": "queued", "ph": "e", "id": n, "pid": driver,
                        "tid": sched, "ts": start * 1e6})
         if f.started is not None:
-            pid = f.worker_pid or driver
-            events.append({"name": f.name, "cat": f.type.lower(), "ph": "X", "pid": pid,
+            pid = f.pid or driver
+            kind = "actor_task" if f.actor_id else "normal_task"
+            events.append({"name": name, "cat": kind, "ph": "X", "pid": pid,
                            "tid": lane(pid, f.lane), "ts": f.started * 1e6,
                            "dur": max(0.0, (f.ended - f.started) * 1e6), "args": args})
     for task_id, name, _created, started, pid in live:
