@@ -408,6 +408,8 @@ class WorkerPool:
         self._waiters.clear()
         workers = list(self.workers)
         for w in workers:
+            if w.host is not None and w.host.stopping:
+                continue  # an actor told to end (its __ray_shutdown__ runs): it exits itself
             if w.ready.done():
                 w.exit()
             else:  # still starting up (has no work): it would hear "exit" only once imported
