@@ -17,7 +17,7 @@ from typing import Any
 
 import aioray
 from aioray._backend import registry
-from aioray._objects.shm import _DIR
+from aioray._objects import shm
 
 WORKER_START = "subprocess (python -m aioray._worker)"
 
@@ -37,6 +37,7 @@ def collect() -> dict[str, Any]:
         resources = aioray.cluster_resources()
         backend = registry.installed()
         ray_backend = backend is not None and backend.name == "ray"
+        store = shm.describe()
     finally:
         if not was_running:
             aioray.shutdown()
@@ -54,7 +55,8 @@ def collect() -> dict[str, Any]:
         "resources": resources,
         "worker_start_method": "Ray's worker processes" if ray_backend else WORKER_START,
         "local_mode": local,
-        "shared_memory_dir": _DIR,
+        "shared_memory_dir": store["directory"],
+        "object_store": store,
         "optional_packages": {name: _version(name)
                               for name in ("numpy", "anyio", "pytest-asyncio", "ray")},
     }
@@ -63,6 +65,18 @@ def collect() -> dict[str, Any]:
 def _format_resources(resources: dict[str, float]) -> str:
     return ", ".join(f"{k} {int(v) if float(v).is_integer() else v}"
                      for k, v in sorted(resources.items())) or "none"
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+
+
+def _format_store(store: dict[str, Any]) -> str:
+    return (f"{_gib(store['object_store_memory'])} (object_store_memory), "
+            f"{_gib(store['directory_free_bytes'])} free in {store['directory']}; spills to "
+            f"{store['spill_directory']}: {store['spilled_objects']} objects spilled "
+            f"({_gib(store['spilled_bytes'])}), {store['restored_objects']} restored  "
+            f"(init(_temp_dir=...) / {shm.ENV_DIR} choose the directory)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         ("local mode", ("on" if data["local_mode"] else "off")
          + "  (AIORAY_LOCAL_MODE=1 / init(local_mode=True): sync tasks on threads in-process)"),
         ("shared memory", f"{data['shared_memory_dir']}  (pickle-5 buffers >= 1 MiB, e.g. numpy arrays)"),
+        ("object store", _format_store(data["object_store"])),
         ("optional", optional),
     ]
     width = max(len(k) for k, _ in rows)

@@ -31,6 +31,8 @@ __all__ = [
     "GetTimeoutError",
     "ObjectFreedError",
     "ObjectLostError",
+    "ObjectStoreFullError",
+    "OutOfMemoryError",
     "OwnerDiedError",
     "PendingCallsLimitExceeded",
     "PlacementGroupRemovedError",
@@ -75,6 +77,12 @@ class WorkerCrashedError(RaySystemError):
 
     def __reduce__(self) -> Any:
         return (type(self), (str(self), self.exit_code, self.attempts))
+
+
+class OutOfMemoryError(RaySystemError):
+    """The memory monitor killed the worker process running the task: the machine's used
+    memory passed ``AIORAY_MEMORY_USAGE_THRESHOLD`` (default 0.95). Raised only after the
+    task's ``max_retries`` were used up; the message names the memory figures. Ray's name."""
 
 
 class TaskCancelledError(RaySystemError):
@@ -154,6 +162,12 @@ class ObjectFreedError(ObjectLostError):
 
 class OwnerDiedError(ObjectLostError):
     """The process that owned the object is gone."""
+
+
+class ObjectStoreFullError(RayError):
+    """A large object did not fit: the object store (``init(object_store_memory=...)``) or the
+    filesystem under it is full and nothing more can be spilled to disk (every object in it is
+    being read). Ray's name; the message names the sizes."""
 
 
 class PlacementGroupRemovedError(RaySystemError):

@@ -729,6 +729,7 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
           log_to_driver: bool = True) -> Runtime:
     """Create the runtime (the registry calls this, holding its lock)."""
     # The large-object store: its directory and size; sweeps what killed drivers left.
+    _shared_memory.configure(object_store_memory, temp_dir)
     if num_cpus is None:
         num_cpus = float(os.cpu_count() or 1)
     gpu_ids = _detect_gpus()
