@@ -59,13 +59,16 @@ def _dies(seed: int, i: int, attempt: int, p: float) -> bool:
 
 
 def _worker_children() -> list[psutil.Process]:
+    """Our worker processes (by command line, or by process title with setproctitle), not
+    the zygote that forks actor processes."""
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "aioray._worker" in " ".join(p.cmdline()):
-                out.append(p)
+            cmd = " ".join(p.cmdline())
         except psutil.NoSuchProcess:
-            pass
+            continue
+        if ("aioray._worker" in cmd or cmd.startswith("aioray::")) and "--zygote" not in cmd:
+            out.append(p)
     return out
 
 

@@ -55,7 +55,8 @@ def _worker_children() -> list[psutil.Process]:
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "aioray._worker" in " ".join(p.cmdline()):
+            cmd = " ".join(p.cmdline())
+            if "aioray._worker" in cmd or cmd.startswith("aioray::"):  # or its process title
                 out.append(p)
         except psutil.NoSuchProcess:
             pass
