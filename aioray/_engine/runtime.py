@@ -31,10 +31,12 @@ from aioray._backend.progress import BarBoard, BarState
 from aioray._engine.actors import ActorManager, pin_actor
 from aioray._engine.backchannel import Backchannel
 from aioray._engine.context import current_actor, current_call, current_task
+from aioray._engine.memory_monitor import MemoryMonitor
 from aioray._engine.placement import EmbeddedPlacement, pool_for
 from aioray._engine.queues import EmbeddedQueues
-from aioray._engine.state import StateBook, timeline_events
 from aioray._engine.scheduling.resources import ResourcePool, lending_cpu
+from aioray._engine.scheduling.starvation import StarvationWatch, delay_from_env
+from aioray._engine.state import StateBook, timeline_events
 from aioray._engine.streams import ready_now, values_of
 from aioray._engine.tasks import TaskManager
 from aioray._engine.watchdog import LoopWatchdog, threshold_from_env
@@ -121,6 +123,8 @@ class Runtime(Backend):
         self.placement = EmbeddedPlacement(self)
         self.queues = EmbeddedQueues(self)
         self.watchdog: LoopWatchdog | None = None  # started by start()
+        self.starvation: StarvationWatch | None = None  # set by start()
+        self.memory_monitor: MemoryMonitor | None = None  # started by start()
 
     # -- the loop ------------------------------------------------------------------------
     def in_loop_thread(self) -> bool:
@@ -488,7 +492,7 @@ class Runtime(Backend):
         return dict(self.total)
 
     def available_resources(self) -> dict[str, float]:
-        return {k: v for k, v in self.node_pool.available.items() if v > 1e-9}
+        return self.node_pool.free()
 
     def nodes(self) -> list[dict[str, Any]]:
         return [{"NodeID": self.node_id, "Alive": True, "Resources": self.cluster_resources(),
@@ -569,6 +573,10 @@ class Runtime(Backend):
         self.tasks.fail_all(err)
         self.actors.shutdown(err)
         self.node_pool.close(err)
+        if self.starvation is not None:
+            self.starvation.close()
+        if self.memory_monitor is not None:
+            self.memory_monitor.stop()
         for pg in list(self.placement_groups.values()):
             pg._close(err)
         self.backchannel.close()
@@ -762,6 +770,14 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
     if threshold is not None:  # always on unless turned off: see watchdog.py
         rt.watchdog = LoopWatchdog(loop, rt.loop_thread_id or threading.get_ident(), threshold)
         rt.watchdog.start()
+    delay = delay_from_env()
+    if delay is not None:  # warns about requests starved by actors: see starvation.py
+        rt.starvation = StarvationWatch(rt, delay)
+        rt.starvation.watch(rt.node_pool)
+    if not local_mode:  # kills a worker before the kernel's OOM killer: see memory_monitor.py
+        rt.memory_monitor = MemoryMonitor.from_env(rt)
+        if rt.memory_monitor is not None:
+            rt.call_soon(rt.memory_monitor.start)
     install_sigterm_handler()
     return rt
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioray._engine.context import current_task
 from aioray._engine.placement import captured_opts
+from aioray._engine.scheduling.resources import requester
 from aioray._engine.states import Executor
 from aioray._engine.streams import (
     GeneratorStream,
@@ -42,6 +43,7 @@ from aioray._objects.serialization import ErrorValue
 from aioray._objects.store import PENDING, ObjectEntry
 from aioray._wire.messages import Credit, Failed, Fn, Task
 from aioray.exceptions import (
+    OutOfMemoryError,
     RayTaskError,
     RuntimeShutdownError,
     TaskCancelledError,
@@ -69,10 +71,10 @@ class TaskSpec:
     """One submitted task and everything needed to run, retry or cancel it."""
 
     __slots__ = (
-        "atask", "attempt", "cancelled", "children", "created", "deps", "executor", "fn",
-        "grant", "pid", "started",
-        "max_retries", "name", "nret", "opts", "parent", "payload", "pool", "req",
-        "retry_exceptions", "returns", "rf", "sink", "task_id", "thread_ident", "worker",
+        "atask", "attempt", "cancelled", "children", "created", "deps", "executor", "fn", "grant",
+        "max_retries", "name", "nret", "opts", "parent", "payload", "pid", "pool", "req",
+        "retry_exceptions", "returns", "rf", "sink", "started", "task_id", "thread_ident",
+        "worker",
     )
 
     def __init__(self, task_id: bytes, rf: RemoteFunction[Any, Any], payload: Any,
@@ -110,12 +112,15 @@ class TaskSpec:
     def streaming(self) -> bool:
         return self.sink is not None
 
+    def retries_left(self) -> bool:
+        """Another attempt is allowed if this one's worker dies."""
+        return not self.cancelled and (self.max_retries == -1 or
+                                       self.attempt < self.max_retries)
+
     def can_retry(self, error: BaseException) -> bool:
-        if self.cancelled:
+        if not self.retries_left():
             return False
-        if self.max_retries != -1 and self.attempt >= self.max_retries:
-            return False
-        if isinstance(error, WorkerCrashedError):
+        if isinstance(error, (WorkerCrashedError, OutOfMemoryError)):
             return True
         if isinstance(error, RayTaskError):
             rex = self.retry_exceptions
@@ -309,11 +314,17 @@ class TaskManager:
             spec.atask = None
 
     async def _run(self, spec: TaskSpec) -> None:
+        requester.set(f"the task {spec.name}")  # this Task's own context: no reset needed
         try:
             dep_values = await self._resolve_deps(spec) if spec.deps else []
             if dep_values is None:
                 return
+            oom_retry = False
             while True:
+                monitor = self.rt.memory_monitor
+                if oom_retry and monitor is not None:
+                    await monitor.settle()  # no use retrying into the same memory pressure
+                oom_retry = False
                 grant = None
                 if spec.req:
                     assert spec.pool is not None
@@ -322,11 +333,16 @@ class TaskManager:
                 try:
                     await self._execute(spec, dep_values, grant)
                     return
-                except (AppError, WorkerCrashedError) as e:
+                except (AppError, WorkerCrashedError, OutOfMemoryError) as e:
                     err = e.error if isinstance(e, AppError) else e
                     if spec.can_retry(err):
                         spec.attempt += 1
+                        if isinstance(err, OutOfMemoryError):
+                            oom_retry = True  # waits for memory below, without the grant
                         continue
+                    if isinstance(err, OutOfMemoryError) and spec.attempt:
+                        err.args = (f"{err.args[0]} The task ran {spec.attempt + 1} times "
+                                    "(max_retries used up).",)
                     if isinstance(err, WorkerCrashedError):
                         err.attempts = spec.attempt + 1
                         if spec.attempt:
@@ -468,6 +484,10 @@ class TaskManager:
             except WorkerCrashedError:
                 if w.killed_on_purpose and spec.cancelled:
                     raise asyncio.CancelledError() from None
+                monitor = self.rt.memory_monitor
+                oom = monitor.kill_of(w) if monitor is not None else None
+                if oom is not None:  # the memory monitor killed it: Ray's error, same retries
+                    raise OutOfMemoryError(oom.error_message()) from None
                 raise
             max_calls = spec.opts.get("max_calls") or 0
             if max_calls:

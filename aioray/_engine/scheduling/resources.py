@@ -8,18 +8,36 @@ release instead of O(queue).
 
 The node is one pool; a placement group's bundle is a pool carved out of the node's (see
 ``aioray.util.placement_group``), so "schedule into bundle 2" is just "acquire from that pool".
+
+A pool may have an ``on_wait`` hook, called (loop thread) when a request has to queue: the
+starvation watch (``starvation.py``) uses it to warn about requests that wait on resources held
+by actors. Each waiter records when it started waiting and, when the code that asked set
+:data:`requester`, who asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 _EPS = 1e-9
+
+# Ray keeps resource amounts in fixed point with this many decimals (FixedPoint, 1/10000):
+# what ``available_resources()`` reports is rounded to it, so seven 0.1-CPU tasks running on
+# 2 CPUs leave 1.3, not 1.2999999999999994.
+REPORT_DECIMALS = 4
+
+# A request's shape: its sorted (resource, amount) pairs. Waiters queue per shape.
+Shape = tuple[tuple[str, float], ...]
+
+# Who is acquiring (e.g. "task f"), for messages about a waiter; set by the code that asks.
+requester: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "aioray_resource_requester", default=None)
 
 
 class Grant:
@@ -69,12 +87,15 @@ async def lending_cpu(grant: Grant | None) -> AsyncIterator[None]:
 
 
 class _Waiter:
-    __slots__ = ("fut", "req", "seq")
+    __slots__ = ("fut", "req", "seq", "since", "who")
 
-    def __init__(self, req: Mapping[str, float], fut: asyncio.Future[Grant], seq: int) -> None:
+    def __init__(self, req: Mapping[str, float], fut: asyncio.Future[Grant], seq: int,
+                 since: float, who: str | None) -> None:
         self.req = req
         self.fut = fut
         self.seq = seq
+        self.since = since  # loop time it started waiting
+        self.who = who
 
 
 class ResourcePool:
@@ -87,9 +108,11 @@ class ResourcePool:
         self.available = dict(self.total)
         ids = gpu_ids if gpu_ids is not None else list(range(int(self.total.get("GPU", 0))))
         self._gpu_free = {i: 1.0 for i in ids}
-        self._queues: dict[tuple[tuple[str, float], ...], deque[_Waiter]] = {}
+        self._queues: dict[Shape, deque[_Waiter]] = {}
         self._seq = itertools.count()
         self.closed: BaseException | None = None
+        # Called (pool, shape) when a request has to wait (see starvation.py).
+        self.on_wait: Callable[[ResourcePool, Shape], None] | None = None
 
     # -- queries -------------------------------------------------------------------------
     def feasible(self, req: Mapping[str, float]) -> bool:
@@ -101,6 +124,18 @@ class ResourcePool:
 
     def queued(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+    def oldest_waiter(self, key: Shape) -> _Waiter | None:
+        """The longest-waiting live request of shape ``key``, if any."""
+        q = self._queues.get(key)
+        for w in q or ():
+            if not w.fut.done():
+                return w
+        return None
+
+    def waiting(self, key: Shape) -> int:
+        """How many live requests of shape ``key`` wait."""
+        return sum(not w.fut.done() for w in self._queues.get(key) or ())
 
     # -- acquire / release ---------------------------------------------------------------
     def try_acquire(self, req: Mapping[str, float]) -> Grant | None:
@@ -141,13 +176,14 @@ class ResourcePool:
     async def acquire(self, req: Mapping[str, float], _reclaim: bool = False) -> Grant:
         if self.closed is not None:
             raise self.closed
-        if not self._queues or _reclaim:
+        if not self._queues or _reclaim or not self._contended(req):
             grant = self.try_acquire(req)
             if grant is not None:
                 return grant
         key = tuple(sorted(req.items()))
-        fut: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(req, fut, next(self._seq))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Grant] = loop.create_future()
+        waiter = _Waiter(req, fut, next(self._seq), loop.time(), requester.get())
         q = self._queues.get(key)
         if q is None:
             q = self._queues[key] = deque()
@@ -155,6 +191,8 @@ class ResourcePool:
             q.appendleft(waiter)
         else:
             q.append(waiter)
+        if self.on_wait is not None and not fut.done():
+            self.on_wait(self, key)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -164,7 +202,19 @@ class ResourcePool:
                 self._forget(key, waiter)
             raise
 
-    def _forget(self, key: tuple[tuple[str, float], ...], waiter: _Waiter) -> None:
+    def _contended(self, req: Mapping[str, float]) -> bool:
+        """An older request waits for some resource ``req`` needs: a newcomer must not jump
+        ahead of it. One that needs none of theirs (a custom resource while CPU tasks queue)
+        need not wait for the next release — which may never come."""
+        for q in self._queues.values():
+            for w in q:
+                if not w.fut.done():
+                    if any(v > 0 and w.req.get(k, 0.0) > 0 for k, v in req.items()):
+                        return True
+                    break  # one live head per shape: the rest want the same
+        return False
+
+    def _forget(self, key: Shape, waiter: _Waiter) -> None:
         """A cancelled acquire leaves the queue at once: a dead waiter must not hold back the
         requests behind it (nor make ``acquire`` queue while everything is free)."""
         q = self._queues.get(key)
@@ -227,3 +277,9 @@ class ResourcePool:
 
     def snapshot(self) -> dict[str, Any]:
         return {k: v for k, v in self.available.items()}
+
+    def free(self) -> dict[str, float]:
+        """What is free now, as Ray reports it: amounts rounded to Ray's fixed point, and
+        resources with nothing free left out (any thread: one atomic copy of the dict)."""
+        return {k: r for k, v in dict(self.available).items()
+                if (r := round(v, REPORT_DECIMALS)) > 0}
