@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import aioray
 import aioray as ray
 from aioray.exceptions import PlacementGroupRemovedError
 from aioray.util import (
@@ -512,3 +513,64 @@ def test_capture_child_tasks() -> None:
                    timeout=TIMEOUT) is None
     legacy = parent.options(placement_group=pg, placement_group_capture_child_tasks=True)
     assert ray.get(legacy.remote(False), timeout=TIMEOUT) == pg
+
+
+def test_rays_placement_group_checks() -> None:
+    """What Ray refuses or warns about at once: the reserved "bundle" resource, an actor with
+    default options in a group without CPU (Ray schedules it with 1 CPU), and the deprecated
+    placement_group= / object_store_memory options."""
+    import warnings
+
+    from aioray.exceptions import RaySystemError
+    from aioray.util.placement_group import placement_group
+    from aioray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    aioray.init(num_cpus=2, resources={"R": 2})
+    with pytest.raises(RaySystemError, match="bundle is a system reserved resource"):
+        placement_group([{"bundle": 1}])
+
+    @aioray.remote
+    class A:
+        def ready(self) -> bool:
+            return True
+
+    no_cpu = placement_group([{"R": 1}])
+    strategy = PlacementGroupSchedulingStrategy(placement_group=no_cpu)
+    with pytest.raises(ValueError, match="requires 1 CPU for creation"):
+        A.options(scheduling_strategy=strategy).remote()
+    assert aioray.get(A.options(scheduling_strategy=strategy, num_cpus=0).remote()
+                      .ready.remote(), timeout=30)
+    with_cpu = placement_group([{"CPU": 1}])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        A.options(placement_group=with_cpu, placement_group_bundle_index=0)
+        A.options(object_store_memory=100)
+    messages = [str(w.message) for w in seen if w.category is DeprecationWarning]
+    assert any(m.startswith("placement_group parameter is deprecated") for m in messages)
+    assert any(m.startswith("placement_group_bundle_index parameter") for m in messages)
+    assert any("'object_store_memory' for actors is deprecated" in m for m in messages)
+
+
+def test_rays_phrases_in_actor_errors(ray: Any) -> None:
+    """Ray's tests match on these phrases of its messages."""
+    from aioray.exceptions import ActorDiedError
+
+    @aioray.remote
+    class B:
+        def ping(self) -> int:
+            return 1
+
+        def bye(self) -> None:
+            aioray.actor.exit_actor()
+
+    a = B.remote()
+    aioray.get(a.ping.remote())
+    aioray.kill(a)
+    with pytest.raises(ActorDiedError, match=r"it was killed by `ray\.kill"):
+        aioray.get(a.ping.remote(), timeout=30)
+    with pytest.raises(ActorDiedError, match="INTENDED_USER_EXIT"):
+        aioray.get(B.remote().bye.remote(), timeout=30)
+    with pytest.raises(aioray.exceptions.ActorClassInheritanceException,
+                       match=r"Inheriting from actor classes is not currently supported\."):
+        class C(B):  # type: ignore[misc,valid-type]
+            pass

@@ -212,6 +212,7 @@ class ActorState:
         self.terminate_when_idle = False
         self.exiting = False  # set by a thread whose call ran exit_actor()
         self.shutdown_hook = False  # a graceful end: call __ray_shutdown__ on release
+        self.ended_itself = False  # exit_actor(): its process exits on its own (atexit runs)
 
     # -- lifecycle (loop thread) --------------------------------------------------------
     async def create(self) -> None:
@@ -235,8 +236,10 @@ class ActorState:
             self._die(ActorDiedError("The actor was killed before it was created.",
                                      actor_id=self.actor_id.hex()))
         except ActorExit:
+            self.ended_itself = True
             self._die(ActorDiedError("The actor exited on purpose: exit_actor() was called in "
-                                     "__init__.", actor_id=self.actor_id.hex()))
+                                     "__init__ (worker exit type: INTENDED_USER_EXIT).",
+                                     actor_id=self.actor_id.hex()))
         except WorkerCrashedError as e:  # its process died in __init__: restartable, as Ray
             self._creation_crashed(e)
         except BaseException as e:
@@ -353,8 +356,8 @@ class ActorState:
         hook = self.shutdown_hook and self.status is ActorStatus.DEAD
         self.shutdown_hook = False  # exactly once
         if host is not None:
-            if hook:
-                host.stop(shutdown_hook=True)  # __ray_shutdown__ in the process, then exit
+            if hook or self.ended_itself:
+                host.stop(shutdown_hook=hook)  # __ray_shutdown__ in the process, then exit
             else:
                 host.kill()
         elif instance is not None and hook:
@@ -670,12 +673,15 @@ class ActorState:
 
     def _exit(self, call: ActorCall, why: str) -> None:
         """exit_actor() / __ray_terminate__: the caller sees the actor's death."""
-        call.fail(ActorDiedError(f"The actor exited on purpose: {why}.",
+        call.fail(ActorDiedError(f"The actor exited on purpose: {why} (worker exit type: "
+                                 "INTENDED_USER_EXIT).",
                                  actor_id=self.actor_id.hex()))
         if self.host is not None:
             self.host.in_flight()  # which calls may be running there: those finish (as Ray)
+        self.ended_itself = True
         self.shutdown_hook = self.status is ActorStatus.ALIVE
-        self._die(ActorDiedError(f"The actor {self.ac.__name__} exited on purpose: {why}.",
+        self._die(ActorDiedError(f"The actor {self.ac.__name__} exited on purpose: {why} "
+                                 "(worker exit type: INTENDED_USER_EXIT).",
                                  actor_id=self.actor_id.hex()), graceful=True)
 
     async def _run(self, call: ActorCall, group: _Group, dep_values: list[Any]) -> None:
@@ -977,7 +983,8 @@ class ActorManager:
         state = self.actors.get(actor_id)
         if state is None:
             return
-        cause = ActorDiedError("The actor was killed by aioray.kill().",
+        cause = ActorDiedError("The actor died because it was killed by `ray.kill` "
+                               "(aioray.kill()).",
                                actor_id=actor_id.hex())
         if state.status in (ActorStatus.PENDING, ActorStatus.RESTARTING):
             if not no_restart and state.can_restart():

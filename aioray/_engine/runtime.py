@@ -461,9 +461,10 @@ class Runtime(Backend):
     def exit_actor(self) -> NoReturn:
         if current_actor.get() is None:
             if current_task.get() is not None:
-                raise TypeError("exit_actor() called inside a task, not an actor method.")
-            raise TypeError("exit_actor() called outside of an actor method; it ends the actor "
-                            "whose method calls it. To stop an actor from outside use "
+                raise TypeError("exit_actor API is called on a non-actor worker: exit_actor() "
+                                "was called inside a task, not an actor method.")
+            raise TypeError("exit_actor API is called on a non-actor worker: exit_actor() ends "
+                            "the actor whose method calls it. To stop an actor from outside use "
                             "aioray.kill(handle).")
         raise ActorExit()
 

@@ -149,7 +149,8 @@ class ActorClass(Generic[T]):
         # ``class Sub(RemoteCls)``: refused as in Ray, with Ray's error class and advice.
         raise ActorClassInheritanceException(
             f"Attempted to define a subclass of actor class '{self.__name__}'. Inheriting from "
-            f"actor classes is not supported (as in Ray). Inherit from the plain class instead "
+            f"actor classes is not currently supported. (As in Ray.) Inherit from the plain "
+            f"class instead "
             f"({self.__name__}.__ray_actor_class__, or define it without @remote) and make "
             "the subclass an actor class with @aioray.remote.")
 
@@ -333,7 +334,7 @@ def exit_actor() -> NoReturn:
     """End the current actor from inside one of its methods (no restart)."""
     backend = registry.installed()
     if backend is None:
-        raise TypeError("exit_actor() called outside of an actor method; it ends the actor "
-                        "whose method calls it. To stop an actor from outside use "
+        raise TypeError("exit_actor API is called on a non-actor worker: exit_actor() ends "
+                        "the actor whose method calls it. To stop an actor from outside use "
                         "aioray.kill(handle).")
     backend.exit_actor()

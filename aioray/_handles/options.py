@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,6 +138,15 @@ def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> di
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string, got {name!r}")
     check_namespace(opts.get("namespace"))
+    for key in ("placement_group", "placement_group_bundle_index"):
+        if opts.get(key) not in (None, "default", -1):
+            warnings.warn(f"{key} parameter is deprecated (as in Ray). Use scheduling_strategy="
+                          "PlacementGroupSchedulingStrategy(...) instead.", DeprecationWarning,
+                          stacklevel=3)
+    if opts.get("object_store_memory") is not None and valid is ACTOR_OPTIONS:
+        warnings.warn("Setting 'object_store_memory' for actors is deprecated (as in Ray): it "
+                      "reserves nothing; aioray's object store spills to disk when full.",
+                      DeprecationWarning, stacklevel=3)
     return opts
 
 
@@ -232,11 +242,19 @@ def check_fits_bundle(opts: Mapping[str, Any], default_cpus: float, what: str) -
     if not isinstance(pg, PlacementGroup) or pg.is_empty:
         return
     req = resource_request(opts, default_cpus)
-    if not req:
-        return
     bundles = pg.bundle_specs
     index = -1 if index is None else index
     candidates = bundles if index == -1 else bundles[index:index + 1]
+    if what.startswith("actor ") and opts.get("num_cpus") is None and not any(
+            b.get("CPU", 0.0) >= 1 for b in candidates):
+        # Ray schedules an actor with its default of 1 CPU (it holds 0 while it runs).
+        raise ValueError(
+            f"Cannot schedule {what} with the placement group because the actor requires 1 "
+            f"CPU for creation, but it cannot fit into any bundles for the placement group, "
+            f"{bundles}. Consider creating a placement group with CPU resources, or pass "
+            "num_cpus=0.")
+    if not req:
+        return
     if any(all(b.get(k, 0.0) >= v for k, v in req.items()) for b in candidates):
         return
     where = "any bundle" if index == -1 else f"bundle {index}"

@@ -93,6 +93,7 @@ class ActorServer:
             if inspect.isawaitable(instance):
                 raise TypeError("__init__ returned an awaitable")
         except ActorExit:
+            self.graceful = True  # exit_actor() in __init__: a normal exit (atexit runs)
             self.client.send(Exited(start.task_id))
             return False
         except BaseException as e:

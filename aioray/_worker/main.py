@@ -690,7 +690,8 @@ class WorkerClient(Backend):
     def exit_actor(self) -> NoReturn:
         if self.actor_start is not None and CURRENT_CALL.get() is not None:
             raise ActorExit()
-        raise TypeError("exit_actor() called inside a task, not an actor method.")
+        raise TypeError("exit_actor API is called on a non-actor worker: exit_actor() was "
+                        "called inside a task, not an actor method.")
 
     def reduce_handle(self, handle: ActorHandle[Any]) -> Any:
         _serialization.note_ref(handle)  # the driver pins the actor while the value lives

@@ -10,6 +10,7 @@ the driver.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from aioray._backend import registry
@@ -18,6 +19,7 @@ from aioray._handles.placement_group import (
     PlacementGroupID,
     PlacementGroupInfeasibleError,
 )
+from aioray.exceptions import RaySystemError
 
 __all__ = [
     "PlacementGroup",
@@ -103,6 +105,13 @@ def _validate(bundles: Any, strategy: Any, name: Any, lifetime: Any) -> list[dic
                              f"values. Bundles: {bundles}")
         if any(v < 0 for v in b.values()):
             raise ValueError(f"Bundle resources must be non-negative. Bundles: {bundles}")
+        if "bundle" in b:  # Ray's own resource name for placement-group bundles
+            raise RaySystemError("System error: bundle is a system reserved resource, which is "
+                                 "not allowed to be used in placement group. Rename it.")
+        if "object_store_memory" in b:
+            warnings.warn("Setting 'object_store_memory' for bundles is deprecated (as in Ray): "
+                          "it reserves nothing; aioray's object store spills to disk when "
+                          "full.", DeprecationWarning, stacklevel=3)
     if lifetime not in (None, "detached"):
         raise ValueError("Placement group `lifetime` argument must be either `None` or "
                          f"'detached'. Got {lifetime}.")
