@@ -75,10 +75,11 @@ $(OLD_STAMP): pyproject.toml .ci/oldest-constraints.txt
 test-oldest: $(OLD_STAMP)
 	$(OLD_PY) -m pip list 2>/dev/null | grep -iE '^(cloudpickle|uvloop) '
 	$(OLD_PY) -m pytest -q -p no:cacheprovider tests/test_core_*.py tests/test_actors_basic.py \
-		tests/test_generators_streaming.py tests/test_faults_crashes.py
+		tests/test_generators_streaming.py tests/test_faults_crashes.py tests/test_actors_process.py
 
-# Every test that runs on Ray: the [ray] parameter of the tests marked all_backends, and the
-# Ray-only tests (tests/conftest.py marks them all ray_backend).
+# Every test that runs on Ray: the [ray] parameter of the tests marked all_backends, the
+# Ray-only tests, and tests/test_ray_multinode.py (a two-node cluster started with `ray start`,
+# run last); tests/conftest.py marks them all ray_backend.
 .PHONY: test-ray
 test-ray: $(RAY_STAMP)
 	$(RAY_PY) -m pytest -q -p no:cacheprovider -m ray_backend tests/
