@@ -38,7 +38,8 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITE = os.path.join(HERE, "suite.py")
-GROUPS = ["init", "core_sync", "core_async", "actors", "generators", "rss", "util", "watchdog"]
+GROUPS = ["init", "core_sync", "core_async", "actors", "generators", "rss", "util", "watchdog",
+          "objects", "ray_backend"]
 TIMEOUT = {"aioray": 240.0, "ray": 600.0}
 
 LOWER_IS_BETTER = {"s", "MB"}
@@ -87,6 +88,9 @@ SECTIONS: list[tuple[str, list[Row]]] = [
             [T("floor", ">=", 0.7, "≥ 0.7× floor")]),
         Row("put_get_small", "put+get small object", "ops/s"),
         Row("put_get_100mb", "put+get 100 MB array", "s", "memcpy_100mb", "one 100 MB copy"),
+        Row("put_100mb", "put 100 MB array (ref dropped)", "s", "memcpy_mapped_100mb",
+            "memcpy into a mapped buffer", [T("floor", "<=", 1.3, "≤ 1.3× floor"),
+                                            T("ray", "<=", 1.0, "≤ Ray")]),
         Row("arr_to_proc", "100 MB array ref → process task", "s", "ppe_pickled_100mb",
             "PPE pickled array", [T("floor", "<=", 0.1, "≤ 1/10 floor"),
                                   T("ray", "<=", 1.0, "≤ Ray")]),
@@ -149,9 +153,25 @@ SECTIONS: list[tuple[str, list[Row]]] = [
         Row("queue_throughput", "Queue, producer task → consumer task", "ops/s"),
         Row("pg_rate", "placement group create+ready+remove", "ops/s"),
     ]),
+    ("Object store (issue 15)", [
+        Row("spill_mbps", "spill to disk (256 MB store, 1 GB of 100 MB arrays)", "MB/s",
+            "disk_write_mbps", "sequential disk write, same dir"),
+        Row("restore_mbps", "restore from disk on get", "MB/s", "disk_write_mbps",
+            "sequential disk write, same dir"),
+    ]),
     ("Loop watchdog (issue 20)", [
         Row("watchdog_on", "async actor call batch, loop watchdog on", "ops/s", "watchdog_off",
             "same, watchdog off", [T("floor", ">=", 0.98, "≤ 2% cost")]),
+    ]),
+    ("Ray backend overhead (issue 18): aioray on Ray vs plain ray, one local Ray, same run", [
+        Row("rb_task_rt", "task round trip, aioray on the Ray backend", "ops/s", "ray_task_rt",
+            "plain ray", [T("floor", ">=", 0.9, "≤ 10% overhead")]),
+        Row("rb_task_batch", "task batch, aioray on the Ray backend", "ops/s", "ray_task_batch",
+            "plain ray", [T("floor", ">=", 0.9, "≤ 10% overhead")]),
+        Row("rb_actor_rt", "actor call round trip, aioray on the Ray backend", "ops/s",
+            "ray_actor_rt", "plain ray", [T("floor", ">=", 0.9, "≤ 10% overhead")]),
+        Row("rb_actor_batch", "actor call batch, aioray on the Ray backend", "ops/s",
+            "ray_actor_batch", "plain ray", [T("floor", ">=", 0.9, "≤ 10% overhead")]),
     ]),
 ]
 
@@ -248,6 +268,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f}×"
     if unit == "MB":
         return f"{value:,.0f} MB"
+    if unit == "MB/s":
+        return f"{_sig(value)} MB/s"
     return _sig(value)
 
 

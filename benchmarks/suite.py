@@ -8,7 +8,8 @@ memcpy) are measured only in the aioray run, interleaved rep by rep with the aio
 are compared with, so machine noise hits both alike. Workloads are written against Ray's API
 (``R`` is the imported ``aioray`` or ``ray`` module); aioray-only forms are skipped on Ray.
 
-Units: ``ops/s`` (higher is better), ``s`` (lower), ``x`` (higher), ``MB`` (lower).
+Units: ``ops/s`` (higher is better), ``s`` (lower), ``x`` (higher), ``MB`` (lower), ``MB/s``
+(higher).
 """
 
 from __future__ import annotations
@@ -371,6 +372,13 @@ def group_core_sync() -> None:
     measure("put_get_100mb", "s", seconds(lambda: R.get(R.put(arr))),
             "memcpy_100mb", seconds(lambda: arr.copy()), reps=reps_(5),
             warm=lambda: R.get(R.put(arr)))
+
+    # put alone (the ref dropped at once) vs one memcpy into an already mapped buffer
+    dst = np.empty_like(arr)
+    np.copyto(dst, arr)
+    measure("put_100mb", "s", seconds(lambda: R.put(arr)),
+            "memcpy_mapped_100mb", seconds(lambda: np.copyto(dst, arr)), reps=reps_(5),
+            warm=lambda: [R.put(arr) for _ in range(2)])
 
     # a 100 MB array ref passed to a process task vs the pickled array through a PPE
     ref = R.put(arr)
@@ -796,7 +804,129 @@ def group_watchdog() -> None:
     asyncio.run(main())
 
 
+def _disk_write_mbps(directory: str, size: int) -> float:
+    """Sequential write of ``size`` bytes to a new file in ``directory`` (as a spill writes:
+    no fsync), in MB/s."""
+    chunk = b"\x01" * (8 << 20)
+    path = os.path.join(directory, f"bench-disk-{os.getpid()}")
+    t = perf()
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        done = 0
+        while done < size:
+            done += os.write(fd, chunk)
+    finally:
+        os.close(fd)
+    took = perf() - t
+    os.unlink(path)
+    return size / 1e6 / took
+
+
+def group_objects() -> None:
+    """Spilling: a 256 MB store receives 1 GB of 100 MB arrays (aioray only: the figures are
+    read from the store's own counters)."""
+    import numpy as np
+    if IMPL != "aioray":
+        for key in ("spill_mbps", "restore_mbps"):
+            record_error(key, IMPL, "n/a: aioray's store counters")
+        return
+    from aioray._objects import shm
+    R.init(num_cpus=1, object_store_memory=256 << 20)
+    n = 100 << 20
+    started("spill_mbps")
+    spill: list[float] = []
+    restore: list[float] = []
+    disk: list[float] = []
+    try:
+        for rep in range(reps_(3)):
+            disk.append(_disk_write_mbps(shm._SPILL_DIR, 512 << 20))
+            gc.collect()
+            before = shm.describe()
+            refs = [R.put(np.full(n, rep * 16 + i, dtype=np.uint8)) for i in range(n_(10, 6))]
+            mid = shm.describe()
+            spill.append((mid["spilled_bytes"] - before["spilled_bytes"]) / 1e6
+                         / (mid["spill_seconds"] - before["spill_seconds"]))
+            for i, ref in enumerate(refs[:4]):  # the oldest: all spilled
+                a = R.get(ref)
+                assert a[0] == rep * 16 + i
+                del a
+            after = shm.describe()
+            restore.append((after["restored_bytes"] - mid["restored_bytes"]) / 1e6
+                           / (after["restore_seconds"] - mid["restore_seconds"]))
+            del refs, ref
+        record("disk_write_mbps", "floor", "MB/s", disk, beside="spill_mbps")
+        record("spill_mbps", IMPL, "MB/s", spill)
+        record("restore_mbps", IMPL, "MB/s", restore)
+    except Exception as e:
+        record_error("spill_mbps", IMPL, e)
+    finally:
+        R.shutdown()
+
+
+def group_ray_backend() -> None:
+    """The Ray backend's own cost (issue 18): the same task and actor workloads through aioray
+    on the Ray backend and through plain ``ray``, on one local Ray in this process, interleaved
+    rep by rep (plain Ray is the floor). Measured in the aioray pass when Ray is importable."""
+    keys = ("rb_task_rt", "rb_task_batch", "rb_actor_rt", "rb_actor_batch")
+    if IMPL != "aioray":
+        return  # both sides are measured in the aioray pass
+    try:
+        ray = importlib.import_module("ray")
+    except ImportError as e:
+        for key in keys:
+            record_error(key, IMPL, f"skipped: Ray is not installed ({e})")
+        return
+    aioray = importlib.import_module("aioray")
+    aioray.init(address="local-ray", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        @ray.remote
+        def r_noop() -> None:
+            return None
+
+        @aioray.remote
+        def a_noop() -> None:
+            return None
+
+        @ray.remote
+        class RActor:
+            def f(self) -> None:
+                return None
+
+        @aioray.remote
+        class AActor:
+            def f(self) -> None:
+                return None
+
+        ra, aa = RActor.remote(), AActor.remote()
+
+        def warm() -> None:
+            ray.get([r_noop.remote() for _ in range(200)] + [ra.f.remote() for _ in range(200)])
+            aioray.get([a_noop.remote() for _ in range(200)] + [aa.f.remote() for _ in range(200)])
+
+        def rt(get: Any, call: Callable[[], Any]) -> Callable[[int], None]:
+            def body(n: int) -> None:
+                for _ in range(n):
+                    get(call())
+            return body
+
+        def batch(get: Any, call: Callable[[], Any]) -> Callable[[int], None]:
+            return lambda n: get([call() for _ in range(n)])
+
+        n_rt, n_batch = n_(300, 100), n_(2000, 500)
+        measure("rb_task_rt", "ops/s", rate(n_rt, rt(aioray.get, a_noop.remote)),
+                "ray_task_rt", rate(n_rt, rt(ray.get, r_noop.remote)), reps=reps_(7), warm=warm)
+        measure("rb_task_batch", "ops/s", rate(n_batch, batch(aioray.get, a_noop.remote)),
+                "ray_task_batch", rate(n_batch, batch(ray.get, r_noop.remote)), reps=reps_(7))
+        measure("rb_actor_rt", "ops/s", rate(n_rt, rt(aioray.get, aa.f.remote)),
+                "ray_actor_rt", rate(n_rt, rt(ray.get, ra.f.remote)), reps=reps_(7))
+        measure("rb_actor_batch", "ops/s", rate(n_batch, batch(aioray.get, aa.f.remote)),
+                "ray_actor_batch", rate(n_batch, batch(ray.get, ra.f.remote)), reps=reps_(7))
+    finally:
+        aioray.shutdown()
+
+
 GROUPS: dict[str, Callable[[], None]] = {
+    "objects": group_objects,
     "init": group_init,
     "core_sync": group_core_sync,
     "core_async": group_core_async,
@@ -805,6 +935,7 @@ GROUPS: dict[str, Callable[[], None]] = {
     "rss": group_rss,
     "util": group_util,
     "watchdog": group_watchdog,
+    "ray_backend": group_ray_backend,
 }
 
 

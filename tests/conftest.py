@@ -16,6 +16,8 @@ takes seconds), attached to aioray for the test and detached after it, so the em
 around it never see it. Without Ray installed the ``[ray]`` parameters are skipped with the
 reason. Every test that runs on Ray (the ``[ray]`` parameters and the tests that use
 ``ray_session``) carries the ``ray_backend`` marker: ``make test-ray`` runs ``-m ray_backend``.
+Tests marked ``ray_cluster`` (tests/test_ray_multinode.py) start a multi-node cluster with Ray's
+CLI and connect to it: they carry ``ray_backend`` too and run after all others.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "ray_backend: set by tests/conftest.py on every test that runs on Ray "
         "(the [ray] parameters and the tests using ray_session); `make test-ray` selects it")
+    config.addinivalue_line(
+        "markers", "ray_cluster: the test starts a Ray cluster of its own and connects to it "
+        "(tests/test_ray_multinode.py): it runs on Ray (ray_backend) and last, since the "
+        "session's local Ray is stopped first")
 
 
 def _all_backends(collector: pytest.Collector, obj: Any) -> bool:
@@ -74,8 +80,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_ray = callspec is not None and callspec.params.get("backend") == "ray"
-        if on_ray or "ray_session" in getattr(item, "fixturenames", ()):
+        if (on_ray or "ray_session" in getattr(item, "fixturenames", ())
+                or item.get_closest_marker("ray_cluster") is not None):
             item.add_marker(pytest.mark.ray_backend)
+    # A process connects to one Ray at a time: the tests with a cluster of their own go last.
+    items.sort(key=lambda item: item.get_closest_marker("ray_cluster") is not None)
 
 
 @pytest.fixture(scope="session")

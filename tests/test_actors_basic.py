@@ -82,6 +82,7 @@ def test_async_actor_state(ray: Any) -> None:
     assert aioray.get(a.get.remote()) == 20
 
 
+@pytest.mark.all_backends
 async def test_await_method_results(aray: Any) -> None:
     c = Counter.remote()
     assert await c.increment.remote() == 1
@@ -371,6 +372,7 @@ def test_call_dunder_call(ray: Any) -> None:
 
 
 # -- resources -----------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_creation_waits_for_resources_and_holds_them(ray: Any) -> None:
     @aioray.remote(num_cpus=2)
     class Big:
@@ -391,6 +393,7 @@ def test_creation_waits_for_resources_and_holds_them(ray: Any) -> None:
     wait_until(lambda: aioray.available_resources().get("CPU", 0) == 2)
 
 
+@pytest.mark.all_backends
 def test_default_actor_holds_no_cpu(ray: Any) -> None:
     actors = [Counter.remote() for _ in range(5)]  # more actors than CPUs: Ray's default 0
     assert aioray.get([a.increment.remote() for a in actors], timeout=30) == [1] * 5

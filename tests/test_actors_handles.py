@@ -55,6 +55,7 @@ def bump(counter: Any, times: int) -> None:
         counter.increment.remote()
 
 
+@pytest.mark.all_backends
 def test_three_process_tasks_increment_one_actor(ray: Any) -> None:
     counter = Counter.options(name="demo").remote()
     aioray.get([bump.remote(counter, 10) for _ in range(3)], timeout=TIMEOUT)
@@ -90,6 +91,7 @@ def test_per_caller_order_with_several_process_callers(ray: Any) -> None:
         assert [i for tag, i in log if tag == t] == list(range(100))
 
 
+@pytest.mark.all_backends
 def test_driver_order_with_ref_arguments(ray: Any) -> None:
     @aioray.remote
     def value(i: int) -> int:
@@ -113,6 +115,7 @@ def use_handle(rec: Any) -> tuple[int, int, str]:
     return aioray.get(a), aioray.get(b), err
 
 
+@pytest.mark.all_backends
 def test_worker_gets_results_num_returns_and_errors(ray: Any) -> None:
     rec = Recorder.remote()
     assert aioray.get(use_handle.remote(rec), timeout=TIMEOUT) == (5, -5, "True:True")
@@ -135,6 +138,7 @@ def kill_it(handle: Any) -> None:
     aioray.kill(handle)
 
 
+@pytest.mark.all_backends
 def test_kill_from_a_worker_process(ray: Any) -> None:
     c = Counter.remote()
     aioray.get(c.increment.remote())
@@ -152,6 +156,7 @@ def call_dead(handle: Any) -> str:
     return "alive"
 
 
+@pytest.mark.all_backends
 def test_worker_calling_a_dead_actor(ray: Any) -> None:
     c = Counter.remote()
     aioray.kill(c)
@@ -168,6 +173,7 @@ def pass_method_result(c: Any) -> int:
     return int(aioray.get(plus.remote(ref)))
 
 
+@pytest.mark.all_backends
 def test_worker_passes_method_result_to_a_task(ray: Any) -> None:
     c = Counter.remote()
     assert aioray.get(pass_method_result.remote(c), timeout=TIMEOUT) == 101
@@ -216,6 +222,7 @@ def sum_from_container(box: dict[str, list[Any]]) -> int:
     return sum(aioray.get([h.increment.remote() for h in box["handles"]]))
 
 
+@pytest.mark.all_backends
 def test_handles_inside_containers(ray: Any) -> None:
     cs = [Counter.remote() for _ in range(3)]
     assert aioray.get(sum_from_container.remote({"handles": cs}), timeout=TIMEOUT) == 3
@@ -234,6 +241,7 @@ def test_handle_pickles_in_the_driver(ray: Any) -> None:
     assert aioray.get(c2.increment.remote(), timeout=TIMEOUT) == 1
 
 
+@pytest.mark.all_backends
 def test_handle_returned_from_a_method(ray: Any) -> None:
     @aioray.remote
     class Factory:
@@ -245,6 +253,7 @@ def test_handle_returned_from_a_method(ray: Any) -> None:
     assert aioray.get(c.increment.remote(), timeout=TIMEOUT) == 1
 
 
+@pytest.mark.all_backends
 async def test_handles_from_async_app(aray: Any) -> None:
     c = Counter.remote()
     results = await asyncio.gather(*[bump.remote(c, 5) for _ in range(2)])

@@ -102,6 +102,7 @@ def test_exception_with_custom_init_survives(ray: Any, executor: str) -> None:
     assert isinstance(copy, CodeError) and copy.cause.detail == "not found"
 
 
+@pytest.mark.all_backends
 def test_exception_with_custom_init_through_nested_tasks(ray: Any) -> None:
     @aioray.remote
     def raise_code() -> None:
@@ -408,6 +409,7 @@ def test_num_returns_mismatch(ray: Any) -> None:
     assert something.remote() is None
 
 
+@pytest.mark.all_backends
 def test_num_returns_streaming_on_plain_function(ray: Any) -> None:
     with pytest.raises(TypeError, match="generator"):
         identity.options(num_returns="streaming").remote(1)

@@ -206,6 +206,7 @@ def test_wait_counts_errors_as_ready(ray: Any) -> None:
 
 
 # -- numpy and shared memory --------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_numpy_arrays_from_get_are_read_only(ray: Any) -> None:
     for n in (10, 1 << 18):  # inline buffer and shared-memory buffer
         src = np.arange(n, dtype=np.float64)
@@ -218,6 +219,7 @@ def test_numpy_arrays_from_get_are_read_only(ray: Any) -> None:
         assert aioray.get(aioray.put(np.zeros(1)))[0] == 0.0
 
 
+@pytest.mark.all_backends
 def test_large_array_get_is_not_copied(ray: Any) -> None:
     ref = aioray.put(np.ones(1 << 20))  # 8 MiB
     a = aioray.get(ref)

@@ -138,6 +138,7 @@ def call_with_wrong_args(h: Any) -> str:
     return "not raised"
 
 
+@pytest.mark.all_backends
 def test_binding_holds_inside_worker_processes(ray: Any) -> None:
     """Handles and remote functions pickled into a worker keep their binders."""
     out = aioray.get(call_with_wrong_args.remote(Counter.remote()))
@@ -283,6 +284,7 @@ def test_cancelled_running_async_actor_call_is_a_task_error(ray: Any) -> None:
     assert isinstance(err2, RayTaskError) and isinstance(err2, TaskCancelledError)
 
 
+@pytest.mark.all_backends
 def test_cancelled_queued_actor_call_is_a_plain_cancel(ray: Any) -> None:
     a = Napper.options(max_concurrency=1).remote()
     first = a.nap.remote()

@@ -413,6 +413,104 @@ def test_actor_init_error(ray: Any) -> None:
         aioray.get(a.ping.remote(), timeout=60)
 
 
+# -- what plain Ray accepts and the backend once refused or got wrong (issue 18) ----------------
+@aioray.remote
+class Pair:
+    """Two ``meet`` calls must run at once: a sync actor runs them one by one unless they share
+    a concurrency group of two."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=60)
+
+    def meet(self, i: int) -> int:
+        self.barrier.wait()
+        return i
+
+    def plain(self) -> str:
+        return "default group"
+
+
+@aioray.remote
+class AsyncPair:
+    def __init__(self) -> None:
+        self.arrived = 0
+        self.both: asyncio.Event | None = None
+
+    async def meet(self, i: int) -> int:
+        if self.both is None:
+            self.both = asyncio.Event()
+        self.arrived += 1
+        if self.arrived == 2:
+            self.both.set()
+        await asyncio.wait_for(self.both.wait(), 60)
+        return i
+
+    async def plain(self) -> str:
+        return "default group"
+
+
+@aioray.remote(concurrency_groups={"io": 1})
+class DeclaredGroups:
+    @aioray.method(concurrency_group="io")
+    def io(self) -> str:
+        return "io"
+
+    def echo(self, x: int) -> int:
+        return x
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("cls", [Pair, AsyncPair], ids=["sync", "async"])
+def test_concurrency_groups_in_options(ray: Any, cls: Any) -> None:
+    # Plain Ray only takes concurrency_groups in @ray.remote(...); aioray takes them in
+    # .options() too, on both backends.
+    a = cls.options(concurrency_groups={"pair": 2}).remote()
+    refs = [a.meet.options(concurrency_group="pair").remote(i) for i in range(2)]
+    assert aioray.get(refs, timeout=60) == [0, 1]
+    assert aioray.get(a.plain.remote(), timeout=60) == "default group"
+
+
+@pytest.mark.all_backends
+def test_concurrency_groups_declared_and_replaced_in_options(ray: Any) -> None:
+    a = DeclaredGroups.remote()
+    assert aioray.get(a.io.remote(), timeout=60) == "io"
+    b = DeclaredGroups.options(concurrency_groups={"io": 1, "extra": 2}).remote()
+    assert aioray.get([b.io.remote(), b.echo.options(concurrency_group="extra").remote(2)],
+                      timeout=60) == ["io", 2]
+
+
+@pytest.mark.all_backends
+def test_taken_actor_name_is_a_value_error(ray: Any, backend: str) -> None:
+    name = f"taken-{backend}-{os.getpid()}"
+    first = Counter.options(name=name).remote(1)
+    with pytest.raises(ValueError, match=rf"'{name}' already exists.*get_if_exists"):
+        Counter.options(name=name).remote(2)
+    assert aioray.get(aioray.get_actor(name).incr.remote(), timeout=60) == 2  # the first one
+    aioray.kill(first)
+
+
+@aioray.remote
+def dynamic_total(gen: aioray.DynamicObjectRefGenerator[int]) -> tuple[int, int]:
+    assert isinstance(gen, aioray.DynamicObjectRefGenerator), type(gen)
+    return len(gen), sum(aioray.get(list(gen)))
+
+
+@aioray.remote
+async def async_dynamic_total(gen: aioray.DynamicObjectRefGenerator[int]) -> tuple[int, int]:
+    assert isinstance(gen, aioray.DynamicObjectRefGenerator), type(gen)
+    return len(gen), sum(await asyncio.gather(*gen))
+
+
+@pytest.mark.all_backends
+@pytest.mark.filterwarnings("ignore:num_returns='dynamic' is deprecated")
+def test_dynamic_generator_passed_to_another_task(ray: Any) -> None:
+    dyn = count.options(num_returns="dynamic").remote(5)
+    assert aioray.get(dynamic_total.remote(dyn), timeout=60) == (5, 10)  # resolved argument
+    assert aioray.get(async_dynamic_total.remote(dyn), timeout=60) == (5, 10)
+    value = aioray.get(dyn)
+    assert aioray.get(dynamic_total.remote(value), timeout=60) == (5, 10)  # the value itself
+
+
 # -- aioray's additions ----------------------------------------------------------------------
 @pytest.mark.all_backends
 async def test_await_get_async_wait_async(ray: Any) -> None:

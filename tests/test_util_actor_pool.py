@@ -75,6 +75,7 @@ def run(a: Any, v: Any) -> Any:
 
 
 # -- the seed ------------------------------------------------------------------------------
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_seed_map_doubles_in_order() -> None:
     pool = ActorPool([Doubler.remote(), Doubler.remote()])
@@ -83,6 +84,7 @@ def test_seed_map_doubles_in_order() -> None:
 
 
 # -- map / map_unordered -------------------------------------------------------------------
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_map_keeps_order_when_later_items_finish_first() -> None:
     pool, gate = _gated_pool(2, gated=[0])
@@ -92,6 +94,7 @@ def test_map_keeps_order_when_later_items_finish_first() -> None:
     assert list(gen) == [0, 1, 2, 3]
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_map_unordered_yields_what_finishes_first() -> None:
     pool, gate = _gated_pool(2, gated=[0])
@@ -103,6 +106,7 @@ def test_map_unordered_yields_what_finishes_first() -> None:
     assert list(gen) == []
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_more_values_than_actors_reuses_idle_actors() -> None:
     actors = [Doubler.remote(), Doubler.remote()]
@@ -113,6 +117,7 @@ def test_more_values_than_actors_reuses_idle_actors() -> None:
     assert not pool.has_next() and pool.has_free()
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_map_discards_results_left_from_earlier_submissions() -> None:
     pool = ActorPool([Doubler.remote()])
@@ -120,6 +125,7 @@ def test_map_discards_results_left_from_earlier_submissions() -> None:
     assert list(pool.map(lambda a, v: a.double.remote(v), [1, 2])) == [2, 4]
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_list_of_refs_result() -> None:
     pool = ActorPool([Doubler.remote(), Doubler.remote()])
@@ -130,6 +136,7 @@ def test_list_of_refs_result() -> None:
 
 
 # -- errors ----------------------------------------------------------------------------------
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_error_is_raised_at_the_matching_item() -> None:
     pool = ActorPool([Doubler.remote(), Doubler.remote()])
@@ -143,6 +150,7 @@ def test_error_is_raised_at_the_matching_item() -> None:
     assert len(pool._idle_actors) == 2
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_error_with_get_next_and_unordered() -> None:
     pool = ActorPool([Doubler.remote()])
@@ -157,6 +165,7 @@ def test_error_with_get_next_and_unordered() -> None:
     assert pool.has_free()
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_dead_actor_is_dropped_from_the_pool() -> None:
     a, b = Doubler.remote(), Doubler.remote()
@@ -170,6 +179,7 @@ def test_dead_actor_is_dropped_from_the_pool() -> None:
 
 
 # -- submit / get_next / has_* / pop_idle / push --------------------------------------------------
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_submit_and_get_next_in_order() -> None:
     pool = ActorPool([Doubler.remote(), Doubler.remote()])
@@ -218,6 +228,7 @@ def test_get_next_unordered_timeout_and_ignore_drops_the_oldest() -> None:
     ray.get(gate.open.remote("a"))
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_get_next_after_get_next_unordered_is_an_error() -> None:
     pool, gate = _gated_pool(2, gated=[0])
@@ -230,6 +241,7 @@ def test_get_next_after_get_next_unordered_is_an_error() -> None:
     assert pool.get_next_unordered(timeout=TIMEOUT) == 0
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_pop_idle_and_push() -> None:
     a, b = Doubler.remote(), Doubler.remote()
@@ -271,6 +283,7 @@ async def test_map_async_and_unordered_async(aray: Any) -> None:
     assert sorted(got) == [0, 2, 4, 6, 8, 10]
 
 
+@pytest.mark.all_backends
 async def test_map_async_order_and_error_at_item(aray: Any) -> None:
     pool, gate = _gated_pool(2, gated=[0])
     it = pool.map_async(run, [0, 1, 2])

@@ -48,11 +48,13 @@ def test_seed_consumers_in_process_tasks() -> None:
 
 
 # -- the API ----------------------------------------------------------------------------------
+@pytest.mark.all_backends
 def test_empty_and_full_subclass_the_stdlib_ones() -> None:
     assert issubclass(Empty, stdlib_queue.Empty)
     assert issubclass(Full, stdlib_queue.Full)
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_fifo_sizes_and_nowait() -> None:
     q = Queue(maxsize=3)
@@ -77,6 +79,7 @@ def test_fifo_sizes_and_nowait() -> None:
         q.put(1, timeout=-1)
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_batches_are_all_or_nothing() -> None:
     q = Queue(maxsize=4)
@@ -99,6 +102,7 @@ def test_batches_are_all_or_nothing() -> None:
     assert unbounded.qsize() == 1000 and not unbounded.full()
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_items_are_copies_and_top_level_refs_are_resolved() -> None:
     q = Queue()
@@ -114,6 +118,7 @@ def test_items_are_copies_and_top_level_refs_are_resolved() -> None:
     assert ray.get(ref) == 7
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_blocking_get_waits_for_a_put_from_another_thread() -> None:
     q = Queue()
@@ -121,6 +126,7 @@ def test_blocking_get_waits_for_a_put_from_another_thread() -> None:
     assert q.get(timeout=TIMEOUT) == "late"
 
 
+@pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
 def test_blocking_put_waits_for_room() -> None:
     q = Queue(maxsize=1)

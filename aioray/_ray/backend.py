@@ -288,8 +288,9 @@ def map_error(e: BaseException) -> BaseException:
         out = aex.ActorUnavailableError(msg, actor_id=getattr(e, "actor_id", None))
     elif isinstance(e, rex.RayActorError):
         out = aex.ActorDiedError(msg, actor_id=getattr(e, "actor_id", None))
-    elif isinstance(e, (rex.WorkerCrashedError, rex.LocalRayletDiedError, rex.NodeDiedError,
-                        rex.OutOfMemoryError)):
+    elif isinstance(e, rex.OutOfMemoryError):  # Ray's memory monitor, as aioray's
+        out = aex.OutOfMemoryError(msg)
+    elif isinstance(e, (rex.WorkerCrashedError, rex.LocalRayletDiedError, rex.NodeDiedError)):
         out = aex.WorkerCrashedError(msg)
     elif isinstance(e, rex.ObjectFreedError):
         out = aex.ObjectFreedError(getattr(e, "object_ref_hex", ""), msg)
@@ -544,6 +545,12 @@ class RayBackend(Backend):
         nret = ropts.get("num_returns")
         if rf._is_generator and nret is None:
             ropts["num_returns"] = "streaming"  # aioray's default for generator functions
+        elif not rf._is_generator and nret in ("streaming", "dynamic"):
+            # The embedded runtime's error (Ray's own is a ValueError).
+            raise TypeError(
+                f"num_returns={nret!r} is for generator functions, but "
+                f"{rf._name} is not a generator (it has no "
+                "'yield').")
         a, kw = _unwrap_args(args, kwargs)
         fn = self._ray_function(rf)
         result = (fn.options(**ropts) if ropts else fn).remote(*a, **kw)
@@ -738,13 +745,12 @@ class RayBackend(Backend):
     def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                    opts: dict[str, Any]) -> Any:
         ray_method = getattr(handle._token, meta.name)
-        ropts = dict(opts)
-        nret = ropts.get("num_returns")
+        nret = opts.get("num_returns")
         if meta.is_generator and nret is None:
-            ropts["num_returns"] = "streaming"
-        a, kw = _unwrap_args(args, kwargs)
+            opts = {**opts, "num_returns": "streaming"}
+        a, kw = _unwrap_args(args, kwargs) if args or kwargs else (args, kwargs)
         try:
-            result = (ray_method.options(**ropts) if ropts else ray_method).remote(*a, **kw)
+            result = (ray_method.options(**opts) if opts else ray_method).remote(*a, **kw)
         except BaseException as e:
             _raise_mapped(e)
         return _returns(result, nret, meta.is_generator)
