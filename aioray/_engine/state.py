@@ -37,18 +37,18 @@ class Finished(NamedTuple):
     recording happens once per task on the hot path; rows are formatted when read."""
 
     task_id: bytes
-    name: str  # as given: "f", "test.<locals>.f", "Counter.incr"
-    func: str
+    name: str  # as given: "f", "test.<locals>.f"; an actor call's method: "incr"
+    func: str  # the function's name; an actor call's class: "Counter"
     actor_id: bytes | None
     attempt: int
     error: tuple[str, str] | None  # (type, first line of the message) of a failure
-    required_resources: dict[str, float]
+    required_resources: tuple[tuple[str, float], ...]
     pid: int  # 0: not known (never started)
     parent: bytes | None
     created: float
     started: float | None
     ended: float
-    lane: str  # "event loop", "threads", "tasks", "actor A": the timeline's lanes
+    lane: str  # "event loop", "threads", "tasks"; an actor call's class: the timeline's lanes
 
 
 def _failure(returns: list[Any], sink: Any) -> tuple[str, str] | None:
@@ -73,6 +73,14 @@ def _short(name: str) -> str:
     return name.rsplit("<locals>.", 1)[-1]
 
 
+def _names(f: Finished) -> tuple[str, str, str]:
+    """A record's name, function (or Class.method) and timeline lane, as shown."""
+    if f.actor_id:
+        name = f"{f.func}.{f.name}"
+        return name, name, f"actor {f.func}"
+    return _short(f.name), _short(f.func), f.lane
+
+
 def _ms(t: float | None) -> int | None:
     return None if t is None else int(t * 1000)
 
@@ -83,29 +91,37 @@ class StateBook:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         keep = _keep()
-        self.finished: deque[Finished] = deque(maxlen=keep)
+        self.finished: deque[tuple[Any, ...]] = deque(maxlen=keep)  # Finished's fields
         self.dead: deque[dict[str, Any]] = deque(maxlen=keep)
         self.on = keep > 0
 
     # -- recording (loop thread) ----------------------------------------------------------
+    # Once per task and call, on the hot path: a plain tuple of atomic values (the cyclic GC
+    # untracks such tuples, so 10,000 kept records cost it nothing; a NamedTuple or a dict in
+    # it would be tracked), made a Finished record when read.
     def task_done(self, spec: TaskSpec) -> None:
         pid = spec.pid
-        self.finished.append(Finished(
+        req = spec.req
+        self.finished.append((
             spec.task_id, spec.name, spec.rf._name, None, spec.attempt,
-            _failure(spec.returns, spec.sink), spec.req,
+            _failure(spec.returns, spec.sink), tuple(req.items()) if req else (),
             pid or (_PID if spec.started is not None else 0), spec.parent, spec.created,
             spec.started, time.time(), "tasks" if pid else _LANES[spec.executor.value]))
 
     def call_done(self, call: ActorCall, actor: ActorState | None) -> None:
-        cls = actor.ac.__name__ if actor is not None else "actor"
-        host = actor.host if actor is not None else None
-        pid = host.worker.pid if host is not None and host.worker is not None else (
-            _PID if actor is not None else 0)
-        name = f"{cls}.{call.meta.name}"
-        self.finished.append(Finished(
-            call.task_id, name, name, call.actor_id, call.attempt,
-            _failure(call.returns, call.sink), {}, pid, None, call.created, call.started,
-            time.time(), f"actor {cls}"))
+        if actor is None:
+            cls, pid = "actor", 0
+        else:
+            cls = actor.ac.__name__
+            host = actor.host
+            pid = host.worker.pid if host is not None and host.worker is not None else _PID
+        self.finished.append((
+            call.task_id, call.meta.name, cls, call.actor_id, call.attempt,
+            _failure(call.returns, call.sink), (), pid, None, call.created, call.started,
+            time.time(), cls))
+
+    def _records(self) -> list[Finished]:
+        return [Finished._make(t) for t in list(self.finished)]
 
     def actor_dead(self, actor: ActorState) -> None:
         row = self._actor_row(actor)
@@ -124,7 +140,7 @@ class StateBook:
         out = [self._live_task(s) for s in list(rt.tasks.tasks.values())]
         for call in list(rt.actors.calls.values()):
             out.append(self._live_call(call))
-        for f in self.finished:
+        for f in self._records():
             out.append(self._finished_row(f))
         return out
 
@@ -167,9 +183,9 @@ class StateBook:
     def _finished_row(self, f: Finished) -> dict[str, Any]:
         err = f.error
         return {**self._base(), "task_id": f.task_id.hex(), "attempt_number": f.attempt,
-                "name": _short(f.name), "state": "FAILED" if err else "FINISHED",
+                "name": _names(f)[0], "state": "FAILED" if err else "FINISHED",
                 "type": "ACTOR_TASK" if f.actor_id else "NORMAL_TASK",
-                "func_or_class_name": _short(f.func),
+                "func_or_class_name": _names(f)[1],
                 "actor_id": f.actor_id.hex() if f.actor_id else None,
                 "error_type": err[0] if err else None, "error_message": err[1] if err else None,
                 "required_resources": dict(f.required_resources), "worker_pid": f.pid or None,
@@ -264,17 +280,18 @@ def timeline_events(book: StateBook) -> list[dict[str, Any]]:
     for w in list(book.rt.workers.workers):
         procs[w.pid] = (f"actor {w.host.state.ac.__name__}" if w.host is not None
                         else "worker")
-    rows = list(book.finished)
+    rows = book._records()
     for f in rows:
         if f.pid and f.pid not in procs:
-            procs[f.pid] = f.lane if f.lane.startswith("actor") else "worker"
+            lane_name = _names(f)[2]
+            procs[f.pid] = lane_name if f.actor_id else "worker"
     for pid, name in procs.items():
         events.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}})
     sched = lane(driver, "scheduler (queued)")
     live = [(s.task_id.hex(), _short(s.name), s.created, s.started, s.pid or driver)
             for s in list(book.rt.tasks.tasks.values())]
     for n, f in enumerate(rows):
-        name = _short(f.name)
+        name, _, lane_name = _names(f)
         args = {"task_id": f.task_id.hex(), "state": "FAILED" if f.error else "FINISHED",
                 "attempt": f.attempt}
         if f.error:
@@ -288,7 +305,7 @@ def timeline_events(book: StateBook) -> list[dict[str, Any]]:
             pid = f.pid or driver
             kind = "actor_task" if f.actor_id else "normal_task"
             events.append({"name": name, "cat": kind, "ph": "X", "pid": pid,
-                           "tid": lane(pid, f.lane), "ts": f.started * 1e6,
+                           "tid": lane(pid, lane_name), "ts": f.started * 1e6,
                            "dur": max(0.0, (f.ended - f.started) * 1e6), "args": args})
     for task_id, name, _created, started, pid in live:
         if started is not None:
