@@ -163,6 +163,12 @@ SECTIONS: list[tuple[str, list[Row]]] = [
         Row("watchdog_on", "async actor call batch, loop watchdog on", "ops/s", "watchdog_off",
             "same, watchdog off", [T("floor", ">=", 0.98, "≤ 2% cost")]),
     ]),
+    ("State API recording (issue 16): the same batch with finished-task records on and off", [
+        Row("state_on_actor", "async actor call batch, records on", "ops/s", "state_off_actor",
+            "same, records off", [T("floor", ">=", 0.85, "≤ 15% cost")]),
+        Row("state_on_task", "async task batch, records on", "ops/s", "state_off_task",
+            "same, records off", [T("floor", ">=", 0.85, "≤ 15% cost")]),
+    ]),
     ("Ray backend overhead (issue 18): aioray on Ray vs plain ray, one local Ray, same run", [
         Row("rb_task_rt", "task round trip, aioray on the Ray backend", "ops/s", "ray_task_rt",
             "plain ray", [T("floor", ">=", 0.9, "≤ 10% overhead")]),

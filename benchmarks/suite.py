@@ -771,6 +771,8 @@ def group_watchdog() -> None:
     the watchdog on (threshold 1 s, the default) and off, interleaved."""
     if IMPL != "aioray":
         record_error("watchdog_on", IMPL, "n/a: aioray's loop watchdog")
+        for key in ("state_on_actor", "state_on_task"):
+            record_error(key, IMPL, "n/a: aioray's state records")
         return
     runtime = importlib.import_module("aioray._engine.runtime")
     watchdog = importlib.import_module("aioray._engine.watchdog")
@@ -799,6 +801,23 @@ def group_watchdog() -> None:
         await ameasure("watchdog_on", "ops/s", arate(n, lambda n: calls(n, True)),
                        "watchdog_off", arate(n, lambda n: calls(n, False)), reps=reps_(7),
                        warm=lambda: calls(1000, True))
+
+        # The state API's records of finished tasks and calls (issue 16), on and off.
+        @R.remote
+        async def task() -> None:
+            return None
+
+        async def recorded(n: int, on: bool, actor: bool) -> None:
+            rt.state.on = on
+            await R.get_async([a.f.remote() if actor else task.remote() for _ in range(n)])
+
+        for actor in (True, False):
+            key = "state_on_actor" if actor else "state_on_task"
+            await ameasure(key, "ops/s", arate(n, lambda n, b=actor: recorded(n, True, b)),
+                           key.replace("_on_", "_off_"),
+                           arate(n, lambda n, b=actor: recorded(n, False, b)), reps=reps_(7),
+                           warm=lambda b=actor: recorded(1000, True, b))
+        rt.state.on = True
         R.shutdown()
 
     asyncio.run(main())
