@@ -73,12 +73,14 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
     coverage see them.
     """
     check_namespace(namespace)
-    unknown = sorted(set(kwargs) - _INIT_NOOPS - _INIT_STORE - {"redis_address", "log_to_driver"})
+    tracing_on = bool(kwargs.pop("_tracing", False))  # aioray's: timeline detail (embedded)
+    unknown = sorted(set(kwargs) - _INIT_NOOPS - _INIT_STORE
+                     - {"redis_address", "log_to_driver"})
     if unknown:
         raise TypeError(
             f"init() got unexpected argument(s) {', '.join(unknown)}. aioray accepts: address, "
             "num_cpus, num_gpus, resources, namespace, local_mode, ignore_reinit_error, "
-            f"runtime_env, object_store_memory, _temp_dir, log_to_driver, and (as no-ops) {', '.join(sorted(_INIT_NOOPS))}.")
+            f"runtime_env, object_store_memory, _temp_dir, log_to_driver, _tracing, and (as no-ops) {', '.join(sorted(_INIT_NOOPS))}.")
     address = address or kwargs.get("redis_address")
     if address != "local" and registry.wants_ray(address):
         return _init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
@@ -120,7 +122,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                                                   "object_store_memory"),
                                               temp_dir=kwargs.get("_temp_dir"),
                                               log_to_driver=bool(kwargs.get("log_to_driver",
-                                                                            True)))
+                                                                            True)),
+                                              tracing_on=tracing_on)
     return _info(backend)
 
 

@@ -63,3 +63,40 @@ def test_timeline_of_a_known_workload(ray: object, tmp_path: Path) -> None:
     threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
                if e["name"] == "thread_name"}
     assert threads[(os.getpid(), runs["on_loop"]["tid"])] == "event loop"
+
+
+def test_detailed_tracing_adds_generator_items_and_transfers(tmp_path: Path) -> None:
+    """With init(_tracing=True) the timeline also shows each generator item (on the lane of
+    the task that yielded it) and each large object that came back through shared memory."""
+    import numpy as np
+
+    aioray.init(num_cpus=2, _tracing=True)
+
+    @aioray.remote
+    def gen(n: int):  # type: ignore[no-untyped-def]
+        yield from range(n)
+
+    @aioray.remote
+    def big() -> np.ndarray:
+        return np.zeros(2 << 20, dtype=np.uint8)
+
+    assert [aioray.get(r) for r in gen.remote(3)] == [0, 1, 2]
+    assert aioray.get(big.remote()).nbytes == 2 << 20
+    events = aioray.timeline()
+    run = next(e for e in events if e.get("ph") == "X" and e["name"] == "gen")
+    items = [e for e in events if e.get("cat") == "generator_item"]
+    assert len(items) == 3 and all((e["pid"], e["tid"]) == (run["pid"], run["tid"])
+                                   for e in items)
+    assert all(run["ts"] <= e["ts"] <= run["ts"] + run["dur"] + 1e5 for e in items)
+    (move,) = [e for e in events if e.get("cat") == "transfer"]
+    assert move["args"]["bytes"] >= 2 << 20 and move["name"].startswith("2.1 MB from pid")
+
+
+def test_tracing_is_off_by_default_until_the_first_timeline_call(ray: object) -> None:
+    from aioray._engine import tracing
+
+    assert tracing.ACTIVE is None  # nothing recorded: the hot paths pay one None check
+    aioray.timeline()
+    assert tracing.ACTIVE is not None
+    aioray.shutdown()
+    assert tracing.ACTIVE is None

@@ -28,6 +28,7 @@ from aioray._backend import registry
 from aioray._backend.base import Backend, ContextInfo, RuntimeInfo
 from aioray._backend.metrics import MetricRecord, MetricStore
 from aioray._backend.progress import BarBoard, BarState
+from aioray._engine import tracing
 from aioray._engine.actors import ActorManager, pin_actor
 from aioray._engine.backchannel import Backchannel
 from aioray._engine.context import current_actor, current_call, current_task
@@ -437,6 +438,7 @@ class Runtime(Backend):
         self.bars.print(text, kwargs)
 
     def timeline(self) -> list[dict[str, Any]]:
+        tracing.start()  # from the first call on, generator items and transfers are traced
         if self.in_loop_thread() or not self.loop.is_running():
             return timeline_events(self.state)
 
@@ -621,6 +623,7 @@ class Runtime(Backend):
                 self._close_on_loop()
         finally:
             self.closed = True
+            tracing.stop()
             if self.watchdog is not None:
                 self.watchdog.stop()
             self.workers.kill_all_now()
@@ -735,7 +738,7 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
           resources: dict[str, float] | None = None, namespace: str | None = None,
           local_mode: bool = False, runtime_env: dict[str, Any] | None = None,
           object_store_memory: int | None = None, temp_dir: str | None = None,
-          log_to_driver: bool = True) -> Runtime:
+          log_to_driver: bool = True, tracing_on: bool = False) -> Runtime:
     """Create the runtime (the registry calls this, holding its lock)."""
     # The large-object store: its directory and size; sweeps what killed drivers left.
     _shared_memory.configure(object_store_memory, temp_dir)
@@ -767,6 +770,8 @@ def start(*, num_cpus: float | None = None, num_gpus: float | None = None,
                  gpu_ids=gpu_ids[: int(num_gpus)] if num_gpus else [])
     rt.runtime_env = runtime_env or None
     rt.log_to_driver = log_to_driver
+    if tracing_on or tracing.wanted():
+        tracing.start()
     threshold = threshold_from_env()
     if threshold is not None:  # always on unless turned off: see watchdog.py
         rt.watchdog = LoopWatchdog(loop, rt.loop_thread_id or threading.get_ident(), threshold)

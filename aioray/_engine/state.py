@@ -14,6 +14,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from aioray._engine import tracing
 from aioray._handles.options import resource_request
 from aioray._objects.serialization import ErrorValue, SerializedObject
 from aioray._objects.shm import SharedBuffer
@@ -307,6 +308,21 @@ def timeline_events(book: StateBook) -> list[dict[str, Any]]:
             events.append({"name": name, "cat": kind, "ph": "X", "pid": pid,
                            "tid": lane(pid, lane_name), "ts": f.started * 1e6,
                            "dur": max(0.0, (f.ended - f.started) * 1e6), "args": args})
+    trace = tracing.ACTIVE
+    if trace is not None:  # generator items and large transfers (detailed tracing on)
+        runs = {e["args"]["task_id"]: (e["pid"], e["tid"]) for e in events
+                if e.get("ph") == "X"}
+        for it in list(trace.items):
+            pid, tid = runs.get(it.task_id.hex(), (driver, sched))
+            events.append({"name": "item", "cat": "generator_item", "ph": "i", "s": "t",
+                           "pid": pid, "tid": tid, "ts": it.t * 1e6,
+                           "args": {"task_id": it.task_id.hex()}})
+        moves = lane(driver, "object transfers")
+        for tr in list(trace.transfers):
+            events.append({"name": f"{tr.nbytes / 1e6:.1f} MB from pid {tr.pid}",
+                           "cat": "transfer", "ph": "i", "s": "t", "pid": driver,
+                           "tid": moves, "ts": tr.t * 1e6,
+                           "args": {"task_id": tr.task_id.hex(), "bytes": tr.nbytes}})
     for task_id, name, _created, started, pid in live:
         if started is not None:
             events.append({"name": name, "cat": "normal_task", "ph": "X", "pid": pid,

@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aioray._engine import tracing
 from aioray._exec.invoke import generator_count_error
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.ref import ObjectRef
@@ -80,7 +81,19 @@ class Sink:
             seen += 1
             if seen > skip:
                 self.push(stored)
-        return push
+        trace = tracing.ACTIVE
+        if trace is None:
+            return push
+        task_id = self.trace_id()
+
+        def traced(stored: Any) -> None:  # the timeline's generator items (tracing on)
+            push(stored)
+            trace.item(task_id)
+        return traced
+
+    def trace_id(self) -> bytes:
+        """The id of the task this sink belongs to (for tracing)."""
+        return b""
 
 
 class GeneratorStream(Sink):
@@ -249,6 +262,9 @@ class GeneratorStream(Sink):
         except Exception:
             pass
 
+    def trace_id(self) -> bytes:
+        return self.task_id
+
     def _drop_on_loop(self) -> None:
         self.dropped = True
         n = len(self.items)
@@ -276,6 +292,9 @@ class StaticSink(Sink):
         self._last: Any = None
         self._done = False
 
+
+    def trace_id(self) -> bytes:
+        return self.entries[0].id[:24] if self.entries else b""  # an object id: task id + index
     def push(self, stored: Any) -> None:
         if self._done:
             return
@@ -327,6 +346,9 @@ class DynamicSink(Sink):
         self.refs: list[ObjectRef[Any]] = []
         self.produced = 0
         self._done = False
+
+    def trace_id(self) -> bytes:
+        return self.task_id
 
     def push(self, stored: Any) -> None:
         if self._done:

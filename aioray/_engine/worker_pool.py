@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aioray._engine import tracing
 from aioray._engine.zygote import ForkedProcess, Zygote
 from aioray._objects.serialization import SerializedObject
 from aioray._objects.shm import SharedBuffer
@@ -127,6 +128,9 @@ class WorkerHandle:
     def on_message(self, msg: Any) -> None:
         tp = type(msg)
         host = self.host
+        trace = tracing.ACTIVE
+        if trace is not None and (tp is Done or tp is Yield):  # timeline: large transfers
+            trace.transfer(msg.task_id, msg.stored, self.pid)
         if host is not None and (tp is Done or tp is Failed or tp is Yield or tp is Exited):
             host.on_message(msg)
             return
