@@ -28,6 +28,7 @@ import time
 import types
 from collections.abc import Callable
 
+from aioray._engine import env
 from aioray._engine.actors import ActorState
 from aioray._engine.tasks import TaskManager
 from aioray._exec.invoke import run_async
@@ -58,18 +59,7 @@ FIX = ("Fix: in async code await instead of blocking (`await asyncio.sleep(...)`
 
 def threshold_from_env() -> float | None:
     """The configured threshold in seconds, or None when the watchdog is off."""
-    raw = os.environ.get(ENV, "").strip().lower()
-    if not raw:
-        return DEFAULT_THRESHOLD
-    if raw in ("0", "off", "false", "no"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        _log.warning("aioray: %s=%r is not a number of seconds; using %s s.", ENV, raw,
-                     DEFAULT_THRESHOLD)
-        return DEFAULT_THRESHOLD
-    return value if value > 0 else None
+    return env.seconds(ENV, DEFAULT_THRESHOLD)
 
 
 class LoopWatchdog:

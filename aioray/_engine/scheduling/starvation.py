@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from aioray._engine import env
 from aioray._engine.scheduling.resources import REPORT_DECIMALS, Grant, ResourcePool, Shape
 from aioray._handles.options import resource_request
 
@@ -42,18 +42,7 @@ DEFAULT_DELAY = 5.0
 
 def delay_from_env() -> float | None:
     """Seconds a request waits before the warning, or None when the watch is off."""
-    raw = os.environ.get(ENV, "").strip().lower()
-    if not raw:
-        return DEFAULT_DELAY
-    if raw in ("0", "off", "false", "no"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        _log.warning("aioray: %s=%r is not a number of seconds; using %s s.", ENV, raw,
-                     DEFAULT_DELAY)
-        return DEFAULT_DELAY
-    return value if value > 0 else None
+    return env.seconds(ENV, DEFAULT_DELAY)
 
 
 def _fmt(amounts: Mapping[str, float]) -> str:
