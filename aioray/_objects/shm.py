@@ -698,11 +698,14 @@ class ObjectMemory:
         with self.lock:
             self._enter()
             try:
-                while self._pending:
-                    f, s = self._pending.popleft()
-                    f(s)
+                self._apply_pending()
             finally:
                 self._leave()
+
+    def _apply_pending(self) -> None:
+        while self._pending:
+            f, s = self._pending.popleft()
+            f(s)
 
     def _enter(self) -> None:
         self._busy.depth = getattr(self._busy, "depth", 0) + 1
@@ -712,9 +715,7 @@ class ObjectMemory:
         if not self._busy.depth and self._pending:
             self._enter()
             try:
-                while self._pending:
-                    f, s = self._pending.popleft()
-                    f(s)
+                self._apply_pending()
             finally:
                 self._busy.depth -= 1
 
