@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aioray._engine.states import CallState
 from aioray._engine.streams import GeneratorStream
+from aioray._engine.tasks import return_count
 from aioray._engine.worker_pool import WorkerHandle, adopt_segments
 from aioray._exec.invoke import ActorExit, AppError
 from aioray._handles.options import merge_runtime_env, resource_request
@@ -98,8 +99,8 @@ class ActorProcess:
                 task_id = call.task_id
                 sink.on_consumed = lambda n: w.send(Credit(task_id, n))
         self.runs[call.task_id] = _Run(call, call.attempt, group, push)
-        nret = call.nret if isinstance(call.nret, int) else 1
-        w.send(ActorRun(call.task_id, call.meta.name, call.args_payload, dep_values, nret,
+        w.send(ActorRun(call.task_id, call.meta.name, call.args_payload, dep_values,
+                        return_count(call.nret),
                         group.name, sink is not None, backpressure),
                carrying=[call.args_payload, *dep_values])
 

@@ -44,9 +44,11 @@ from aioray._engine.streams import (
 )
 from aioray._engine.tasks import _raise_in_thread, fail_outputs, loop_ended_error
 from aioray._exec.invoke import (
+    DEFAULT_GROUP,
     ActorExit,
     AppError,
     Body,
+    actor_method,
     app_error,
     cancelled_error,
     run_async,
@@ -80,7 +82,6 @@ T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_GROUP = "_default"
 _log = logging.getLogger("aioray")
 GRAVEYARD_SIZE = 10_000
 
@@ -107,19 +108,6 @@ class _ActorToken:
                 rt.call_soon(self.manager._out_of_scope, self.actor_id)
         except Exception:
             pass
-
-
-def _ready() -> bool:
-    return True
-
-
-# Methods every actor has (Ray's names), whatever its class defines.
-_BUILTIN_METHODS: dict[str, Callable[..., Any]] = {"__ray_ready__": _ready}
-
-
-def _method(instance: Any, name: str) -> Callable[..., Any]:
-    builtin = _BUILTIN_METHODS.get(name)
-    return builtin if builtin is not None else getattr(instance, name)
 
 
 def pin_actor(rt: Runtime, actor_id: bytes) -> ActorHandle[Any]:
@@ -605,7 +593,7 @@ class ActorState:
     def _method_of(self, call: ActorCall, name: str) -> Callable[..., Any]:
         """The bound method a call runs (``name``, for errors: "Class.method")."""
         try:
-            return _method(self.instance, call.meta.name)
+            return actor_method(self.instance, call.meta.name)
         except AttributeError as e:
             raise AppError(app_error(name, e), e) from None
 
@@ -954,10 +942,11 @@ class ActorManager:
     def done(self, call: ActorCall) -> None:
         """A call is over (finished, failed or dropped): forget it (the state API keeps a
         record)."""
-        book = self.rt.state
-        if book.on and call.task_id in self.calls:
-            book.call_done(call, self.actors.get(call.actor_id))
-        if self.calls.pop(call.task_id, None) is not None and call.actor_id in self.pending_limits:
+        if self.calls.pop(call.task_id, None) is None:
+            return  # already forgotten
+        if self.rt.state.on:
+            self.rt.state.call_done(call, self.actors.get(call.actor_id))
+        if call.actor_id in self.pending_limits:
             with self._pending_lock:
                 self.pending[call.actor_id] = self.pending.get(call.actor_id, 1) - 1
 

@@ -62,7 +62,7 @@ _ONE_CPU: dict[str, float] = {"CPU": 1.0}
 
 
 
-def _count(nret: Any) -> int:
+def return_count(nret: Any) -> int:
     """The values a body returns for ``num_returns`` (generators emit instead)."""
     return nret if isinstance(nret, int) else 1
 
@@ -410,7 +410,8 @@ class TaskManager:
                                  on_item: Callable[[Any], None] | None) -> None:
         stream = spec.sink if isinstance(spec.sink, GeneratorStream) else None
         values = await run_async(
-            spec.fn, spec.payload, dep_values, spec.name, _count(spec.nret), self.rt.driver_pid,
+            spec.fn, spec.payload, dep_values, spec.name, return_count(spec.nret),
+            self.rt.driver_pid,
             on_item,
             pause=stream.wait_capacity if stream is not None and stream.backpressure else None)
         self._finish(spec, values)
@@ -423,7 +424,7 @@ class TaskManager:
             lambda stored: loop.call_soon_threadsafe(on_item, stored))
         pause = None if stream is None or not stream.backpressure else (
             lambda _items, produced: stream.wait_capacity_blocking(produced))
-        what = Body(spec.fn, spec.payload, dep_values, spec.name, _count(spec.nret),
+        what = Body(spec.fn, spec.payload, dep_values, spec.name, return_count(spec.nret),
                     self.rt.driver_pid)
 
         def body() -> list[Any] | None:
@@ -463,7 +464,7 @@ class TaskManager:
             if stream is not None and stream.backpressure:
                 stream.on_consumed = lambda n: w.send(Credit(spec.task_id, n))
             w.send(Task(spec.task_id, fn_id, spec.payload, dep_values,
-                        spec.nret if isinstance(spec.nret, int) else 1, spec.name,
+                        return_count(spec.nret), spec.name,
                         grant.gpu_ids if grant is not None and grant.gpu_ids else None,
                         on_item is not None, stream.backpressure if stream is not None else 0,
                         merge_runtime_env(self.rt.runtime_env, spec.opts.get("runtime_env")),

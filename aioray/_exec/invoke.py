@@ -34,6 +34,23 @@ class ActorExit(BaseException):
     """Raised by ``exit_actor()``; ends the actor on purpose (no restart)."""
 
 
+DEFAULT_GROUP = "_default"  # the concurrency group of the methods that name none
+
+
+def _ready() -> bool:
+    return True
+
+
+# Methods every actor has (Ray's names), whatever its class defines.
+_BUILTIN_METHODS: dict[str, Callable[..., Any]] = {"__ray_ready__": _ready}
+
+
+def actor_method(instance: Any, name: str) -> Callable[..., Any]:
+    """The bound method ``name`` of an actor instance, or one every actor has."""
+    builtin = _BUILTIN_METHODS.get(name)
+    return builtin if builtin is not None else getattr(instance, name)
+
+
 class AppError(Exception):
     """The user's code raised; ``error`` is the ``RayTaskError`` to store (or to retry on),
     ``original`` what was raised (when known)."""

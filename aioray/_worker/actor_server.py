@@ -28,7 +28,15 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from aioray._exec.invoke import ActorExit, AppError, Body, run_async, run_sync
+from aioray._exec.invoke import (
+    DEFAULT_GROUP,
+    ActorExit,
+    AppError,
+    Body,
+    actor_method,
+    run_async,
+    run_sync,
+)
 from aioray._exec.lanes import Lanes
 from aioray._handles.args import unpack_args
 from aioray._objects import pickler as _pickle
@@ -42,14 +50,6 @@ if TYPE_CHECKING:
 # The actor call (or creation) the calling code belongs to, per thread and per coroutine.
 CURRENT_CALL: contextvars.ContextVar[bytes | None] = contextvars.ContextVar(
     "aioray_worker_call", default=None)
-DEFAULT_GROUP = "_default"
-
-
-def _ready() -> bool:
-    return True
-
-
-_BUILTIN_METHODS: dict[str, Callable[..., Any]] = {"__ray_ready__": _ready}
 
 
 class ActorServer:
@@ -151,15 +151,13 @@ class ActorServer:
             return
         name = f"{self.start.class_name}.{msg.method}"
         token = CURRENT_CALL.set(task_id)
-        emit = stop = pause = None
-        if msg.streaming:
-            emit = functools.partial(self._emit, task_id)
-            stop = functools.partial(self._stop_at_yield, task_id)
-            if msg.backpressure > 0:
-                pause = functools.partial(self._wait_credit, task_id, msg.backpressure)
+        emit, stop = self._item_hooks(msg)
+        pause = None
+        if msg.streaming and msg.backpressure > 0:
+            pause = functools.partial(self._wait_credit, task_id, msg.backpressure)
         try:
-            body = Body(self._method(msg.method), msg.payload, msg.dep_values, name, msg.nret,
-                        client.driver_pid)
+            body = Body(actor_method(self.instance, msg.method), msg.payload, msg.dep_values,
+                        name, msg.nret, client.driver_pid)
             stored = run_sync(body, emit, stop=stop, pause=pause, passthrough=(ActorExit,))
             client._flush_releases()
             client.send(Done(task_id, stored or []))
@@ -186,9 +184,13 @@ class ActorServer:
                 pass
         return self.start.class_name
 
-    def _method(self, name: str) -> Callable[..., Any]:
-        builtin = _BUILTIN_METHODS.get(name)
-        return builtin if builtin is not None else getattr(self.instance, name)
+    def _item_hooks(self, msg: ActorRun) -> tuple[Any, Any]:
+        """A generator method's ``emit`` (each item to the driver) and ``stop`` (a cancel ends
+        it at its next yield); (None, None) for other methods."""
+        if not msg.streaming:
+            return None, None
+        return (functools.partial(self._emit, msg.task_id),
+                functools.partial(self._stop_at_yield, msg.task_id))
 
     def _emit(self, task_id: bytes, stored: Any) -> None:
         self.client._flush_releases()
@@ -260,7 +262,7 @@ class ActorServer:
                 if self.exiting or task_id in self.cancelled:
                     client.send(Done(task_id, None))
                     return
-                fn = self._method(msg.method)
+                fn = actor_method(self.instance, msg.method)
                 if inspect.isgeneratorfunction(fn):
                     # a sync generator method: on a thread, as in the driver
                     stored = await asyncio.get_running_loop().run_in_executor(
@@ -286,10 +288,7 @@ class ActorServer:
             self.cancelled.discard(task_id)
 
     def _sync_body(self, msg: ActorRun, fn: Callable[..., Any], name: str) -> list[Any] | None:
-        emit = stop = None
-        if msg.streaming:
-            emit = functools.partial(self._emit, msg.task_id)
-            stop = functools.partial(self._stop_at_yield, msg.task_id)
+        emit, stop = self._item_hooks(msg)
         return run_sync(Body(fn, msg.payload, msg.dep_values, name, msg.nret,
                              self.client.driver_pid), emit, stop=stop, passthrough=(ActorExit,))
 
