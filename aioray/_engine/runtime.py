@@ -439,20 +439,19 @@ class Runtime(Backend):
 
     def timeline(self) -> list[dict[str, Any]]:
         tracing.start()  # from the first call on, generator items and transfers are traced
-        if self.in_loop_thread() or not self.loop.is_running():
-            return timeline_events(self.state)
-
-        async def events() -> list[dict[str, Any]]:
-            return timeline_events(self.state)
-        return self.run_sync(events(), None, "aioray.timeline()", "aioray.timeline()")
+        return self._read_on_loop(lambda: timeline_events(self.state), "aioray.timeline()")
 
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
-        if self.in_loop_thread() or not self.loop.is_running():
-            return self.state.rows(kind)
+        return self._read_on_loop(lambda: self.state.rows(kind), "aioray.util.state")
 
-        async def rows() -> list[dict[str, Any]]:
-            return self.state.rows(kind)
-        return self.run_sync(rows(), None, "aioray.util.state", "aioray.util.state")
+    def _read_on_loop(self, read: Callable[[], T], what: str) -> T:
+        """``read()`` on the loop thread, where the engine's structures change."""
+        if self.in_loop_thread() or not self.loop.is_running():
+            return read()
+
+        async def on_loop() -> T:
+            return read()
+        return self.run_sync(on_loop(), None, what, what)
 
     def record_metric(self, record: MetricRecord) -> None:
         self.metrics.record(record)

@@ -283,11 +283,18 @@ class WorkerPool:
         self.closed = False
         self.zygote: Zygote | None = None  # started by the first actor that needs a process
 
-    async def acquire(self) -> WorkerHandle:
+    def _take_idle(self) -> WorkerHandle | None:
+        """The most recently idle live worker (warm caches), if any."""
         while self._idle:
             w = self._idle.pop()
             if not w.dead:
                 return w
+        return None
+
+    async def acquire(self) -> WorkerHandle:
+        w = self._take_idle()
+        if w is not None:
+            return w
         fut: asyncio.Future[WorkerHandle] = self.loop.create_future()
         self._waiters.append(fut)
         if self._spawning < len(self._waiters):
@@ -307,10 +314,9 @@ class WorkerPool:
         """A worker for an actor's whole life: it never comes back to the pool (the actor's
         state lives in it); ``retire`` or ``kill`` ends it with the actor. An idle worker if
         there is one (a hand-off), else a fork of the zygote (a few ms, not a Python start)."""
-        while self._idle:
-            w = self._idle.pop()
-            if not w.dead:
-                return w
+        w = self._take_idle()
+        if w is not None:
+            return w
         if self.closed:
             raise RuntimeError("the worker pool is shut down")
         if self.zygote is None or self.zygote.dead:
