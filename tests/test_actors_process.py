@@ -16,13 +16,13 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cloudpickle
 import numpy as np
 import psutil
 import pytest
+from xproc import gone, wait_until
 
 import aioray
 from aioray.exceptions import ActorDiedError, RayActorError, TaskCancelledError
@@ -33,19 +33,8 @@ DEADLINE = 30.0
 COUNTER = 0  # a module global: each actor process has its own copy
 
 
-def _wait_until(pred: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @aioray.remote
@@ -172,7 +161,7 @@ def test_process_exit_fails_calls_with_the_exit_code(ray: object) -> None:
     assert info.value.cause is not None and "exit code 7" in str(info.value.cause)
     with pytest.raises(ActorDiedError):  # later calls: the same death
         aioray.get(a.incr.remote())
-    _wait_until(lambda: _gone(pid), "the actor process to be gone")
+    wait_until(lambda: gone(pid), "the actor process to be gone")
 
 
 def test_segfault_kills_only_that_actor(ray: object) -> None:
@@ -210,7 +199,7 @@ def test_kill_during_a_call_ends_the_process(ray: object) -> None:
     for ref in (running, queued):
         with pytest.raises(ActorDiedError):
             aioray.get(ref, timeout=DEADLINE)
-    _wait_until(lambda: _gone(pid), "the killed actor's process to be gone")
+    wait_until(lambda: gone(pid), "the killed actor's process to be gone")
 
 
 def test_restart_sends_queued_calls_to_the_new_instance(ray: object, tmp_path: Path) -> None:
@@ -497,7 +486,7 @@ def test_cancel_running_method_sets_is_canceled(ray: object) -> None:
 
     p = Polls.remote()
     ref = p.work.remote()
-    _wait_until(lambda: aioray.get(p.is_started.remote()), "the method to start")
+    wait_until(lambda: aioray.get(p.is_started.remote()), "the method to start")
     aioray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=DEADLINE)
@@ -523,13 +512,13 @@ def test_exit_actor_terminate_and_shutdown_hook(ray: object, tmp_path: Path) -> 
     pid = aioray.get(a.pid.remote())
     with pytest.raises(ActorDiedError, match="exit_actor"):
         aioray.get(a.leave.remote())
-    _wait_until(lambda: (tmp_path / "a").exists() and _gone(pid), "the hook and the exit")
+    wait_until(lambda: (tmp_path / "a").exists() and gone(pid), "the hook and the exit")
     assert (tmp_path / "a").read_text() == str(pid)  # the hook ran in the actor's process
 
     b = Ends.remote(str(tmp_path / "b"))
     pid = aioray.get(b.pid.remote())
     b.__ray_terminate__.remote()
-    _wait_until(lambda: (tmp_path / "b").exists() and _gone(pid), "terminate")
+    wait_until(lambda: (tmp_path / "b").exists() and gone(pid), "terminate")
 
 
 def test_shutdown_leaves_no_actor_process_behind() -> None:
@@ -540,7 +529,7 @@ def test_shutdown_leaves_no_actor_process_behind() -> None:
     aioray.shutdown()
     with pytest.raises(RayActorError):
         aioray.get(busy, timeout=DEADLINE)
-    _wait_until(lambda: all(_gone(p) for p in pids), "every actor process to end")
+    wait_until(lambda: all(gone(p) for p in pids), "every actor process to end")
     kids = [p for p in psutil.Process().children(recursive=True) if p.status() != "zombie"]
     assert kids == []
 
@@ -549,7 +538,7 @@ def test_out_of_scope_actor_process_ends(ray: object) -> None:
     a = Counter.remote()
     pid = aioray.get(a.pid.remote())
     del a
-    _wait_until(lambda: _gone(pid), "the out-of-scope actor's process to end")
+    wait_until(lambda: gone(pid), "the out-of-scope actor's process to end")
 
 
 def test_actor_processes_are_forked_cheaply(ray: object) -> None:
@@ -596,9 +585,9 @@ def test_processes_started_by_tasks_and_actors_die_with_the_runtime() -> None:
 
     starter = Starter.remote()
     pids = [aioray.get(start_child.remote()), aioray.get(starter.start.remote())]
-    assert not any(_gone(p) for p in pids)
+    assert not any(gone(p) for p in pids)
     aioray.shutdown()
-    _wait_until(lambda: all(_gone(p) for p in pids), "the children of workers to end")
+    wait_until(lambda: all(gone(p) for p in pids), "the children of workers to end")
 
 
 def test_killed_actor_takes_its_children_along(ray: object) -> None:
@@ -611,7 +600,7 @@ def test_killed_actor_takes_its_children_along(ray: object) -> None:
     s = Starter.remote()
     child = aioray.get(s.start.remote())
     aioray.kill(s)
-    _wait_until(lambda: _gone(child), "the killed actor's child to end")
+    wait_until(lambda: gone(child), "the killed actor's child to end")
 
 
 def test_driver_killed_by_sigkill_leaves_no_worker_tree(tmp_path: Path) -> None:
@@ -642,7 +631,7 @@ def test_driver_killed_by_sigkill_leaves_no_worker_tree(tmp_path: Path) -> None:
         tree = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.kill()
         proc.wait()
-        _wait_until(lambda: all(_gone(p) for p in [*pids, *tree]),
+        wait_until(lambda: all(gone(p) for p in [*pids, *tree]),
                     "every process under the killed driver to end")
     finally:
         if proc.poll() is None:

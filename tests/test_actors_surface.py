@@ -16,13 +16,13 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pytest
-from xproc import FileLog
+from xproc import FileLog, wait_until
 
 import aioray
 from aioray._engine.runtime import current_runtime
@@ -44,12 +44,6 @@ def _clear_events() -> Iterator[None]:
     EVENTS.clear()
 
 
-def _wait_until(pred: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _touch(path: str) -> None:
@@ -157,7 +151,7 @@ def _catches_cancel(started: str) -> str:
 def test_cancelled_task_that_returns_gives_its_value(ray: Any, tmp_path: Path) -> None:
     started = tmp_path / "started"
     ref = _catches_cancel.remote(str(started))
-    _wait_until(started.exists, "the task to start")
+    wait_until(started.exists, "the task to start")
     aioray.cancel(ref)
     assert aioray.get(ref, timeout=DEADLINE) == "caught"  # as Ray: the task's own value
 
@@ -278,7 +272,7 @@ def test_ray_shutdown_runs_once_on_a_graceful_end(ray: Any, cls: Any, end: str) 
         del actor
     else:
         aioray.shutdown()
-    _wait_until(lambda: EVENTS == [end], f"__ray_shutdown__ after {end}")
+    wait_until(lambda: EVENTS == [end], f"__ray_shutdown__ after {end}")
     aioray.shutdown()  # a later shutdown does not call it again
     assert EVENTS == [end]
 
@@ -308,7 +302,7 @@ def test_ray_shutdown_runs_after_the_queued_calls(ray: Any) -> None:
     refs = [actor.work.remote(i) for i in range(3)]
     actor.__ray_terminate__.remote()
     assert aioray.get(refs, timeout=DEADLINE) == [0, 1, 2]
-    _wait_until(lambda: "shutdown" in EVENTS, "__ray_shutdown__")
+    wait_until(lambda: "shutdown" in EVENTS, "__ray_shutdown__")
     assert EVENTS == ["work0", "work1", "work2", "shutdown"]
 
 
@@ -326,7 +320,7 @@ def test_ray_shutdown_errors_are_logged(ray: Any, caplog: pytest.LogCaptureFixtu
     aioray.get(actor.ping.remote(), timeout=DEADLINE)
     with caplog.at_level(logging.ERROR, logger="aioray"):
         actor.__ray_terminate__.remote()
-        _wait_until(lambda: "cleanup failed" in caplog.text, "the logged error")
+        wait_until(lambda: "cleanup failed" in caplog.text, "the logged error")
     assert "Broken.__ray_shutdown__" in caplog.text
 
 
@@ -352,7 +346,7 @@ def test_ray_shutdown_errors_are_reported_by_a_process_actor(
         text = "".join(seen)
         return "cleanup failed" in text and "Broken.__ray_shutdown__" in text
 
-    _wait_until(reported, "the reported error")
+    wait_until(reported, "the reported error")
 
 
 # -- validations -----------------------------------------------------------------------------
@@ -436,7 +430,7 @@ def test_watchdog_names_a_blocking_async_actor_method(
     with caplog.at_level(logging.WARNING, logger="aioray"):
         assert aioray.get(actor.nap.remote(), timeout=DEADLINE) == "woke"
         assert aioray.get(actor.ping.remote(), timeout=DEADLINE) == "pong"  # still finishes
-        _wait_until(lambda: bool(_stall_reports(caplog)), "the watchdog's warning")
+        wait_until(lambda: bool(_stall_reports(caplog)), "the watchdog's warning")
     reports = _stall_reports(caplog)
     assert len(reports) == 1, reports  # one warning per stall
     text = reports[0]
@@ -455,7 +449,7 @@ def test_watchdog_names_an_async_generator_that_never_awaits(
 
     with caplog.at_level(logging.WARNING, logger="aioray"):
         assert [aioray.get(r, timeout=DEADLINE) for r in greedy.remote()] == [0, 1, 2, 3]
-        _wait_until(lambda: bool(_stall_reports(caplog)), "the watchdog's warning")
+        wait_until(lambda: bool(_stall_reports(caplog)), "the watchdog's warning")
     text = _stall_reports(caplog)[0]
     assert "task" in text and "greedy" in text and "time.sleep(0.2)" in text
 

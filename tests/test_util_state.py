@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import numpy as np
 import pytest
+from xproc import wait_until
 
 import aioray
 from aioray.util import state
@@ -20,12 +20,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 DEADLINE = 30.0
 
 
-def _wait_until(pred: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _state_of(name: str) -> list[str]:
@@ -54,10 +48,10 @@ def test_task_lifecycle_states(ray: object, tmp_path: Path) -> None:
         raise KeyError("missing")
 
     running = hold.remote(gate)
-    _wait_until(lambda: _state_of("hold") == ["RUNNING"], "hold to run")
+    wait_until(lambda: _state_of("hold") == ["RUNNING"], "hold to run")
     waiting_cpu = needs_cpu.remote()
     waiting_arg = needs_arg.remote(running)
-    _wait_until(lambda: _state_of("needs_cpu") == ["PENDING_NODE_ASSIGNMENT"], "no CPU left")
+    wait_until(lambda: _state_of("needs_cpu") == ["PENDING_NODE_ASSIGNMENT"], "no CPU left")
     assert _state_of("needs_arg") == ["PENDING_ARGS_AVAIL"]
     open(gate, "w").close()
     assert aioray.get([running, waiting_cpu, waiting_arg], timeout=DEADLINE) == [1, 2, 1]
@@ -90,7 +84,7 @@ def test_actor_states_and_calls(ray: object) -> None:
     assert [(c.name, c.state, c.actor_id) for c in calls] == [("Svc.pid", "FINISHED",
                                                                row.actor_id)]
     aioray.kill(a)
-    _wait_until(lambda: state.get_actor(row.actor_id).state == "DEAD", "the actor to die")
+    wait_until(lambda: state.get_actor(row.actor_id).state == "DEAD", "the actor to die")
     dead = state.get_actor(row.actor_id)
     assert dead.death_cause["error_type"] == "ActorDiedError"
     assert state.summarize_actors()["cluster"]["summary"]["Svc"]["state_counts"] == {"DEAD": 1}

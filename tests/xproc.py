@@ -15,6 +15,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+
+import psutil
 
 # One id per test session, inherited by every worker process started after this import: a
 # module-level object made again when a worker imports the test module gets the same path.
@@ -96,3 +99,20 @@ class FileLog:
 
     def __repr__(self) -> str:
         return f"FileLog({self.items()!r})"
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``pred`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
