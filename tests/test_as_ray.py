@@ -320,6 +320,14 @@ def test_script_switch_and_shadowing(script_dir: Path, fake_ray: Path) -> None:
                    **env).stdout.strip() == "aioray"
 
 
+def test_a_ray_directory_without_init_is_not_a_real_ray(tmp_path: Path) -> None:
+    # Ray's session directory /tmp/ray: a program started in /tmp sees it as a namespace package.
+    (tmp_path / "ray" / "session_latest").mkdir(parents=True)
+    proc = _python("-m", "aioray.as_ray", "-c", "import ray; print(ray.__name__)", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "aioray"
+
+
 def test_install_refuses_an_imported_ray_and_the_ray_backend(fake_ray: Path) -> None:
     env = {"PYTHONPATH": os.pathsep.join([str(fake_ray),
                                           *filter(None, [os.environ.get("PYTHONPATH")])])}

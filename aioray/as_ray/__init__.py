@@ -18,7 +18,7 @@ What maps:
 * ``ray`` is the ``aioray`` module itself (``ray.get is aioray.get``); ``ray.X`` is ``aioray.X``
   when that public module exists (``ray.exceptions``, ``ray.actor``, ``ray.util``,
   ``ray.util.queue``, ``ray.util.placement_group``, ``ray.util.scheduling_strategies``...).
-* A public Ray module aioray lacks (``ray.util.state``, ``ray.serve``, ``ray.experimental``...)
+* A public Ray module aioray lacks (``ray.serve``, ``ray.data``, ``ray.train``...)
   raises ``ImportError`` naming it. So does every Ray internal (``ray._private.worker``,
   ``ray._raylet``, any ``ray._x``), except Ray's test helpers ``ray._private.test_utils`` and
   ``ray._common.test_utils``, which are :mod:`aioray.testing`. (A plain ``ImportError``, not
@@ -214,12 +214,11 @@ def _real_ray_location() -> str | None:
     """Where a real ``ray`` would be imported from (``sys.path``), or None."""
     paths = [p for p in sys.path if os.path.abspath(p or os.curdir) != _SHIM_DIR]
     spec = importlib.machinery.PathFinder.find_spec("ray", paths)
-    if spec is None:
+    # A directory named ray without __init__.py is no Ray: Ray's own session directory /tmp/ray
+    # is one, seen as a namespace package by a program started in /tmp.
+    if spec is None or not spec.origin or spec.origin == "namespace":
         return None
-    if spec.origin and spec.origin not in ("namespace", "built-in"):
-        return spec.origin
-    locations = list(spec.submodule_search_locations or [])
-    return locations[0] if locations else "sys.path"
+    return spec.origin
 
 
 def is_installed() -> bool:
