@@ -534,6 +534,19 @@ def test_shutdown_leaves_no_actor_process_behind() -> None:
     assert kids == []
 
 
+async def test_shutdown_on_the_loop_thread_kills_actor_processes_without_waiting() -> None:
+    """An async app calling the sync shutdown() on its own loop: the loop cannot run, so the
+    zygote's exit reports of its forks never arrive; shutdown must not wait for them (it waited
+    2 s per actor process)."""
+    aioray.init(num_cpus=2)
+    actors = [Counter.remote() for _ in range(4)]
+    pids = await asyncio.gather(*[a.pid.remote() for a in actors])
+    start = time.monotonic()
+    aioray.shutdown()
+    assert time.monotonic() - start < 4.0  # 8 s before; the bound leaves room for a slow host
+    wait_until(lambda: all(gone(p) for p in pids), "every actor process to end")
+
+
 def test_out_of_scope_actor_process_ends(ray: object) -> None:
     a = Counter.remote()
     pid = aioray.get(a.pid.remote())

@@ -444,14 +444,24 @@ class WorkerPool:
             self.zygote = None
 
     def kill_all_now(self) -> None:
-        """Last-resort cleanup when the loop cannot run (interpreter exit)."""
+        """Last-resort cleanup when the loop cannot run (interpreter exit, or ``shutdown()``
+        called on the loop's own thread)."""
+        procs = [w.proc for w in self.workers]
         for w in list(self.workers):
             try:
                 kill_group(w.pid)
                 w.proc.kill()
-                w.proc.wait(timeout=2)
             except Exception:
                 pass
         self.workers.clear()
         if self.zygote is not None:
+            # Its forks are its children: once it is gone, init reaps them. Their exit reports
+            # would arrive on the loop, which cannot run now, so they are not waited for.
             self.zygote.proc.kill()
+            procs.append(self.zygote.proc)
+        for proc in procs:
+            if not isinstance(proc, ForkedProcess):
+                try:
+                    proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
