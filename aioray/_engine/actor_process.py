@@ -1,7 +1,7 @@
 """An actor hosted in its own worker process, seen from the driver's loop.
 
 The loop keeps the actor's queues, ordering, concurrency groups, restarts and backpressure
-(``actors.ActorState``); this object only moves what the state decides across the process
+(``actor_state.ActorState``); this object only moves what the state decides across the process
 boundary: the creation, each ready call (``ActorRun``), cancels, the end (``ActorStop`` or a
 kill). Outcomes come back as task messages and go to the same place a thread's outcome goes
 (``ActorState._thread_done``), so there is one place that settles calls. When the process
@@ -33,13 +33,13 @@ from aioray._wire.messages import (
 from aioray.exceptions import ActorDiedError, WorkerCrashedError
 
 if TYPE_CHECKING:
-    from aioray._engine.actors import ActorCall, ActorState, _Group
+    from aioray._engine.actor_state import ActorCall, ActorState, Group
 
 
 class _Run(NamedTuple):
     call: ActorCall
     attempt: int
-    group: _Group
+    group: Group
     push: Any  # the stream's pusher for a generator method, else None
 
 
@@ -85,7 +85,7 @@ class ActorProcess:
             raise ActorExit()
 
     # -- calls ----------------------------------------------------------------------------
-    def dispatch(self, call: ActorCall, group: _Group, dep_values: list[Any]) -> None:
+    def dispatch(self, call: ActorCall, group: Group, dep_values: list[Any]) -> None:
         """Send a ready call; its outcome comes back to ``state._thread_done``."""
         w = self.worker
         assert w is not None

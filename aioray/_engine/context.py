@@ -11,7 +11,7 @@ import contextvars
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aioray._engine.actors import ActorCall, ActorState
+    from aioray._engine.actor_state import ActorCall, ActorState
     from aioray._engine.tasks import TaskSpec
 
 current_task: contextvars.ContextVar[TaskSpec | None] = contextvars.ContextVar(

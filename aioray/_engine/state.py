@@ -21,7 +21,7 @@ from aioray._objects.shm import SharedBuffer
 from aioray._objects.store import PENDING, ObjectEntry
 
 if TYPE_CHECKING:
-    from aioray._engine.actors import ActorCall, ActorState
+    from aioray._engine.actor_state import ActorCall, ActorState
     from aioray._engine.runtime import Runtime
     from aioray._engine.tasks import TaskSpec
 

@@ -29,7 +29,7 @@ import types
 from collections.abc import Callable
 
 from aioray._engine import env
-from aioray._engine.actors import ActorState
+from aioray._engine.actor_state import ActorState
 from aioray._engine.tasks import TaskManager
 from aioray._exec.invoke import run_async
 
