@@ -262,3 +262,43 @@ async def test_handles_from_async_app(aray: Any) -> None:
     while await c.get_counter.remote() < 10:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
+
+
+# -- __ray_invocation_decorator__ (Ray's caller-side hook on a method's .remote()) -----------
+def _add_ten_to_the_argument(invocation: Any) -> Any:
+    def wrapped(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return invocation((args[0] + 10, *args[1:]), kwargs)
+    return wrapped
+
+
+def _refs_as_list(invocation: Any) -> Any:
+    return lambda args, kwargs: [invocation(args, kwargs)]
+
+
+@aioray.remote
+class Decorated:
+    def echo(self, x: int) -> int:
+        return x
+
+    echo.__ray_invocation_decorator__ = _add_ten_to_the_argument  # type: ignore[attr-defined]
+
+    def wrapped(self) -> str:
+        return "value"
+
+    wrapped.__ray_invocation_decorator__ = _refs_as_list  # type: ignore[attr-defined]
+
+
+@aioray.remote
+def call_echo(actor: Any) -> int:
+    return aioray.get(actor.echo.remote(1))  # type: ignore[no-any-return]
+
+
+@pytest.mark.all_backends
+def test_invocation_decorator_wraps_remote_once(ray: Any) -> None:
+    a = Decorated.remote()
+    assert ray.get(a.echo.remote(1), timeout=TIMEOUT) == 11  # 21 would be applied twice
+    assert ray.get(a.echo.options(name="named").remote(2), timeout=TIMEOUT) == 12
+    [ref] = a.wrapped.remote()  # what the decorated invocation returns is what .remote() returns
+    assert ray.get(ref, timeout=TIMEOUT) == "value"
+    # The handle (and the hook with it) crosses into a task in a worker process.
+    assert ray.get(call_echo.remote(a), timeout=TIMEOUT) == 11

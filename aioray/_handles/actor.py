@@ -54,7 +54,7 @@ def method(*args: Any, **kwargs: Any) -> Any:
 
 
 class MethodMeta:
-    __slots__ = ("binder", "is_async", "is_generator", "name", "options")
+    __slots__ = ("binder", "decorator", "is_async", "is_generator", "name", "options")
 
     def __init__(self, name: str, fn: Any) -> None:
         self.name = name
@@ -63,17 +63,24 @@ class MethodMeta:
         self.options: dict[str, Any] = dict(getattr(fn, "__aioray_method_options__", {}))
         # .remote() binds its arguments to the method's parameters, self excluded (as Ray).
         self.binder: Binder | None = method_binder(fn)
+        # Ray's hook: wraps the caller-side invocation ``(args, kwargs) -> refs`` of .remote().
+        self.decorator: Callable[[Invocation], Invocation] | None = getattr(
+            fn, "__ray_invocation_decorator__", None)
 
     def __reduce__(self) -> Any:
         return (_rebuild_meta, (self.name, self.is_async, self.is_generator, self.options,
-                                self.binder))
+                                self.binder, self.decorator))
+
+
+Invocation = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 
 
 def _rebuild_meta(name: str, is_async: bool, is_gen: bool, options: dict[str, Any],
-                  binder: Binder | None = None) -> MethodMeta:
+                  binder: Binder | None = None,
+                  decorator: Callable[[Invocation], Invocation] | None = None) -> MethodMeta:
     m = MethodMeta.__new__(MethodMeta)
     m.name, m.is_async, m.is_generator, m.options = name, is_async, is_gen, options
-    m.binder = binder
+    m.binder, m.decorator = binder, decorator
     return m
 
 
@@ -241,6 +248,12 @@ class ActorMethod(Generic[P, R]):
         self._options = options if options is not None else meta.options
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        decorator = self._meta.decorator
+        invoke = self._invoke if decorator is None else decorator(self._invoke)
+        out: R = invoke(args, kwargs)
+        return out
+
+    def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         backend = self._handle._backend
         if backend is None:
             raise ActorDiedError(f"The actor {self._handle._actor_id.hex()} is dead or unknown "
@@ -248,8 +261,7 @@ class ActorMethod(Generic[P, R]):
         binder = self._meta.binder
         if binder is not None:
             binder.bind(args, kwargs)
-        out: R = backend.call_actor(self._handle, self._meta, args, kwargs, self._options)
-        return out
+        return backend.call_actor(self._handle, self._meta, args, kwargs, self._options)
 
     # num_returns changes what .remote() returns: untyped then (as for remote functions).
     @overload

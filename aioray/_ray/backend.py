@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import functools
 import inspect
 import os
@@ -745,6 +746,10 @@ class RayBackend(Backend):
     def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                    opts: dict[str, Any]) -> Any:
         ray_method = getattr(handle._token, meta.name)
+        if meta.decorator is not None and getattr(ray_method, "_decorator", None) is not None:
+            # aioray's ActorMethod.remote() applied __ray_invocation_decorator__ already.
+            ray_method = copy.copy(ray_method)
+            ray_method._decorator = None
         nret = opts.get("num_returns")
         if meta.is_generator and nret is None:
             opts = {**opts, "num_returns": "streaming"}
