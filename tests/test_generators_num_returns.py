@@ -181,11 +181,28 @@ async def test_dynamic_async_model(aray: Any) -> None:
     assert await total.remote(acount.options(num_returns="dynamic").remote(3)) == 3
 
 
+@pytest.mark.all_backends
 def test_non_generator_rejects_streaming_and_dynamic(ray: Any) -> None:
-    @aioray.remote
+    """As Ray 2.60: a ValueError where the function is known (the decorator, .options(),
+    @method); num_returns=None is the default (one return value)."""
     def plain() -> int:
         return 1
 
     for mode in ("streaming", "dynamic"):
-        with pytest.raises(TypeError, match="not a generator"):
-            plain.options(num_returns=mode).remote()
+        with pytest.raises(ValueError, match="can only be used with generator functions"):
+            aioray.remote(num_returns=mode)(plain)
+        with pytest.raises(ValueError, match="plain is not a generator function"):
+            aioray.remote(plain).options(num_returns=mode)
+        with pytest.raises(ValueError, match="plain is not a generator function"):
+            aioray.remote(plain).options(num_cpus=1).options(num_returns=mode)
+        with pytest.raises(ValueError, match="can only be used with generator functions"):
+            aioray.method(num_returns=mode)(lambda self: 1)
+        with pytest.raises(ValueError, match="method ping is not a generator function"):
+            _Plain.remote().ping.options(num_returns=mode)
+    assert ray.get(aioray.remote(num_returns=None)(plain).remote(), timeout=60) == 1
+
+
+@aioray.remote
+class _Plain:
+    def ping(self) -> int:
+        return 1

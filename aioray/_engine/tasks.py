@@ -89,7 +89,9 @@ class TaskSpec:
         self.returns: list[ObjectEntry] = []
         self.sink: Any = None
         # A generator function streams unless the caller asked for a fixed count.
-        self.nret: Any = opts.get("num_returns", None if rf._is_generator else 1)
+        nret = opts.get("num_returns")
+        # None: the default (Ray's too): a streaming generator, or one return value.
+        self.nret: Any = 1 if nret is None and not rf._is_generator else nret
         self.attempt = 0
         mr = opts.get("max_retries")
         self.max_retries = 3 if mr is None else mr
@@ -235,12 +237,7 @@ class TaskManager:
             spec.req = resource_request(opts, 0.0 if rf._is_async else 1.0)
         else:  # the common case: a shared constant, never mutated
             spec.req = _NO_RESOURCES if rf._is_async else _ONE_CPU
-        nret = spec.nret
-        if not rf._is_generator and nret in ("streaming", "dynamic", None):
-            raise TypeError(
-                f"num_returns={nret!r} is for generator functions, but {rf._name} is not "
-                "a generator (it has no 'yield').")
-        make_outputs(spec, self.rt, task_id, spec.name, rf._is_generator, nret,
+        make_outputs(spec, self.rt, task_id, spec.name, rf._is_generator, spec.nret,
                      opts.get("_generator_backpressure_num_objects") or 0)
         return spec
 

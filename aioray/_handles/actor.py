@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, ca
 
 from aioray._backend import registry
 from aioray._backend.base import Backend
-from aioray._handles.options import ACTOR_OPTIONS, METHOD_OPTIONS, validate
+from aioray._handles.options import (
+    ACTOR_OPTIONS,
+    METHOD_OPTIONS,
+    check_generator_returns,
+    validate,
+)
 from aioray._handles.signature import Binder, constructor_binder, method_binder
 from aioray.dag import bind_class, bind_method
 from aioray.exceptions import ActorClassInheritanceException, ActorDiedError
@@ -48,6 +53,8 @@ def method(*args: Any, **kwargs: Any) -> Any:
     opts = validate(kwargs, METHOD_OPTIONS, "@aioray.method")
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        check_generator_returns(opts, inspect.isgeneratorfunction(fn)
+                                or inspect.isasyncgenfunction(fn), getattr(fn, "__qualname__", "it"))
         fn.__aioray_method_options__ = opts  # type: ignore[attr-defined]
         return fn
     return deco
@@ -272,7 +279,9 @@ class ActorMethod(Generic[P, R]):
 
     def options(self, **options: Any) -> ActorMethod[P, Any]:
         opts = validate(options, METHOD_OPTIONS, f"method {self._meta.name}.options()")
-        return ActorMethod(self._handle, self._meta, {**self._options, **opts})
+        merged = {**self._options, **opts}
+        check_generator_returns(merged, self._meta.is_generator, f"method {self._meta.name}")
+        return ActorMethod(self._handle, self._meta, merged)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from aioray._backend import registry
-from aioray._handles.options import TASK_OPTIONS, validate
+from aioray._handles.options import TASK_OPTIONS, check_generator_returns, validate
 from aioray._handles.signature import function_binder
 from aioray._objects import pickler as _pickle
 from aioray.dag import bind_function
@@ -42,6 +42,7 @@ class RemoteFunction(Generic[P, R]):
             function)
         self._is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
             function)
+        check_generator_returns(self._default_options, self._is_generator, self._name)
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", self._name)
         self.__qualname__ = self._name
@@ -80,8 +81,12 @@ class RemoteFunction(Generic[P, R]):
 
     def options(self, **options: Any) -> _BoundRemoteFunction[P, Any]:
         """Override options for the calls made through the returned object."""
+        return self._bound(self._default_options, options)
+
+    def _bound(self, base: dict[str, Any], options: dict[str, Any]) -> _BoundRemoteFunction[P, Any]:
         opts = validate(options, TASK_OPTIONS, f"{self._name}.options()")
-        merged = {**self._default_options, **opts}
+        merged = {**base, **opts}
+        check_generator_returns(merged, self._is_generator, self._name)
         return _BoundRemoteFunction(self, merged)
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
@@ -124,8 +129,7 @@ class _BoundRemoteFunction(Generic[P, R]):
     def options(self, **options: Any) -> _BoundRemoteFunction[P, R]: ...
 
     def options(self, **options: Any) -> _BoundRemoteFunction[P, Any]:
-        opts = validate(options, TASK_OPTIONS, f"{self._rf._name}.options()")
-        return _BoundRemoteFunction(self._rf, {**self._options, **opts})
+        return self._rf._bound(self._options, options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._rf(*args, **kwargs)

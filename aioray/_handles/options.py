@@ -63,6 +63,17 @@ def check_namespace(namespace: Any, what: str = "namespace") -> None:
         raise ValueError(f"\"\" is not a valid {what}. Pass None to not specify a namespace.")
 
 
+def check_generator_returns(options: Mapping[str, Any], is_generator: bool, name: str) -> None:
+    """Ray's rule, checked where the function is known (decoration, ``.options()``):
+    ``num_returns='streaming'``/``'dynamic'`` need a generator function (ValueError)."""
+    nr = options.get("num_returns")
+    if nr in ("streaming", "dynamic") and not is_generator:
+        raise ValueError(
+            f"num_returns={nr!r} can only be used with generator functions (functions that use "
+            f"'yield'). {name} is not a generator function: drop num_returns, or yield the "
+            "values.")
+
+
 def validate(options: Mapping[str, Any], valid: frozenset[str], what: str) -> dict[str, Any]:
     """Check names and types; returns a plain dict copy. Raises ValueError/TypeError."""
     if "num_return_vals" in options and "num_returns" in valid:
