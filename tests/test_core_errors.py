@@ -411,8 +411,8 @@ def test_num_returns_mismatch(ray: Any) -> None:
 
 @pytest.mark.all_backends
 def test_num_returns_streaming_on_plain_function(ray: Any) -> None:
-    with pytest.raises(TypeError, match="generator"):
-        identity.options(num_returns="streaming").remote(1)
+    with pytest.raises(ValueError, match="identity is not a generator function"):
+        identity.options(num_returns="streaming")
 
 
 @pytest.mark.all_backends
