@@ -371,3 +371,43 @@ def test_large_array_ref_shared_by_process_tasks_without_copies(ray: Any) -> Non
     out = aioray.get([address.remote(x_id) for _ in range(5)], timeout=60)
     assert out == [(float((1 << 18) - 1), False)] * 5
     assert set(_segments()) == before  # every task mapped the one stored copy
+
+
+@aioray.remote
+def _fails_after(signal: Any) -> None:
+    aioray.get(signal.wait.remote())
+    raise KeyError("late")
+
+
+@pytest.mark.all_backends
+def test_on_completed_callback(ray: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Ray's private ``ref._on_completed(cb)`` (its libraries and tests use it): ``cb(value)``
+    or ``cb(error)`` once ready, called once, then released; its errors are logged."""
+    from aioray.testing import SignalActor, wait_for_condition
+    got: list[Any] = []
+    aioray.put(7)._on_completed(got.append)
+    wait_for_condition(lambda: got == [7], timeout=30)
+
+    signal = SignalActor.remote()
+    ref = _fails_after.remote(signal)
+
+    class Callback:
+        def __call__(self, result: Any) -> None:
+            got.append(result)
+
+    cb = Callback()
+    ref._on_completed(cb)
+    alive = weakref.ref(cb)
+    del cb
+    assert len(got) == 1  # not before the task ends
+    aioray.get(signal.send.remote())
+    wait_for_condition(lambda: len(got) == 2, timeout=30)
+    assert isinstance(got[1], aioray.exceptions.RayTaskError) and isinstance(got[1], KeyError)
+    wait_for_condition(lambda: alive() is None, timeout=30)  # released once it ran
+
+    def boom(_: Any) -> None:
+        got.append("boom")
+        raise RuntimeError("callback failed")
+    aioray.put(1)._on_completed(boom)
+    wait_for_condition(lambda: "callback failed" in caplog.text, timeout=30)
+    assert got[-1] == "boom"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
@@ -14,6 +15,8 @@ from aioray._objects import serialization
 from aioray._objects.serialization import ErrorValue, deserialize, note_ref
 from aioray._objects.store import PENDING, STORE, ObjectEntry
 from aioray.exceptions import ObjectFreedError
+
+_log = logging.getLogger("aioray")
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -100,6 +103,23 @@ class ObjectRef(Generic[T_co]):
     def future(self) -> concurrent.futures.Future[T_co]:
         """A ``concurrent.futures.Future`` that completes with the object's value or error."""
         return registry.current().ref_future(self)
+
+    def _on_completed(self, callback: Callable[[Any], object]) -> None:
+        """Ray's completion hook (private in Ray, used by its libraries and tests): once the
+        object is ready, ``callback(value)``, or ``callback(error)`` with the task's error
+        instance. It runs on a runtime thread, so keep it short; what it raises is logged.
+        The callback is released once it ran."""
+        held: list[Callable[[Any], object]] = [callback]
+
+        def fire(fut: concurrent.futures.Future[Any]) -> None:
+            fn = held.pop()
+            error = fut.exception()  # the object's error is what is handed over
+            try:
+                fn(error if error is not None else fut.result())
+            except Exception:
+                _log.exception("aioray: the _on_completed callback of %r raised", self)
+
+        self.future().add_done_callback(fire)
 
     def as_future(self) -> Any:
         """An ``asyncio.Future`` on the running loop (Ray's name for the same thing)."""
