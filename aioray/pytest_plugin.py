@@ -19,6 +19,8 @@ Running a Ray project's test suite unchanged:
   aioray, ``ray._private.test_utils`` / ``ray._common.test_utils`` give :mod:`aioray.testing`.
   ``--aioray-as-ray-shadow`` (or ``AIORAY_AS_RAY=shadow``) does so also when a real Ray is
   installed, which plain ``--aioray-as-ray`` refuses to shadow.
+  ``--aioray-as-ray-internals=on-use`` (or ``AIORAY_AS_RAY_INTERNALS=on-use``): an import of
+  another Ray internal succeeds and fails where what it gave is used, not at the import.
 * Ray's fixtures, by Ray's names and with Ray's defaults (``num_cpus=1``), each a fresh aioray
   runtime that is shut down before and after: ``ray_start_regular`` (yields what ``init``
   returns), ``ray_start_2_cpus``, ``ray_start_10_cpus``, ``ray_start_no_cpu``,
@@ -54,6 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--aioray-as-ray-shadow", action="store_true", default=False,
         help="--aioray-as-ray even when a real Ray is installed (also: AIORAY_AS_RAY=shadow).")
+    group.addoption(
+        "--aioray-as-ray-internals", choices=as_ray.INTERNALS_MODES, default=None,
+        help="ray-import mode (implies --aioray-as-ray): what an import of a Ray internal does: "
+             "import-error (the default) fails the import, on-use lets it succeed and fails "
+             "where what it gave is used, so tests that never use it run "
+             "(also: AIORAY_AS_RAY_INTERNALS).")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -63,15 +71,18 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     ns = early_config.known_args_namespace
     try:
         env_mode = as_ray.mode_from_env()
+        internals = getattr(ns, "aioray_as_ray_internals", None)
+        asked = internals is not None
+        internals = internals or as_ray.internals_from_env()
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
     shadow = bool(getattr(ns, "aioray_as_ray_shadow", False)) or env_mode == "shadow"
-    if not (shadow or getattr(ns, "aioray_as_ray", False) or env_mode):
+    if not (shadow or asked or getattr(ns, "aioray_as_ray", False) or env_mode):
         return
     if as_ray.is_installed():  # installed by whoever started pytest: not ours to remove
         return
     try:
-        as_ray.install(shadow=shadow)
+        as_ray.install(shadow=shadow, internals=internals)
     except RuntimeError as e:
         raise pytest.UsageError(str(e)) from None
     early_config.stash[_INSTALLED_AS_RAY] = True

@@ -13,6 +13,9 @@ In ray-import mode (:mod:`aioray.as_ray`) this module *is* ``ray._private.test_u
   Python process (in ray-import mode when this process is), :func:`wait_for_pid_to_exit`,
   :func:`kill_actor_and_wait_for_failure`, :func:`client_test_enabled` (always False: there is
   no Ray Client).
+* :func:`placement_group_assert_no_leak` — remove placement groups and wait until what they
+  reserved is free again; :func:`generate_system_config_map` — ``init`` keywords for Ray's
+  system config (aioray accepts and ignores it).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ __all__ = [
     "SignalActor",
     "async_wait_for_condition",
     "client_test_enabled",
+    "generate_system_config_map",
     "kill_actor_and_wait_for_failure",
+    "placement_group_assert_no_leak",
     "run_string_as_driver",
     "run_string_as_driver_nonblocking",
     "wait_for_condition",
@@ -154,6 +159,35 @@ def client_test_enabled() -> bool:
     return False
 
 
+def generate_system_config_map(**kwargs: Any) -> dict[str, Any]:
+    """``init`` keywords that set Ray's ``_system_config`` (``ray.init(**generate_system_config_map(
+    num_heartbeats_timeout=10))``, often through a fixture's ``param``). aioray accepts the
+    option and has none of those settings."""
+    return {"_system_config": kwargs}
+
+
+def placement_group_assert_no_leak(pgs_created: list[Any], timeout: float = 10) -> None:
+    """Remove ``pgs_created``, then wait until every placement group is removed and every
+    resource is as available as when nothing runs; ``RuntimeError`` after ``timeout``."""
+    for pg in pgs_created:
+        aioray.util.remove_placement_group(pg)
+
+    def removed() -> bool:
+        return all(entry["state"] == "REMOVED"
+                   for entry in aioray.util.placement_group_table().values())
+
+    wait_for_condition(removed, timeout=timeout)
+    totals = {k: v for k, v in aioray.cluster_resources().items()
+              if k not in ("memory", "object_store_memory")}
+
+    def recovered() -> bool:
+        available = aioray.available_resources()
+        return all(available.get(k) == v for k, v in totals.items()) and not any(
+            "_group_" in k for k in available)
+
+    wait_for_condition(recovered, timeout=timeout)
+
+
 def kill_actor_and_wait_for_failure(actor: aioray.ActorHandle[Any], timeout: float = 10,
                                     retry_interval_ms: float = 100) -> None:
     """Kill ``actor`` (no restart, as Ray's ``kill``) and return once it is dead. aioray's
@@ -223,12 +257,12 @@ def _pid_alive(pid: int) -> bool:
 def wait_for_pid_to_exit(pid: int, timeout: float = 20) -> None:
     """Return once process ``pid`` has exited; ``TimeoutError`` after ``timeout`` seconds.
 
-    aioray runs actors and async tasks in this process, so a pid they report is often this
+    aioray runs async actors and async tasks in this process, so a pid they report is this
     process's own: that raises ``TimeoutError`` at once instead of waiting for it to expire.
     """
     if pid == os.getpid():
         raise TimeoutError(
-            f"Process {pid} is this process: aioray runs actors (and async tasks) in the "
+            f"Process {pid} is this process: aioray runs async actors and async tasks in the "
             "driver process, so it will not exit.")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

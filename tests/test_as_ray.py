@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -435,6 +436,134 @@ def test_ray_test_utils_are_aioray_testing(hook: None) -> None:
     assert ray._common.test_utils is aioray.testing
 
 
+@pytest.fixture
+def hook_on_use() -> Iterator[None]:
+    """ray-import mode with internals failing on use, in this process for one test."""
+    if _real_ray_imported():
+        pytest.skip("a real Ray is imported in this session")
+    as_ray.install(shadow=True, internals="on-use")
+    try:
+        yield
+    finally:
+        as_ray.uninstall()
+
+
+def test_internals_on_use_import_and_fail_where_used(hook_on_use: None) -> None:
+    import ray
+    import ray.cluster_utils
+    from ray import ray_constants
+    from ray._private.client_mode_hook import client_mode_should_convert
+    from ray._private.test_utils import BatchQueue, wait_for_condition
+    from ray._private.utils import DeferSigint
+    from ray._raylet import GcsClient, ObjectRefGenerator
+
+    assert os.environ[as_ray.INTERNALS_ENV_VAR] == "on-use"  # worker processes follow
+    uses = {
+        "ray._private.utils.DeferSigint cannot be used: ray._private.utils is Ray-internal":
+            lambda: DeferSigint(),
+        "ray.ray_constants cannot be used": lambda: ray_constants.KV_NAMESPACE_FUNCTION_TABLE,
+        "ray._raylet.GcsClient cannot be used": lambda: GcsClient("addr"),
+        "ray.cluster_utils.Cluster cannot be used: ray.cluster_utils is not provided":
+            lambda: ray.cluster_utils.Cluster(),
+        "ray._private.test_utils.BatchQueue cannot be used: aioray.testing": lambda: BatchQueue(),
+        "ray._private.utils.DeferSigint cannot be used": lambda: bool(DeferSigint),
+        "ray._private.worker cannot be used: ray._private is Ray-internal":
+            lambda: ray._private.worker.global_worker,
+    }
+    for message, use in uses.items():
+        with pytest.raises(ImportError, match=re.escape(message)):
+            use()
+    with pytest.raises(ImportError, match="DeferSigint cannot be used"):
+        class Sub(DeferSigint):  # type: ignore[misc, valid-type]
+            pass
+    with pytest.raises(ImportError, match="DeferSigint cannot be used"):
+        with DeferSigint:
+            pass
+    # What aioray can answer truthfully, it does.
+    assert ObjectRefGenerator is aioray.ObjectRefGenerator
+    assert wait_for_condition is aioray.testing.wait_for_condition
+    assert client_mode_should_convert() is False
+    assert "fails on use" in repr(DeferSigint)
+
+
+def test_ray_experimental_state_is_util_state(hook: None) -> None:
+    from ray.experimental.state.api import list_actors  # Ray's deprecated spelling
+    assert list_actors is aioray.util.state.list_actors
+
+
+def test_internals_mode_checks(hook: None) -> None:
+    with pytest.raises(RuntimeError, match="already installed with internals='import-error'"):
+        as_ray.install(shadow=True, internals="on-use")
+    as_ray.uninstall()
+    with pytest.raises(ValueError, match="internals='later'"):
+        as_ray.install(shadow=True, internals="later")
+    assert not as_ray.is_installed()
+    as_ray.install(shadow=True)
+
+
+RAY_MODULE_WITH_INTERNALS = '''
+import os
+
+import ray
+from ray._private.utils import DeferSigint  # only one test uses it
+
+
+def double(x):
+    return 2 * x
+
+
+@ray.remote
+def in_worker(x):  # the worker imports this module, and so the internal, too
+    return double(x), os.getpid()
+
+
+def test_needs_no_internal(ray_start_regular):
+    value, pid = ray.get(in_worker.remote(21))
+    assert value == 42 and pid != os.getpid()
+
+
+def test_uses_the_internal(ray_start_regular):
+    with DeferSigint():
+        pass
+'''
+
+
+def test_pytest_internals_on_use(pytester: pytest.Pytester,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIORAY_AS_RAY", raising=False)
+    monkeypatch.delenv(as_ray.INTERNALS_ENV_VAR, raising=False)
+    pytester.makepyfile(test_internal=RAY_MODULE_WITH_INTERNALS)
+    strict = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--aioray-as-ray",
+                                           timeout=180)
+    strict.assert_outcomes(errors=1)  # the module is not collected
+    strict.stdout.fnmatch_lines(["*ray._private.utils is Ray-internal*"])
+    on_use = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           "--aioray-as-ray-internals=on-use", timeout=180)
+    on_use.assert_outcomes(passed=1, failed=1)
+    on_use.stdout.fnmatch_lines(["*ImportError: ray._private.utils.DeferSigint cannot be used*"])
+    monkeypatch.setenv(as_ray.INTERNALS_ENV_VAR, "on-use")
+    by_env = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--aioray-as-ray",
+                                           timeout=180)
+    by_env.assert_outcomes(passed=1, failed=1)
+    monkeypatch.setenv(as_ray.INTERNALS_ENV_VAR, "sometimes")
+    bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--aioray-as-ray", timeout=180)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*AIORAY_AS_RAY_INTERNALS='sometimes'*"])
+
+
+def test_script_switch_internals_on_use(tmp_path: Path) -> None:
+    code = ("from ray._private.utils import DeferSigint\n"
+            "import ray\n"
+            "print(ray.get(ray.put(1)))\n"
+            "DeferSigint()\n")
+    strict = _python("-m", "aioray.as_ray", "-c", code, cwd=tmp_path)
+    assert strict.returncode == 1 and "ray._private.utils is Ray-internal" in strict.stderr
+    on_use = _python("-m", "aioray.as_ray", "--internals=on-use", "-c", code, cwd=tmp_path)
+    assert on_use.stdout.strip() == "1"
+    assert "DeferSigint cannot be used" in on_use.stderr
+    assert _python("-m", "aioray.as_ray", "--internals=maybe", "-c", code).returncode == 2
+
+
 def test_uninstall_restores_everything(hook: None) -> None:
     import ray
     import ray._private.test_utils
@@ -445,6 +574,7 @@ def test_uninstall_restores_everything(hook: None) -> None:
     assert not as_ray.is_installed()
     assert not [n for n in sys.modules if n == "ray" or n.startswith("ray.")]
     assert not hasattr(aioray, "_private") and not hasattr(aioray, "_common")
+    assert "__getattr__" not in vars(aioray) and as_ray.INTERNALS_ENV_VAR not in os.environ
     assert not any(isinstance(f, as_ray._RayFinder) for f in sys.meta_path)
     assert as_ray._SHIM_DIR not in sys.path
     if importlib.util.find_spec("ray") is None:

@@ -20,7 +20,9 @@ from aioray.testing import (
     SignalActor,
     async_wait_for_condition,
     client_test_enabled,
+    generate_system_config_map,
     kill_actor_and_wait_for_failure,
+    placement_group_assert_no_leak,
     run_string_as_driver,
     run_string_as_driver_nonblocking,
     wait_for_condition,
@@ -198,6 +200,25 @@ def test_kill_actor_and_wait_for_failure(ray_start_regular: object) -> None:
     kill_actor_and_wait_for_failure(actor)
     with pytest.raises(aioray.exceptions.ActorDiedError):  # dead, not restarted
         aioray.get(actor.ping.remote(), timeout=30)
+
+
+@pytest.mark.parametrize("ray_start_regular", [{"num_cpus": 2, "resources": {"R": 2}}],
+                         indirect=True)
+def test_placement_group_assert_no_leak(ray_start_regular: object) -> None:
+    from aioray.util import placement_group
+    pgs = [placement_group([{"CPU": 1}, {"R": 1}]), placement_group([{"R": 1}])]
+    aioray.get([pg.ready() for pg in pgs], timeout=30)
+    assert aioray.available_resources().get("R", 0) == 0
+    placement_group_assert_no_leak(pgs)
+    assert aioray.available_resources() == {"CPU": 2.0, "R": 2.0}
+    assert all(e["state"] == "REMOVED" for e in aioray.util.placement_group_table().values())
+
+
+def test_generate_system_config_map_feeds_init(shutdown_only: None) -> None:
+    kwargs = generate_system_config_map(num_heartbeats_timeout=10)
+    assert kwargs == {"_system_config": {"num_heartbeats_timeout": 10}}
+    aioray.init(num_cpus=1, **kwargs)  # accepted (aioray has none of those settings)
+    assert aioray.is_initialized()
 
 
 def test_client_test_enabled_is_false() -> None:

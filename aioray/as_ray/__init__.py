@@ -49,22 +49,39 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aioray
+from aioray.as_ray.standins import RayInternal, StandInModule
 
-__all__ = ["ENV_VAR", "install", "install_from_env", "is_installed", "mode_from_env",
-           "uninstall"]
+__all__ = ["ENV_VAR", "INTERNALS_ENV_VAR", "INTERNALS_MODES", "install", "install_from_env",
+           "internals_from_env", "is_installed", "mode_from_env", "uninstall"]
 
 ENV_VAR = "AIORAY_AS_RAY"
 """``1`` (on) or ``shadow`` (on, shadowing an installed Ray); read by :func:`install_from_env`
 (the pytest plugin and ``python -m aioray.as_ray`` use it)."""
+
+INTERNALS_ENV_VAR = "AIORAY_AS_RAY_INTERNALS"
+"""``import-error`` (the default) or ``on-use``: see :func:`install`. :func:`install` sets it for
+the processes the program starts (aioray's workers import the same test modules)."""
+INTERNALS_MODES = ("import-error", "on-use")
 
 # Ray internals aioray provides anyway: Ray's test helpers.
 _INTERNAL_ALIASES = {
     "ray._private.test_utils": "aioray.testing",
     "ray._common.test_utils": "aioray.testing",
 }
+# Ray's deprecated spellings of public modules aioray has.
+_PUBLIC_ALIASES = {
+    "ray.experimental.state": "aioray.util.state",
+    "ray.experimental.state.api": "aioray.util.state",
+}
+# internals="on-use": what Ray's ``_raylet`` has that is public Ray API under another name.
+_RAYLET_PUBLIC = ("ObjectRef", "ObjectRefGenerator", "StreamingObjectRefGenerator", "ObjectID")
+# ...and the internal attributes of Ray's top-level module (``from ray import ray_constants``).
+_TOP_LEVEL_INTERNALS = frozenset({"worker", "ray_constants", "serialization", "state", "_raylet",
+                                  "internal", "cluster_utils"})
 # The internal packages those live in: empty stand-ins (see _InternalPackage).
 _INTERNAL_PACKAGES = ("ray._private", "ray._common")
 # aioray's own public modules that have no Ray counterpart: not reachable as ray.X.
@@ -74,6 +91,7 @@ _SHIM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
 
 _lock = threading.RLock()
 _finder: _RayFinder | None = None
+_internals = "import-error"
 
 
 class _InternalPackage(types.ModuleType):
@@ -149,7 +167,9 @@ class _InternalPackageLoader(importlib.abc.Loader):
         pass
 
 
-def _new_internal_package(name: str) -> _InternalPackage:
+def _new_internal_package(name: str) -> types.ModuleType:
+    if _internals == "on-use":
+        return StandInModule(name, _internal_message)
     pkg = _InternalPackage(name, f"Stand-in for Ray's {name}: aioray provides only its "
                                  "test_utils (aioray.testing).")
     pkg.__path__ = []
@@ -165,7 +185,7 @@ def _register_internal_packages() -> None:
     # `import ray._private.test_utils` followed by attribute access works.
     for name in _INTERNAL_PACKAGES:
         pkg = sys.modules.get(name)
-        if not isinstance(pkg, _InternalPackage):
+        if type(pkg) is not (StandInModule if _internals == "on-use" else _InternalPackage):
             pkg = sys.modules[name] = _new_internal_package(name)
         attr = name.split(".")[1]
         if not hasattr(aioray, attr):
@@ -182,13 +202,21 @@ class _RayFinder(importlib.abc.MetaPathFinder):
             return None
         if fullname == "ray":
             return self._alias_spec(fullname, "aioray")
+        if fullname in _PUBLIC_ALIASES:
+            return self._alias_spec(fullname, _PUBLIC_ALIASES[fullname])
+        on_use = _internals == "on-use"
         if fullname in _INTERNAL_ALIASES:
+            if on_use:  # the helpers aioray.testing has, and placeholders for the rest
+                return _stand_in_spec(fullname, _helpers_message, _testing_names())
             return self._alias_spec(fullname, _INTERNAL_ALIASES[fullname])
+        tail = fullname[4:]
+        internal = any(p.startswith("_") for p in tail.split("."))
+        if internal and on_use:
+            return _stand_in_spec(fullname, _internal_message, _known_internals(fullname))
         if fullname in _INTERNAL_PACKAGES:
             return importlib.machinery.ModuleSpec(fullname, _InternalPackageLoader(),
                                                   is_package=True)
-        tail = fullname[4:]
-        if any(p.startswith("_") for p in tail.split(".")):
+        if internal:
             raise ImportError(_internal_message(fullname), name=fullname)
         if not _public_tail(tail):
             raise ImportError(
@@ -200,6 +228,8 @@ class _RayFinder(importlib.abc.MetaPathFinder):
         except ImportError:
             spec = None
         if spec is None:
+            if on_use:
+                return _stand_in_spec(fullname, _missing_message)
             raise ImportError(_missing_message(fullname), name=fullname)
         return self._alias_spec(fullname, "aioray." + tail)
 
@@ -208,6 +238,55 @@ class _RayFinder(importlib.abc.MetaPathFinder):
         # is_package: a `ray.X.Y` import looks up `__path__` on the module we hand out (the
         # real aioray module, which has its own), never on this spec.
         return importlib.machinery.ModuleSpec(fullname, _AliasLoader(target), is_package=True)
+
+
+class _StandInLoader(importlib.abc.Loader):
+    def __init__(self, message: Callable[[str], str], forwards: dict[str, Any] | None) -> None:
+        self.message = message
+        self.forwards = forwards
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return StandInModule(spec.name, self.message, self.forwards)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass
+
+
+def _stand_in_spec(fullname: str, message: Callable[[str], str],
+                   forwards: dict[str, Any] | None = None) -> importlib.machinery.ModuleSpec:
+    return importlib.machinery.ModuleSpec(fullname, _StandInLoader(message, forwards),
+                                          is_package=True)
+
+
+def _testing_names() -> dict[str, Any]:
+    testing = importlib.import_module("aioray.testing")
+    return {name: getattr(testing, name) for name in testing.__all__}
+
+
+def _known_internals(fullname: str) -> dict[str, Any] | None:
+    """What a Ray internal has that aioray can answer truthfully."""
+    if fullname == "ray._raylet":  # public Ray API under another name
+        return {name: getattr(aioray, name) for name in _RAYLET_PUBLIC if hasattr(aioray, name)}
+    if fullname == "ray._private.client_mode_hook":  # used in skipif: there is no Ray client
+        return {"client_mode_should_convert": _no_client, "is_client_mode_enabled": False}
+    return None
+
+
+def _no_client(*args: Any, **kwargs: Any) -> bool:
+    return False
+
+
+def _helpers_message(name: str) -> str:
+    return (f"aioray.testing, which is {name} in ray-import mode, has Ray's public-API test "
+            f"helpers only: {', '.join(_testing_names())}.")
+
+
+def _top_level_internal(name: str) -> Any:
+    """``aioray.__getattr__`` while internals fail on use: ``from ray import ray_constants``."""
+    if name in _TOP_LEVEL_INTERNALS:
+        full = f"ray.{name}"
+        return RayInternal(full, f"{full} cannot be used: {_internal_message(full)}")
+    raise AttributeError(f"module 'aioray' has no attribute {name!r}")
 
 
 def _real_ray_location() -> str | None:
@@ -226,16 +305,28 @@ def is_installed() -> bool:
     return _finder is not None
 
 
-def install(*, shadow: bool = False) -> None:
+def install(*, shadow: bool = False, internals: str = "import-error") -> None:
     """Make ``import ray`` (and Ray's public submodules) resolve to aioray in this process.
 
     Call it before anything imports ``ray``. Idempotent. ``shadow=True`` is required when a real
     Ray is importable; without it a ``RuntimeError`` says where that Ray is. Also a
     ``RuntimeError``: a real ``ray`` already imported, or ``AIORAY_BACKEND=ray`` set.
+
+    ``internals``: what an import of a Ray internal (or of a public Ray module aioray lacks)
+    does. ``"import-error"``: it raises ``ImportError`` naming it. ``"on-use"``: it succeeds,
+    and *using* what it gave raises that ``ImportError`` (:mod:`aioray.as_ray.standins`), so
+    a test module importing an internal at its top still runs the tests that never use it.
     """
-    global _finder
+    global _finder, _internals
+    if internals not in INTERNALS_MODES:
+        raise ValueError(f"internals={internals!r}: use 'import-error' (an import of a Ray "
+                         "internal fails) or 'on-use' (it fails when used).")
     with _lock:
         if _finder is not None:
+            if internals != _internals:
+                raise RuntimeError(
+                    f"aioray.as_ray.install(): already installed with internals={_internals!r};"
+                    f" uninstall() first to switch to {internals!r}.")
             _put_first()
             return
         current = sys.modules.get("ray")
@@ -260,7 +351,16 @@ def install(*, shadow: bool = False) -> None:
                     "`pytest --aioray-as-ray-shadow`, `python -m aioray.as_ray --shadow`, or "
                     f"{ENV_VAR}=shadow; or run in an environment without Ray.")
         _finder = _RayFinder()
+        _set_internals(internals)
         _put_first()
+
+
+def _set_internals(internals: str) -> None:
+    global _internals
+    _internals = internals
+    os.environ[INTERNALS_ENV_VAR] = internals
+    if internals == "on-use" and "__getattr__" not in vars(aioray):
+        aioray.__dict__["__getattr__"] = _top_level_internal  # PEP 562 reads it from here
 
 
 def _put_first() -> None:
@@ -278,6 +378,7 @@ def _adopt_in_worker() -> None:
     with _lock:
         if _finder is None:
             _finder = _RayFinder()
+            _set_internals(internals_from_env())
         _put_first()
         sys.modules["ray"] = aioray
         _register_internal_packages()
@@ -285,7 +386,7 @@ def _adopt_in_worker() -> None:
 
 
 def _is_ours(module: object) -> bool:
-    if isinstance(module, _InternalPackage):
+    if isinstance(module, (_InternalPackage, StandInModule)):
         return True
     name = getattr(module, "__name__", None)
     return isinstance(name, str) and (name == "aioray" or name.startswith("aioray."))
@@ -294,9 +395,13 @@ def _is_ours(module: object) -> bool:
 def uninstall() -> None:
     """Undo :func:`install`: ``import ray`` behaves as without aioray again (tests restore
     with it). Refs, handles and modules that already hold ``ray`` keep aioray."""
-    global _finder
+    global _finder, _internals
     with _lock:
         _finder = None
+        _internals = "import-error"
+        os.environ.pop(INTERNALS_ENV_VAR, None)
+        if vars(aioray).get("__getattr__") is _top_level_internal:
+            del aioray.__dict__["__getattr__"]
         sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RayFinder)]
         sys.path[:] = [p for p in sys.path if p != _SHIM_DIR]
         for name in [n for n in sys.modules if n == "ray" or n.startswith("ray.")]:
@@ -304,7 +409,7 @@ def uninstall() -> None:
                 del sys.modules[name]
         for name in _INTERNAL_PACKAGES:
             attr = name.split(".")[1]
-            if isinstance(getattr(aioray, attr, None), _InternalPackage):
+            if isinstance(vars(aioray).get(attr), (_InternalPackage, StandInModule)):
                 delattr(aioray, attr)
 
 
@@ -322,10 +427,21 @@ def mode_from_env() -> str | None:
                      "Ray) or 0 (off).")
 
 
+def internals_from_env() -> str:
+    """``AIORAY_AS_RAY_INTERNALS``: ``import-error`` (unset or empty) or ``on-use``; anything
+    else is a ``ValueError``."""
+    value = os.environ.get(INTERNALS_ENV_VAR, "").strip().lower() or "import-error"
+    if value not in INTERNALS_MODES:
+        raise ValueError(f"{INTERNALS_ENV_VAR}={value!r}: use import-error (an import of a Ray "
+                         "internal fails, the default) or on-use (it fails when used).")
+    return value
+
+
 def install_from_env() -> bool:
-    """:func:`install` if ``AIORAY_AS_RAY`` asks for it (``shadow`` shadows an installed Ray);
-    returns whether the hook is installed. For a ``sitecustomize.py`` of your own."""
+    """:func:`install` if ``AIORAY_AS_RAY`` asks for it (``shadow`` shadows an installed Ray),
+    with ``AIORAY_AS_RAY_INTERNALS``; returns whether the hook is installed. For a
+    ``sitecustomize.py`` of your own."""
     mode = mode_from_env()
     if mode is not None:
-        install(shadow=mode == "shadow")
+        install(shadow=mode == "shadow", internals=internals_from_env())
     return is_installed()

@@ -1,4 +1,4 @@
-"""``python -m aioray.as_ray [--shadow] (script.py | -m module | -c code | -) [args...]``: run a
+"""``python -m aioray.as_ray [--shadow] [--internals=on-use] (script.py | -m module | -c code | -) [args...]``: run a
 program written for Ray on aioray. Installs the ray-import hook (:mod:`aioray.as_ray`), then runs
 the program as ``__main__`` the way ``python`` would (``sys.argv``, ``sys.path[0]``)."""
 
@@ -11,10 +11,13 @@ import types
 
 from aioray import as_ray
 
-USAGE = ("usage: python -m aioray.as_ray [--shadow] (script.py | -m module | -c code | -) "
-         "[args...]\n"
+USAGE = ("usage: python -m aioray.as_ray [--shadow] [--internals=on-use] "
+         "(script.py | -m module | -c code | -) [args...]\n"
          "Runs a program written for Ray on aioray: `import ray` gives aioray.\n"
-         "  --shadow  also when a real Ray is installed (AIORAY_AS_RAY=shadow does the same)")
+         "  --shadow            also when a real Ray is installed (AIORAY_AS_RAY=shadow does the "
+         "same)\n"
+         "  --internals=on-use  an import of a Ray internal succeeds and fails where it is used\n"
+         "                      (AIORAY_AS_RAY_INTERNALS=on-use; default: import-error)")
 
 
 def _exec_source(source: str, filename: str) -> None:
@@ -31,10 +34,18 @@ def _exec_source(source: str, filename: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     shadow = False
-    while args and args[0] in ("--shadow", "-h", "--help"):
+    internals: str | None = None
+    while args and (args[0] in ("--shadow", "-h", "--help")
+                    or args[0].startswith("--internals=")):
         flag = args.pop(0)
         if flag == "--shadow":
             shadow = True
+        elif flag.startswith("--internals="):
+            internals = flag.partition("=")[2]
+            if internals not in as_ray.INTERNALS_MODES:
+                print(f"python -m aioray.as_ray: {flag}: use --internals=import-error or "
+                      f"--internals=on-use\n{USAGE}", file=sys.stderr)
+                return 2
         else:
             print(USAGE)
             return 0
@@ -43,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         shadow = shadow or as_ray.mode_from_env() == "shadow"
+        internals = internals or as_ray.internals_from_env()
     except ValueError as e:
         print(f"python -m aioray.as_ray: {e}", file=sys.stderr)
         return 2
@@ -58,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sys.path[0] = os.path.dirname(os.path.abspath(target))
     try:
-        as_ray.install(shadow=shadow)
+        as_ray.install(shadow=shadow, internals=internals)
     except RuntimeError as e:
         print(f"python -m aioray.as_ray: {e}", file=sys.stderr)
         return 2
