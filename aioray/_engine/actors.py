@@ -246,7 +246,7 @@ class ActorManager:
         state = self.actors.get(actor_id)
         if state is None:
             return
-        cause = ActorDiedError("The actor died because it was killed by `ray.kill` "
+        cause = ActorDiedError("The actor is dead because it was killed by `ray.kill` "
                                "(aioray.kill()).",
                                actor_id=actor_id.hex())
         if state.status in (ActorStatus.PENDING, ActorStatus.RESTARTING):
