@@ -574,3 +574,45 @@ def test_rays_phrases_in_actor_errors(ray: Any) -> None:
                        match=r"Inheriting from actor classes is not currently supported\."):
         class C(B):  # type: ignore[misc,valid-type]
             pass
+
+
+def test_validators_raise_rays_errors() -> None:
+    """``validate_placement_group`` and the bundle checks Ray keeps beside it (its tests import
+    them): the same errors ``placement_group()`` raises, without creating anything."""
+    from aioray.util.placement_group import (
+        VALID_PLACEMENT_GROUP_STRATEGIES,
+        _validate_bundle_label_selector,
+        _validate_bundles,
+        validate_placement_group,
+    )
+    for strategy in VALID_PLACEMENT_GROUP_STRATEGIES:
+        assert validate_placement_group([{"CPU": 1}], strategy=strategy) is True
+    bad: list[tuple[Any, str]] = [
+        (lambda: validate_placement_group([{"CPU": 1}], strategy="ANY"),
+         "Invalid placement group strategy"),
+        (lambda: validate_placement_group([{"CPU": 1}], lifetime="forever"), "lifetime"),
+        (lambda: validate_placement_group([{"CPU": 1}], _soft_target_node_id="ab" * 28),
+         "only works with STRICT_PACK"),
+        (lambda: validate_placement_group([{"CPU": 1}], bundle_label_selector=[{}, {}]),
+         "should equal the length of `bundles`"),
+        (lambda: _validate_bundles("not a list"), "must be a list"),
+        (lambda: _validate_bundles([]), "must be a non-empty list"),
+        (lambda: _validate_bundles([{"CPU": 1}, "x"]), "resource dictionaries"),
+        (lambda: _validate_bundles([{8: 7}]), "resource dictionaries"),
+        (lambda: _validate_bundles([{"CPU": "6"}]), "resource dictionaries"),
+        (lambda: _validate_bundles([{"CPU": 0, "GPU": 0}]), "only 0 values"),
+        (lambda: _validate_bundle_label_selector("x"), "must be a list"),
+        (lambda: _validate_bundle_label_selector(["x"]), "list of string dictionary"),
+        (lambda: _validate_bundle_label_selector([{"k": 1}]), "list of string dictionary"),
+        (lambda: _validate_bundle_label_selector([{"INVALID key!": "v"}]),
+         "Invalid label selector provided.*key name `INVALID key!`"),
+        (lambda: _validate_bundle_label_selector([{"Bad_Prefix/k": "v"}]), "key prefix"),
+        (lambda: _validate_bundle_label_selector([{"k": "in(a,,b)"}]), "selector value"),
+    ]
+    for call, match in bad:
+        with pytest.raises(ValueError, match=match):
+            call()
+    _validate_bundles([{"CPU": 1, "custom-resource": 2.2}, {"GPU": 0.75}])
+    _validate_bundle_label_selector([])
+    _validate_bundle_label_selector([{"ray.io/market_type": "spot", "zone": "!us-east1",
+                                      "acc": "in(A100, H100)", "x": "!in(a)", "y": ""}])

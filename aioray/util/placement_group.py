@@ -10,6 +10,7 @@ the driver.
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "placement_group",
     "placement_group_table",
     "remove_placement_group",
+    "validate_placement_group",
 ]
 
 VALID_PLACEMENT_GROUP_STRATEGIES = frozenset({"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"})
@@ -49,7 +51,11 @@ def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", nam
     accepted and ignored (one node).
     """
     strategy = "PACK" if strategy is None else strategy
-    specs = _validate(bundles, strategy, name, lifetime)
+    validate_placement_group(bundles, strategy, lifetime, _soft_target_node_id,
+                             bundle_label_selector)
+    if not isinstance(name, str):
+        raise TypeError(f"Placement group name must be a string, got {name!r}.")
+    specs = [{k: float(v) for k, v in b.items()} for b in bundles]
     return registry.current().placement.create(specs, strategy, name, lifetime,
                                                bundle_label_selector)
 
@@ -85,10 +91,32 @@ def get_current_placement_group() -> PlacementGroup | None:
     return backend.placement.current() if backend is not None else None
 
 
-def _validate(bundles: Any, strategy: Any, name: Any, lifetime: Any) -> list[dict[str, float]]:
-    if strategy not in VALID_PLACEMENT_GROUP_STRATEGIES:
+def validate_placement_group(bundles: Any, strategy: str | None = None,
+                             lifetime: str | None = None,
+                             _soft_target_node_id: str | None = None,
+                             bundle_label_selector: Any = None) -> bool:
+    """Ray's checks of :func:`placement_group`'s arguments: ``ValueError`` naming what is
+    wrong, else True."""
+    if strategy is not None and strategy not in VALID_PLACEMENT_GROUP_STRATEGIES:
         raise ValueError(f"Invalid placement group strategy {strategy!r}. Supported strategies "
                          f"are: {sorted(VALID_PLACEMENT_GROUP_STRATEGIES)}.")
+    if _soft_target_node_id and (strategy or "PACK") != "STRICT_PACK":
+        raise ValueError("_soft_target_node_id currently only works with STRICT_PACK but got "
+                         f"{strategy or 'PACK'}")
+    _validate_bundles(bundles)
+    if bundle_label_selector is not None:
+        if len(bundle_label_selector) != len(bundles):
+            raise ValueError(
+                f"Invalid bundle label selector {bundle_label_selector}. The length of "
+                f"`bundle_label_selector` should equal the length of `bundles`.")
+        _validate_bundle_label_selector(bundle_label_selector)
+    if lifetime not in (None, "detached"):
+        raise ValueError("Placement group `lifetime` argument must be either `None` or "
+                         f"'detached'. Got {lifetime}.")
+    return True
+
+
+def _validate_bundles(bundles: Any) -> None:
     if not isinstance(bundles, list):
         raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
     if not bundles:
@@ -111,10 +139,42 @@ def _validate(bundles: Any, strategy: Any, name: Any, lifetime: Any) -> list[dic
         if "object_store_memory" in b:
             warnings.warn("Setting 'object_store_memory' for bundles is deprecated (as in Ray): "
                           "it reserves nothing; aioray's object store spills to disk when "
-                          "full.", DeprecationWarning, stacklevel=3)
-    if lifetime not in (None, "detached"):
-        raise ValueError("Placement group `lifetime` argument must be either `None` or "
-                         f"'detached'. Got {lifetime}.")
-    if not isinstance(name, str):
-        raise TypeError(f"Placement group name must be a string, got {name!r}.")
-    return [{k: float(v) for k, v in b.items()} for b in bundles]
+                          "full.", DeprecationWarning, stacklevel=4)
+
+
+# Label syntax (Kubernetes'): an optional DNS-subdomain prefix and "/", then a name; values
+# are names too; a selector value may start with "!" or be "in(a, b)" / "!in(a, b)".
+_LABEL_NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_PREFIX = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
+_SELECTOR_VALUE = (rf"!?{_LABEL_NAME}|!?in\(\s*{_LABEL_NAME}(?:\s*,\s*{_LABEL_NAME})*\s*\)")
+
+
+def _label_selector_error(selector: dict[str, str]) -> str | None:
+    for key, value in selector.items():
+        prefix, _, name = key.rpartition("/")
+        if "/" in key and (len(prefix) > 253 or not re.fullmatch(_LABEL_PREFIX, prefix)):
+            return (f"Invalid label key prefix `{prefix}`: a series of DNS labels separated by "
+                    "dots (.), at most 253 characters.")
+        if not re.fullmatch(_LABEL_NAME, name):
+            return (f"Invalid label key name `{name}`: at most 63 characters, beginning and "
+                    "ending with an alphanumeric character, with dashes (-), underscores (_), "
+                    "dots (.) and alphanumerics between.")
+        if value and not re.fullmatch(_SELECTOR_VALUE, value):
+            return (f"Invalid label selector value `{value}`: a label value (as a key name), "
+                    "optionally with the operators !, in(...) or !in(...).")
+    return None
+
+
+def _validate_bundle_label_selector(bundle_label_selector: Any) -> None:
+    if not isinstance(bundle_label_selector, list):
+        raise ValueError("Placement group bundle_label_selector must be a list, got "
+                         f"{type(bundle_label_selector)}.")
+    for selector in bundle_label_selector:
+        if (not isinstance(selector, dict) or not all(isinstance(k, str) for k in selector)
+                or not all(isinstance(v, str) for v in selector.values())):
+            raise ValueError('Bundle label selector must be a list of string dictionary label '
+                             'selectors. For example: `[{"ray.io/market_type": "spot"}]`.')
+        error = _label_selector_error(selector)
+        if error:
+            raise ValueError("Invalid label selector provided in bundle_label_selector list. "
+                             f"Detailed error: '{error}'")
