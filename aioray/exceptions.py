@@ -21,29 +21,52 @@ from typing import Any, TypeVar, cast
 _E = TypeVar("_E", bound=BaseException)
 
 __all__ = [
+    "ActorAlreadyExistsError",
     "ActorClassInheritanceException",
     "ActorDiedError",
+    "ActorHandleNotFoundError",
+    "ActorPlacementGroupRemoved",
     "ActorShutdownError",
     "ActorUnavailableError",
     "ActorUnschedulableError",
     "AioRayError",
     "AsyncioActorExit",
+    "AuthenticationError",
+    "CrossLanguageError",
     "GetTimeoutError",
+    "LocalRayletDiedError",
+    "NodeDiedError",
+    "ObjectFetchTimedOutError",
     "ObjectFreedError",
     "ObjectLostError",
+    "ObjectReconstructionFailedError",
+    "ObjectRefStreamEndOfStreamError",
     "ObjectStoreFullError",
+    "OufOfBandObjectRefSerializationException",
+    "OutOfDiskError",
     "OutOfMemoryError",
     "OwnerDiedError",
     "PendingCallsLimitExceeded",
     "PlacementGroupRemovedError",
+    "PlasmaObjectNotAvailable",
     "RayActorError",
+    "RayCgraphCapacityExceeded",
+    "RayChannelError",
+    "RayChannelTimeoutError",
+    "RayDirectTransportError",
     "RayError",
     "RaySystemError",
     "RayTaskError",
+    "ReferenceCountingAssertionError",
+    "RpcError",
+    "RuntimeEnvSetupError",
     "RuntimeShutdownError",
+    "StreamingGeneratorReplayInconsistentError",
     "TaskCancelledError",
+    "TaskPlacementGroupRemoved",
     "TaskUnschedulableError",
     "UnserializableException",
+    "UserCodeException",
     "WorkerCrashedError",
 ]
 
@@ -171,7 +194,26 @@ class ObjectStoreFullError(RayError):
 
 
 class PlacementGroupRemovedError(RaySystemError):
-    """The task or actor's placement group was removed before it could run."""
+    """The task or actor's placement group was removed (base of Ray's two names below)."""
+
+
+class TaskPlacementGroupRemoved(PlacementGroupRemovedError):
+    """A task's placement group was removed before the task finished (Ray's name)."""
+
+
+class ActorPlacementGroupRemoved(PlacementGroupRemovedError):
+    """An actor's placement group was removed: the ``cause`` of the actor's
+    :class:`ActorDiedError` (Ray's name)."""
+
+
+class ActorAlreadyExistsError(ValueError, RayError):
+    """A named actor was created under a name that a live actor holds in that namespace.
+    Also a ``ValueError``, as in Ray."""
+
+
+class ActorHandleNotFoundError(ValueError, RayError):
+    """``kill`` of a handle this runtime does not know (made before a ``shutdown()`` and
+    ``init()``). Also a ``ValueError``, as in Ray."""
 
 
 class PendingCallsLimitExceeded(RayError):
@@ -401,3 +443,94 @@ def _rebuild_task_error(function_name: str, traceback_str: str, cause: BaseExcep
                         pid: int | None, dual: bool) -> RayTaskError:
     err = RayTaskError(function_name, traceback_str, cause, pid)
     return err.as_instanceof_cause() if dual else err
+
+
+# -- Ray's names for what cannot happen in one process on one node -------------------------------
+# They exist so that ``except ray.exceptions.NodeDiedError:`` and the like run unchanged; aioray
+# never raises them (the docstring says what it does instead).
+class CrossLanguageError(RayError):
+    """Ray's Java/C++ interop errors. aioray runs Python only."""
+
+
+class LocalRayletDiedError(RayError):
+    """Ray's local raylet died. aioray has no raylet: the runtime is this process."""
+
+
+class AuthenticationError(RayError):
+    """Ray's cluster token authentication failed. aioray has no cluster to authenticate to."""
+
+
+class UserCodeException(RayError):
+    """Ray's wrapper for user-code errors in some of its libraries. aioray raises
+    :class:`RayTaskError` (also an instance of your exception class)."""
+
+
+class OutOfDiskError(RayError):
+    """Ray: the local disk is full, so objects cannot be spilled. aioray raises
+    :class:`ObjectStoreFullError` naming the sizes."""
+
+
+class NodeDiedError(RayError):
+    """Ray: the node running a task died. aioray has one node, this process's; its worker
+    processes dying is :class:`WorkerCrashedError`."""
+
+
+class ObjectFetchTimedOutError(ObjectLostError):
+    """Ray: fetching an object from another node timed out. aioray's objects are local."""
+
+
+class RpcError(RayError):
+    """Ray's gRPC failures. aioray's processes talk over local sockets it owns; a dead peer is
+    :class:`WorkerCrashedError` or :class:`ActorDiedError`."""
+
+
+class ReferenceCountingAssertionError(ObjectLostError, AssertionError):
+    """Ray: an object was deleted while still referenced (a distributed ref-counting bug)."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """Ray: lineage reconstruction of a lost object failed. aioray loses no objects: they live
+    in this process (and its store) until their last ref goes."""
+
+
+class PlasmaObjectNotAvailable(RayError):
+    """Ray's internal 'object not in the local plasma store'."""
+
+
+class RuntimeEnvSetupError(RayError):
+    """Ray: building a ``runtime_env`` (pip, conda...) failed. aioray applies only local
+    ``env_vars``/``working_dir``/``py_modules`` and rejects the rest with a ``ValueError`` at
+    submission."""
+
+
+class ObjectRefStreamEndOfStreamError(RayError):
+    """Ray's internal end-of-stream signal of a streaming generator. aioray's generators end
+    with ``StopIteration``/``StopAsyncIteration`` (as Ray's do for user code)."""
+
+
+class StreamingGeneratorReplayInconsistentError(RaySystemError):
+    """Ray: a retried generator task yielded differently than before. aioray replays nothing:
+    a retried generator's refs come from its last attempt."""
+
+
+class OufOfBandObjectRefSerializationException(RayError):
+    """Ray (with its spelling): a ref pickled out of band (plain ``pickle``) where Ray forbids
+    it. aioray allows it."""
+
+
+class RayChannelError(RaySystemError):
+    """Ray Compiled Graphs' channel errors. aioray has no compiled graphs
+    (``experimental_compile()`` raises ``NotImplementedError``)."""
+
+
+class RayChannelTimeoutError(RayChannelError, TimeoutError):
+    """See :class:`RayChannelError`."""
+
+
+class RayCgraphCapacityExceeded(RaySystemError):
+    """See :class:`RayChannelError`."""
+
+
+class RayDirectTransportError(RaySystemError):
+    """Ray's GPU-object transport errors. aioray moves objects through its own store."""
+

@@ -147,6 +147,20 @@ def test_kill_twice_and_kill_dead_actor(ray: Any) -> None:
         aioray.get(a.ping.remote(), timeout=TIMEOUT)
 
 
+def test_kill_of_a_handle_from_a_previous_runtime(ray: Any) -> None:
+    stale = Life.remote()
+    aioray.get(stale.ping.remote())
+    aioray.shutdown()
+    aioray.init(num_cpus=2)
+    with pytest.raises(aioray.exceptions.ActorHandleNotFoundError, match="not known") as info:
+        aioray.kill(stale)
+    assert isinstance(info.value, ValueError)  # as Ray's
+    fresh = Life.remote()
+    aioray.get(fresh.ping.remote())
+    aioray.kill(fresh)
+    aioray.kill(fresh)  # a dead actor of this runtime: nothing to do, as before
+
+
 def test_kill_rejects_non_handles(ray: Any) -> None:
     with pytest.raises(TypeError, match="actor handle"):
         aioray.kill(aioray.put(1))  # type: ignore[arg-type]

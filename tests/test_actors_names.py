@@ -39,8 +39,9 @@ def test_get_actor_by_name(ray: Any) -> None:
 
 def test_duplicate_name_is_a_clear_error(ray: Any) -> None:
     Named.options(name="dup").remote()
-    with pytest.raises(ValueError, match=r"'dup' already exists.*get_if_exists"):
+    with pytest.raises(ValueError, match=r"'dup' already exists.*get_if_exists") as info:
         Named.options(name="dup").remote()
+    assert isinstance(info.value, aioray.exceptions.ActorAlreadyExistsError)  # Ray's class
 
 
 @pytest.mark.all_backends

@@ -244,7 +244,8 @@ def test_remove_kills_actors_and_fails_tasks() -> None:
         with pytest.raises(ray.exceptions.ActorDiedError) as info:
             ray.get(actor.ping.remote(), timeout=TIMEOUT)
         assert "placement group" in str(info.value)
-    with pytest.raises(PlacementGroupRemovedError):
+        assert isinstance(info.value.cause, ray.exceptions.ActorPlacementGroupRemoved)
+    with pytest.raises(ray.exceptions.TaskPlacementGroupRemoved):  # Ray's name
         ray.get(running, timeout=TIMEOUT)
     assert ray.get(outsider.ping.remote()) == "pong"
     assert placement_group_table(pg)["state"] == "REMOVED"

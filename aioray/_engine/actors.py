@@ -30,7 +30,9 @@ from aioray._objects.ids import new_task_id, object_id
 from aioray._objects.serialization import ErrorValue
 from aioray._objects.store import STORE, ObjectEntry
 from aioray.exceptions import (
+    ActorAlreadyExistsError,
     ActorDiedError,
+    ActorHandleNotFoundError,
     ActorShutdownError,
     PendingCallsLimitExceeded,
     RayActorError,
@@ -134,7 +136,7 @@ class ActorManager:
                     if opts.get("get_if_exists"):
                         return self.handle_for(existing.actor_id, existing.ac.__name__,
                                                existing.ac._methods)
-                    raise ValueError(
+                    raise ActorAlreadyExistsError(
                         f"An actor named {name!r} already exists in namespace {namespace!r}. "
                         "Pick another name, fetch it with aioray.get_actor(name), or pass "
                         "get_if_exists=True.")
@@ -240,6 +242,13 @@ class ActorManager:
         if not isinstance(handle, ActorHandle):
             raise TypeError(f"aioray.kill() expects an actor handle, got "
                             f"{type(handle).__name__}. To stop a task use aioray.cancel().")
+        token = handle._token
+        if (handle._actor_id not in self.actors and isinstance(token, ActorToken)
+                and token.manager is not self):
+            raise ActorHandleNotFoundError(
+                f"aioray.kill(): actor {handle._actor_id.hex()} is not known to this runtime: "
+                "its handle was made before aioray.shutdown() and init() (Ray's error for a "
+                "handle from a previous session).")
         self.rt.call_soon(self._kill, handle._actor_id, no_restart)
 
     def _kill(self, actor_id: bytes, no_restart: bool) -> None:

@@ -18,8 +18,8 @@ Choices where a single node differs from a cluster:
   with the same error.
 * ``PACK``, ``SPREAD`` and ``STRICT_PACK`` behave alike: every bundle is on the one node.
 * ``remove_placement_group(pg)`` takes effect before it returns: the group's actors are
-  killed (``ActorDiedError`` caused by :class:`~aioray.exceptions.PlacementGroupRemovedError`),
-  its queued and running tasks fail with ``PlacementGroupRemovedError`` (running ones are
+  killed (``ActorDiedError`` caused by :class:`~aioray.exceptions.ActorPlacementGroupRemoved`),
+  its queued and running tasks fail with ``TaskPlacementGroupRemoved`` (running ones are
   stopped, as ``cancel(force=True)`` would), and its resources go back to the node.
 * Bundle resources named ``memory`` / ``object_store_memory`` are accepted and not reserved
   (aioray does not account memory).
@@ -57,7 +57,9 @@ from aioray._objects.serialization import ErrorValue, serialize
 from aioray._objects.store import PENDING, ObjectEntry
 from aioray.exceptions import (
     ActorDiedError,
+    ActorPlacementGroupRemoved,
     PlacementGroupRemovedError,
+    TaskPlacementGroupRemoved,
     TaskUnschedulableError,
 )
 
@@ -227,7 +229,7 @@ class _GroupState:
         """``remove_placement_group``: kill what runs in the group, free its resources."""
         if self.state is GroupState.REMOVED:
             return
-        err = PlacementGroupRemovedError(
+        err = TaskPlacementGroupRemoved(
             f"Placement group {self.label} was removed (remove_placement_group).")
         self._close(err)
         rt = self.rt
@@ -238,7 +240,9 @@ class _GroupState:
                     task.cancel()
                 actor._die(ActorDiedError(
                     f"The actor was killed because its placement group {self.label} was "
-                    "removed.", cause=err, actor_id=actor.actor_id.hex()))
+                    "removed.", actor_id=actor.actor_id.hex(),
+                    cause=ActorPlacementGroupRemoved(
+                        f"Placement group {self.label} was removed (remove_placement_group).")))
         mine = {id(p) for p in self.pools} | {id(self.any_pool)}
         for spec in list(rt.tasks.tasks.values()):
             if id(spec.pool) in mine or _group_of(spec.opts) == self.handle:

@@ -75,20 +75,22 @@ class MethodMeta:
             fn, "__ray_invocation_decorator__", None)
 
     def __reduce__(self) -> Any:
-        return (_rebuild_meta, (self.name, self.is_async, self.is_generator, self.options,
+        return (build_meta, (self.name, self.is_async, self.is_generator, self.options,
                                 self.binder, self.decorator))
 
 
 Invocation = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 
 
-def _rebuild_meta(name: str, is_async: bool, is_gen: bool, options: dict[str, Any],
+def build_meta(name: str, is_async: bool, is_gen: bool, options: dict[str, Any],
                   binder: Binder | None = None,
                   decorator: Callable[[Invocation], Invocation] | None = None) -> MethodMeta:
+    """A MethodMeta from its parts (unpickling; handles built without the class)."""
     m = MethodMeta.__new__(MethodMeta)
     m.name, m.is_async, m.is_generator, m.options = name, is_async, is_gen, options
     m.binder, m.decorator = binder, decorator
     return m
+
 
 
 def _methods_of(cls: type) -> dict[str, MethodMeta]:

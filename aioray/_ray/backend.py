@@ -34,7 +34,7 @@ from aioray._backend import registry
 from aioray._backend.base import USE_ACTOR, Backend, PlacementGroups, Queues, RuntimeInfo
 from aioray._backend.metrics import MetricRecord, MetricStore
 from aioray._backend.progress import BarState
-from aioray._handles.actor import ActorHandle, MethodMeta
+from aioray._handles.actor import ActorHandle, MethodMeta, build_meta
 from aioray._handles.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from aioray._handles.placement_group import PlacementGroup, PlacementGroupID
 from aioray._handles.ref import ObjectRef
@@ -274,10 +274,14 @@ def map_error(e: BaseException) -> BaseException:
         name, tb, pid = _task_error_parts(e)
         return aex.RayTaskError(name, tb, cause, pid).as_instanceof_cause()
     msg = str(e)
-    if isinstance(e, rex.ActorAlreadyExistsError):
-        # A ValueError on both backends (and on plain Ray, whose class is also one).
-        out = ValueError(f"{msg}. Pick another name, fetch it with aioray.get_actor(name), "
-                         "or pass get_if_exists=True.")
+    if isinstance(e, rex.ActorAlreadyExistsError):  # also a ValueError, as Ray's
+        out = aex.ActorAlreadyExistsError(
+            f"{msg}. Pick another name, fetch it with aioray.get_actor(name), or pass "
+            "get_if_exists=True.")
+        out.__cause__ = e
+        return out
+    if isinstance(e, rex.ActorHandleNotFoundError):
+        out = aex.ActorHandleNotFoundError(msg)
         out.__cause__ = e
         return out
     if isinstance(e, rex.GetTimeoutError):
@@ -303,8 +307,10 @@ def map_error(e: BaseException) -> BaseException:
         out = aex.TaskUnschedulableError(msg)
     elif isinstance(e, rex.ActorUnschedulableError):
         out = aex.ActorUnschedulableError(msg)
-    elif isinstance(e, (rex.TaskPlacementGroupRemoved, rex.ActorPlacementGroupRemoved)):
-        out = aex.PlacementGroupRemovedError(msg)
+    elif isinstance(e, rex.TaskPlacementGroupRemoved):
+        out = aex.TaskPlacementGroupRemoved(msg)
+    elif isinstance(e, rex.ActorPlacementGroupRemoved):
+        out = aex.ActorPlacementGroupRemoved(msg)
     elif isinstance(e, rex.AsyncioActorExit):
         out = aex.AsyncioActorExit(msg)
     else:
@@ -726,7 +732,7 @@ class RayBackend(Backend):
         except BaseException as e:
             if type(e).__name__ == "ActorAlreadyExistsError":  # embedded runtime's message
                 name, ns = ropts.get("name"), ropts.get("namespace") or self.namespace
-                raise ValueError(
+                raise aex.ActorAlreadyExistsError(
                     f"An actor named {name!r} already exists in namespace {ns!r}. Pick "
                     "another name, fetch it with aioray.get_actor(name), or pass "
                     "get_if_exists=True.") from e
@@ -736,11 +742,10 @@ class RayBackend(Backend):
         if bp is not None:
             for name, m in list(methods.items()):
                 if m.is_generator and "_generator_backpressure_num_objects" not in m.options:
-                    m2 = MethodMeta.__new__(MethodMeta)
-                    m2.name, m2.is_async, m2.is_generator = m.name, m.is_async, m.is_generator
-                    m2.options = {**m.options, "_generator_backpressure_num_objects": bp}
-                    m2.binder = m.binder
-                    methods[name] = m2
+                    methods[name] = build_meta(
+                        m.name, m.is_async, m.is_generator,
+                        {**m.options, "_generator_backpressure_num_objects": bp}, m.binder,
+                        m.decorator)
         return ActorHandle(handle._actor_id.binary(), ac.__name__, methods, handle, self)
 
     def call_actor(self, handle: Any, meta: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -835,14 +840,11 @@ class RayBackend(Backend):
         for m in sigs:
             if m.startswith("__") and m != "__call__":
                 continue
-            meta = MethodMeta.__new__(MethodMeta)
-            meta.name, meta.is_async, meta.is_generator = m, False, bool(is_gen.get(m))
-            meta.options = {}
-            meta.binder = None  # a handle from get_actor(): Ray binds the arguments itself
             n = nrets.get(m)
-            if n not in (None, 1, "streaming"):
-                meta.options["num_returns"] = n
-            methods[m] = meta
+            # A handle from get_actor(): Ray binds the arguments and applies any
+            # __ray_invocation_decorator__ itself.
+            methods[m] = build_meta(m, False, bool(is_gen.get(m)),
+                                    {} if n in (None, 1, "streaming") else {"num_returns": n})
         return ActorHandle(ray_handle._actor_id.binary(), class_name, methods, ray_handle, self)
 
     def reduce_handle(self, handle: Any) -> Any:
