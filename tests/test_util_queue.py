@@ -56,6 +56,19 @@ def test_empty_and_full_subclass_the_stdlib_ones() -> None:
 
 @pytest.mark.all_backends
 @pytest.mark.usefixtures("ray")
+def test_bad_arguments_are_clear_errors() -> None:
+    for bad in ("invalid", 1.5, True, None):
+        with pytest.raises(TypeError, match="maxsize"):
+            Queue(maxsize=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="maxsize"):
+        Queue(maxsize=-1)
+    for options in ("not_a_dict", [1, 2, 3]):
+        with pytest.raises(TypeError, match="actor_options"):
+            Queue(actor_options=options)  # type: ignore[arg-type]
+
+
+@pytest.mark.all_backends
+@pytest.mark.usefixtures("ray")
 def test_fifo_sizes_and_nowait() -> None:
     q = Queue(maxsize=3)
     assert q.maxsize == 3

@@ -164,6 +164,14 @@ class Queue:
     """
 
     def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
+        # Checked as newer Ray does (2.60 accepted anything and failed later).
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"Queue(maxsize=...) takes an int (0: unbounded), got {maxsize!r}.")
+        if maxsize < 0:
+            raise ValueError(f"Queue(maxsize=...) must be 0 (unbounded) or more, got {maxsize}.")
+        if actor_options is not None and not isinstance(actor_options, dict):
+            raise TypeError("Queue(actor_options=...) takes a dict of actor options, got "
+                            f"{type(actor_options).__name__}.")
         self.maxsize = maxsize
         self._qid = uuid.uuid4().hex
         self._queues: Queues | None = registry.current().queues
