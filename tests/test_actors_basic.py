@@ -515,3 +515,34 @@ def test_bare_method_decorator_is_accepted(ray: object) -> None:
             return 3
 
     assert aioray.get(Plain.remote().x.remote()) == 3
+
+
+@aioray.remote
+class Shadowed:
+    def __init__(self) -> None:
+        self.should_stop = True  # an instance attribute named like a method
+
+    def should_stop(self) -> str:  # type: ignore[no-redef]
+        return f"method sees {self.__dict__['should_stop']}"
+
+
+@aioray.remote
+class AsyncShadowed:
+    def __init__(self) -> None:
+        self.ping = "attribute"
+
+    async def ping(self) -> str:  # type: ignore[no-redef]
+        return "async method"
+
+
+@pytest.mark.all_backends
+def test_methods_are_looked_up_on_the_class(ray: Any) -> None:
+    """As on Ray: ``a.m.remote()`` calls the class's method even when ``__init__`` set an
+    instance attribute of that name (Ray's streaming-generator test relies on it)."""
+    assert ray.get(Shadowed.remote().should_stop.remote(), timeout=60) == "method sees True"
+    assert ray.get(AsyncShadowed.remote().ping.remote(), timeout=60) == "async method"
+
+
+def test_methods_are_looked_up_on_the_class_in_thread_actors(ray: Any) -> None:
+    a = Shadowed.options(executor="thread").remote()
+    assert ray.get(a.should_stop.remote(), timeout=60) == "method sees True"

@@ -19,6 +19,7 @@ import asyncio
 import inspect
 import os
 import traceback
+import weakref
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -46,9 +47,37 @@ _BUILTIN_METHODS: dict[str, Callable[..., Any]] = {"__ray_ready__": _ready}
 
 
 def actor_method(instance: Any, name: str) -> Callable[..., Any]:
-    """The bound method ``name`` of an actor instance, or one every actor has."""
+    """The method ``name`` of an actor instance, bound, or one every actor has.
+
+    Looked up on the class, as Ray does: an instance attribute of the same name (``__init__``
+    setting ``self.should_stop = True`` beside a ``should_stop()`` method) does not hide it.
+    """
     builtin = _BUILTIN_METHODS.get(name)
-    return builtin if builtin is not None else getattr(instance, name)
+    if builtin is not None:
+        return builtin
+    cls = type(instance)
+    attrs = _class_attrs.get(cls)
+    if attrs is None:
+        attrs = _class_attrs[cls] = {}
+    found = attrs.get(name)
+    if found is None:
+        found = attrs[name] = _class_attr(cls, name)
+    if found is _NOT_ON_CLASS:
+        return getattr(instance, name)  # type: ignore[no-any-return]
+    return found.__get__(instance, cls)  # type: ignore[no-any-return]
+
+
+_NOT_ON_CLASS = object()
+# class -> name -> the descriptor a method call binds (weak: classes made in a loop go).
+_class_attrs: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _class_attr(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        attr = klass.__dict__.get(name, _NOT_ON_CLASS)
+        if attr is not _NOT_ON_CLASS:
+            return attr if hasattr(attr, "__get__") else _NOT_ON_CLASS
+    return _NOT_ON_CLASS
 
 
 class AppError(Exception):
