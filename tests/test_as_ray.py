@@ -483,6 +483,14 @@ def test_internals_on_use_import_and_fail_where_used(hook_on_use: None) -> None:
     assert ObjectRefGenerator is aioray.ObjectRefGenerator
     assert wait_for_condition is aioray.testing.wait_for_condition
     assert client_mode_should_convert() is False
+    # ...also reached as attributes, without an import of their own (Ray's skipif does so).
+    assert ray._private.client_mode_hook.is_client_mode_enabled is False
+    assert ray._raylet.ObjectRefGenerator is aioray.ObjectRefGenerator
+    as_ray.uninstall()  # leaves no stand-in behind on aioray's modules
+    from aioray.as_ray.standins import StandInModule
+    assert not [(m, a) for m, mod in list(sys.modules.items()) if m.startswith("aioray")
+                for a, v in vars(mod).items() if isinstance(v, StandInModule)]
+    assert not hasattr(aioray, "ray_constants")
     assert "fails on use" in repr(DeferSigint)
 
 

@@ -169,7 +169,7 @@ class _InternalPackageLoader(importlib.abc.Loader):
 
 def _new_internal_package(name: str) -> types.ModuleType:
     if _internals == "on-use":
-        return StandInModule(name, _internal_message)
+        return StandInModule(name, _internal_message, known_submodules=_KNOWN_INTERNALS)
     pkg = _InternalPackage(name, f"Stand-in for Ray's {name}: aioray provides only its "
                                  "test_utils (aioray.testing).")
     pkg.__path__ = []
@@ -212,7 +212,8 @@ class _RayFinder(importlib.abc.MetaPathFinder):
         tail = fullname[4:]
         internal = any(p.startswith("_") for p in tail.split("."))
         if internal and on_use:
-            return _stand_in_spec(fullname, _internal_message, _known_internals(fullname))
+            return _stand_in_spec(fullname, _internal_message, _known_internals(fullname),
+                                  _KNOWN_INTERNALS)
         if fullname in _INTERNAL_PACKAGES:
             return importlib.machinery.ModuleSpec(fullname, _InternalPackageLoader(),
                                                   is_package=True)
@@ -241,26 +242,32 @@ class _RayFinder(importlib.abc.MetaPathFinder):
 
 
 class _StandInLoader(importlib.abc.Loader):
-    def __init__(self, message: Callable[[str], str], forwards: dict[str, Any] | None) -> None:
+    def __init__(self, message: Callable[[str], str], forwards: dict[str, Any] | None,
+                 known: frozenset[str]) -> None:
         self.message = message
         self.forwards = forwards
+        self.known = known
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        return StandInModule(spec.name, self.message, self.forwards)
+        return StandInModule(spec.name, self.message, self.forwards, self.known)
 
     def exec_module(self, module: types.ModuleType) -> None:
         pass
 
 
 def _stand_in_spec(fullname: str, message: Callable[[str], str],
-                   forwards: dict[str, Any] | None = None) -> importlib.machinery.ModuleSpec:
-    return importlib.machinery.ModuleSpec(fullname, _StandInLoader(message, forwards),
+                   forwards: dict[str, Any] | None = None,
+                   known: frozenset[str] = frozenset()) -> importlib.machinery.ModuleSpec:
+    return importlib.machinery.ModuleSpec(fullname, _StandInLoader(message, forwards, known),
                                           is_package=True)
 
 
 def _testing_names() -> dict[str, Any]:
     testing = importlib.import_module("aioray.testing")
     return {name: getattr(testing, name) for name in testing.__all__}
+
+
+_KNOWN_INTERNALS = frozenset({"ray._raylet", "ray._private.client_mode_hook"})
 
 
 def _known_internals(fullname: str) -> dict[str, Any] | None:
@@ -285,6 +292,8 @@ def _top_level_internal(name: str) -> Any:
     """``aioray.__getattr__`` while internals fail on use: ``from ray import ray_constants``."""
     if name in _TOP_LEVEL_INTERNALS:
         full = f"ray.{name}"
+        if full in _KNOWN_INTERNALS:
+            return importlib.import_module(full)
         return RayInternal(full, f"{full} cannot be used: {_internal_message(full)}")
     raise AttributeError(f"module 'aioray' has no attribute {name!r}")
 
@@ -407,10 +416,14 @@ def uninstall() -> None:
         for name in [n for n in sys.modules if n == "ray" or n.startswith("ray.")]:
             if _is_ours(sys.modules[name]):
                 del sys.modules[name]
-        for name in _INTERNAL_PACKAGES:
-            attr = name.split(".")[1]
-            if isinstance(vars(aioray).get(attr), (_InternalPackage, StandInModule)):
-                delattr(aioray, attr)
+        # Stand-ins the import system (or _register_internal_packages) set on aioray's modules
+        # as attributes of their `ray.X` parents: ray._raylet, ray.cluster_utils...
+        for mod_name, module in list(sys.modules.items()):
+            if module is None or not (mod_name == "aioray" or mod_name.startswith("aioray.")):
+                continue
+            for attr, value in list(vars(module).items()):
+                if isinstance(value, (_InternalPackage, StandInModule)):
+                    delattr(module, attr)
 
 
 def mode_from_env() -> str | None:

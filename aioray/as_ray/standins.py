@@ -9,6 +9,7 @@ test that never touches the internal runs, and one that does fails where it does
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -67,12 +68,16 @@ class StandInModule(types.ModuleType):
     (names aioray does provide) or :class:`RayInternal` placeholders."""
 
     def __init__(self, name: str, message: Callable[[str], str],
-                 forwards: dict[str, Any] | None = None) -> None:
+                 forwards: dict[str, Any] | None = None,
+                 known_submodules: frozenset[str] = frozenset()) -> None:
         super().__init__(name, f"Stand-in for Ray's {name} (ray-import mode, internals on use).")
         self.__path__: list[str] = []
         self.__package__ = name
         self._aioray_message = message
         self._aioray_forwards = forwards or {}
+        # Submodules that have stand-ins with answers of their own: reached as attributes too
+        # (``ray._private.client_mode_hook.is_client_mode_enabled`` in a skipif).
+        self._aioray_known = known_submodules
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
@@ -82,4 +87,6 @@ class StandInModule(types.ModuleType):
         full = f"{self.__name__}.{name}"
         if full in sys.modules:  # a submodule imported already (ray._private.test_utils)
             return sys.modules[full]
+        if full in self._aioray_known:
+            return importlib.import_module(full)
         return RayInternal(full, f"{full} cannot be used: {self._aioray_message(self.__name__)}")
