@@ -329,21 +329,37 @@ def test_class_metadata_kept(ray: Any) -> None:
     assert len(c.hex()) == 2 * len(c.binary())
 
 
+@aioray.remote
+class WithStatic:
+    BASE = 10
+
+    @staticmethod
+    def helper(x: int) -> int:
+        return x + 1
+
+    @classmethod
+    def base(cls, plus: int = 0) -> int:
+        return cls.BASE + plus
+
+    def f(self) -> int:
+        return self.helper(1) + 1
+
+
 @pytest.mark.all_backends
-def test_static_and_class_methods_are_not_remote_methods(ray: Any) -> None:
-    @aioray.remote
-    class WithStatic:
-        @staticmethod
-        def helper() -> int:
-            return 1
-
-        def f(self) -> int:
-            return self.helper() + 1
-
+def test_static_and_class_methods_are_remote_methods_too(ray: Any) -> None:
+    """As on Ray: ``handle.static_method.remote(...)`` runs it in the actor; arguments are
+    checked against its own signature (no ``self``/``cls`` to skip)."""
     w = WithStatic.remote()
-    assert aioray.get(w.f.remote()) == 2
-    with pytest.raises(AttributeError):
-        w.helper.remote()
+    assert aioray.get([w.f.remote(), w.helper.remote(1), w.base.remote(),
+                       w.base.remote(plus=5)], timeout=60) == [3, 2, 10, 15]
+    with pytest.raises(TypeError):
+        w.helper.remote()  # missing x
+    assert WithStatic.helper(2) == 3  # still callable on the remote class itself
+
+
+def test_static_methods_in_thread_actors(ray: Any) -> None:
+    w = WithStatic.options(executor="thread").remote()
+    assert aioray.get([w.helper.remote(4), w.base.remote(1)], timeout=60) == [5, 11]
 
 
 @pytest.mark.all_backends

@@ -21,7 +21,12 @@ from aioray._handles.options import (
     check_generator_returns,
     validate,
 )
-from aioray._handles.signature import Binder, constructor_binder, method_binder
+from aioray._handles.signature import (
+    Binder,
+    constructor_binder,
+    function_binder,
+    method_binder,
+)
 from aioray.dag import bind_class, bind_method
 from aioray.exceptions import ActorClassInheritanceException, ActorDiedError
 
@@ -63,13 +68,14 @@ def method(*args: Any, **kwargs: Any) -> Any:
 class MethodMeta:
     __slots__ = ("binder", "decorator", "is_async", "is_generator", "name", "options")
 
-    def __init__(self, name: str, fn: Any) -> None:
+    def __init__(self, name: str, fn: Any, *, takes_self: bool = True) -> None:
         self.name = name
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self.options: dict[str, Any] = dict(getattr(fn, "__aioray_method_options__", {}))
-        # .remote() binds its arguments to the method's parameters, self excluded (as Ray).
-        self.binder: Binder | None = method_binder(fn)
+        # .remote() binds its arguments to the method's parameters, self excluded (as Ray);
+        # a static method (or a class method, already bound) has no self to skip.
+        self.binder: Binder | None = method_binder(fn) if takes_self else function_binder(fn)
         # Ray's hook: wraps the caller-side invocation ``(args, kwargs) -> refs`` of .remote().
         self.decorator: Callable[[Invocation], Invocation] | None = getattr(
             fn, "__ray_invocation_decorator__", None)
@@ -98,9 +104,11 @@ def _methods_of(cls: type) -> dict[str, MethodMeta]:
     for name, fn in inspect.getmembers(cls, predicate=callable):
         if name.startswith("__") and name not in ("__call__",):
             continue
-        if isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod)):
-            continue
-        out[name] = MethodMeta(name, fn)
+        # Static and class methods are remote methods too, as on Ray (and callable on the
+        # remote class itself, which forwards to the class).
+        plain = not isinstance(inspect.getattr_static(cls, name, None),
+                               (staticmethod, classmethod))
+        out[name] = MethodMeta(name, fn, takes_self=plain)
     return out
 
 
