@@ -1,5 +1,6 @@
 """``aioray.util``: Ray's ``ray.util`` helpers — ActorPool, Queue, placement groups,
-scheduling strategies and ``inspect_serializability`` — on aioray's runtime.
+scheduling strategies, ``as_completed``/``map_unordered`` and ``inspect_serializability`` —
+on aioray's runtime.
 
 ``aioray.util.placement_group`` is the function (as in Ray); the module of the same name is
 importable as ``from aioray.util.placement_group import PlacementGroup``.
@@ -11,6 +12,7 @@ from aioray._backend import registry
 from aioray.util import actor_pool, queue, scheduling_strategies
 from aioray.util.actor_pool import ActorPool
 from aioray.util.check_serialize import inspect_serializability
+from aioray.util.helpers import as_completed, map_unordered
 from aioray.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -37,11 +39,13 @@ __all__ = [
     "ActorPool",
     "PlacementGroup",
     "actor_pool",
+    "as_completed",
     "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",
     "inspect_serializability",
     "list_named_actors",
+    "map_unordered",
     "placement_group",
     "placement_group_table",
     "queue",
