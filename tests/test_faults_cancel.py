@@ -10,13 +10,12 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cloudpickle
 import psutil
 import pytest
-from xproc import FileLog
+from xproc import FileLog, wait_until
 
 import aioray
 from aioray._engine import runtime as _runtime
@@ -25,14 +24,6 @@ from aioray.exceptions import TaskCancelledError
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 EVENTS = FileLog()  # what the code under test saw (in the driver or an actor's process)
-
-
-def _wait_until(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        time.sleep(0.01)
 
 
 def _wait_file(path: str, timeout: float = 60.0) -> None:
@@ -164,12 +155,12 @@ def test_cancel_twice_is_harmless(ray: object, tmp_path: Path) -> None:
 def test_cancel_running_sync_task_interrupts_it(ray: object, tmp_path: Path) -> None:
     started, interrupted = tmp_path / "s", tmp_path / "i"
     ref = interruptible.remote(str(started), str(interrupted))
-    _wait_until(lambda: started.exists() and started.read_text() != "")
+    wait_until(lambda: started.exists() and started.read_text() != "")
     pid = int(started.read_text())
     aioray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(interrupted.exists, what="KeyboardInterrupt seen by the task")
+    wait_until(interrupted.exists, what="KeyboardInterrupt seen by the task")
     # A polite cancel keeps the worker: it goes back to the pool.
     assert _alive(pid) and pid in _worker_pids()
     assert aioray.get([square.remote(i) for i in range(4)], timeout=60) == [0, 1, 4, 9]
@@ -225,7 +216,7 @@ def test_cancel_while_task_waits_in_the_workers_inbox(ray: object, tmp_path: Pat
     assert rt is not None
     task_id = ref.binary()[:24]
     # The task was sent to a worker that is still loading the function (0.5 s).
-    _wait_until(lambda: getattr(rt.tasks.tasks.get(task_id), "worker", None) is not None)
+    wait_until(lambda: getattr(rt.tasks.tasks.get(task_id), "worker", None) is not None)
     aioray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
@@ -237,13 +228,13 @@ def test_cancel_while_task_waits_in_the_workers_inbox(ray: object, tmp_path: Pat
 def test_force_cancel_kills_and_replaces_worker(ray: object, tmp_path: Path) -> None:
     started, interrupted = tmp_path / "s", tmp_path / "i"
     ref = interruptible.options(max_retries=3).remote(str(started), str(interrupted))
-    _wait_until(lambda: started.exists() and started.read_text() != "")
+    wait_until(lambda: started.exists() and started.read_text() != "")
     pid = int(started.read_text())
     aioray.cancel(ref, force=True)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(lambda: not _alive(pid), what="worker killed")
-    _wait_until(lambda: pid not in _worker_pids(), what="worker dropped from the pool")
+    wait_until(lambda: not _alive(pid), what="worker killed")
+    wait_until(lambda: pid not in _worker_pids(), what="worker dropped from the pool")
     assert aioray.get([square.remote(i) for i in range(4)], timeout=60) == [0, 1, 4, 9]
     assert not interrupted.exists()  # killed, not interrupted
     assert started.read_text() == str(pid)  # cancelled tasks are not retried
@@ -261,11 +252,11 @@ def test_cancel_running_async_task_raises_cancelled_error_inside(ray: object) ->
         return "done"
 
     ref = waiter.remote()
-    _wait_until(lambda: "started" in EVENTS)
+    wait_until(lambda: "started" in EVENTS)
     aioray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(lambda: "cancelled" in EVENTS, what="CancelledError inside the coroutine")
+    wait_until(lambda: "cancelled" in EVENTS, what="CancelledError inside the coroutine")
 
 
 def test_cancel_running_thread_task(ray: object) -> None:
@@ -283,11 +274,11 @@ def test_cancel_running_thread_task(ray: object) -> None:
         return "done"
 
     ref = spin.remote()
-    _wait_until(lambda: "started" in EVENTS)
+    wait_until(lambda: "started" in EVENTS)
     aioray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(lambda: any(e.startswith("interrupted") for e in EVENTS))
+    wait_until(lambda: any(e.startswith("interrupted") for e in EVENTS))
     release.set()
 
 
@@ -344,7 +335,7 @@ def test_cancel_streaming_generator_in_worker(ray: object, tmp_path: Path) -> No
     assert [aioray.get(next(gen), timeout=60) for _ in range(3)] == [0, 1, 2]
     aioray.cancel(gen)
     _drain_after_cancel(gen)
-    _wait_until(interrupted.exists, what="generator interrupted in the worker")
+    wait_until(interrupted.exists, what="generator interrupted in the worker")
 
 
 def test_cancel_async_generator_task(ray: object) -> None:
@@ -364,7 +355,7 @@ def test_cancel_async_generator_task(ray: object) -> None:
     assert aioray.get(next(gen), timeout=60) == 0
     aioray.cancel(gen)
     _drain_after_cancel(gen)
-    _wait_until(lambda: "cancelled" in EVENTS)
+    wait_until(lambda: "cancelled" in EVENTS)
 
 
 def test_cancel_generator_by_one_of_its_refs(ray: object, tmp_path: Path) -> None:
@@ -412,11 +403,11 @@ class SyncActor:
 def test_cancel_running_async_actor_method(ray: object) -> None:
     a = AsyncActor.remote()
     ref = a.wait_forever.remote()
-    _wait_until(lambda: "started" in EVENTS)
+    wait_until(lambda: "started" in EVENTS)
     aioray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(lambda: "cancelled" in EVENTS)
+    wait_until(lambda: "cancelled" in EVENTS)
     assert aioray.get(a.ping.remote(), timeout=60) == "pong"  # the actor lives on
 
 
@@ -426,13 +417,13 @@ def test_cancel_sync_actor_method_sets_flag_not_interrupt(ray: object) -> None:
     a = SyncActor.remote()
     running = a.poll_cancel.remote()
     queued = a.record.remote("queued call ran")
-    _wait_until(lambda: "started" in EVENTS)
+    wait_until(lambda: "started" in EVENTS)
     aioray.cancel(queued)  # still queued behind poll_cancel: never runs
     aioray.cancel(running)
     for ref in (running, queued):
         with pytest.raises(TaskCancelledError):
             aioray.get(ref, timeout=60)
-    _wait_until(lambda: "saw cancel flag" in EVENTS)
+    wait_until(lambda: "saw cancel flag" in EVENTS)
     assert aioray.get(a.record.remote("after"), timeout=60) == "after"
     assert "queued call ran" not in EVENTS
 
@@ -448,11 +439,11 @@ def test_recursive_cancel_reaches_child_submitted_from_worker(ray: object,
                                                               tmp_path: Path) -> None:
     started, interrupted = tmp_path / "s", tmp_path / "i"
     ref = parent_of.remote(str(started), str(interrupted), str(tmp_path / "never"))
-    _wait_until(lambda: started.exists() and started.read_text() != "")
+    wait_until(lambda: started.exists() and started.read_text() != "")
     aioray.cancel(ref)  # recursive=True by default
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(interrupted.exists, what="child interrupted")
+    wait_until(interrupted.exists, what="child interrupted")
 
 
 def test_non_recursive_cancel_spares_child(ray: object, tmp_path: Path) -> None:
@@ -469,13 +460,13 @@ def test_non_recursive_cancel_spares_child(ray: object, tmp_path: Path) -> None:
             _touch(done, aioray.get(child))
 
     ref = parent.remote(str(started), str(interrupted), str(finished), str(done))
-    _wait_until(lambda: started.exists() and started.read_text() != "")
+    wait_until(lambda: started.exists() and started.read_text() != "")
     aioray.cancel(ref, recursive=False)
     # As in Ray, the parent's ref waits for its outcome: its finally block waits for the child.
     _touch(str(finished))
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(done.exists, what="child finished")
+    wait_until(done.exists, what="child finished")
     assert done.read_text() == "finished"
     assert not interrupted.exists()
 
@@ -493,11 +484,11 @@ def test_recursive_cancel_of_async_parent_and_grandchildren(ray: object,
         return await mid.remote()
 
     ref = top.remote()
-    _wait_until(lambda: started.exists() and started.read_text() != "")
+    wait_until(lambda: started.exists() and started.read_text() != "")
     aioray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(interrupted.exists, what="grandchild's child interrupted")
+    wait_until(interrupted.exists, what="grandchild's child interrupted")
 
 
 def test_cancel_from_inside_a_worker(ray: object, tmp_path: Path) -> None:
@@ -516,7 +507,7 @@ def test_cancel_from_inside_a_worker(ray: object, tmp_path: Path) -> None:
 
     assert aioray.get(canceller.remote(str(started), str(interrupted)), timeout=60) == (
         "cancelled")
-    _wait_until(interrupted.exists)
+    wait_until(interrupted.exists)
 
 
 # -- async model ---------------------------------------------------------------------------

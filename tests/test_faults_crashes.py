@@ -9,26 +9,18 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cloudpickle
 import psutil
 import pytest
+from xproc import wait_until
 
 import aioray
 from aioray._engine import runtime as _runtime
 from aioray.exceptions import GetTimeoutError, TaskCancelledError, WorkerCrashedError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def _wait_until(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        time.sleep(0.01)
 
 
 def _attempt(path: str) -> int:
@@ -119,7 +111,7 @@ def test_crash_fails_only_its_own_task(ray: object, tmp_path: Path) -> None:
     bad = victim.options(max_retries=0).remote(starts[0], go)
     good = [bystander.remote(str(counters[i]), starts[i + 1], go, i) for i in range(2)]
     others = [thread_bystander.remote(starts[3], go), async_bystander.remote(starts[4], go)]
-    _wait_until(lambda: all(os.path.exists(s) for s in starts), what="all tasks running")
+    wait_until(lambda: all(os.path.exists(s) for s in starts), what="all tasks running")
     before = _worker_pids()
     open(go, "w").close()
 
@@ -148,7 +140,7 @@ def test_crash_with_retries_does_not_rerun_bystanders(ray: object, tmp_path: Pat
 
     bad = crash_once.remote(str(tmp_path / "s0"))
     good = bystander.remote(str(counter), str(tmp_path / "s1"), go, 7)
-    _wait_until(lambda: os.path.exists(tmp_path / "s0") and os.path.exists(tmp_path / "s1"))
+    wait_until(lambda: os.path.exists(tmp_path / "s0") and os.path.exists(tmp_path / "s1"))
     open(go, "w").close()
     assert aioray.get(bad, timeout=60) == "recovered"
     assert aioray.get(good, timeout=60)[0] == 7
@@ -178,8 +170,8 @@ def test_idle_worker_killed_externally_is_replaced(ray: object, tmp_path: Path) 
     pid = aioray.get(pid_of.remote(), timeout=60)
     assert pid in _worker_pids()
     os.kill(pid, signal.SIGKILL)
-    _wait_until(lambda: pid not in _worker_pids(), what="pool notices the death")
-    _wait_until(lambda: not _alive(pid), what="dead worker reaped")
+    wait_until(lambda: pid not in _worker_pids(), what="pool notices the death")
+    wait_until(lambda: not _alive(pid), what="dead worker reaped")
     counter = tmp_path / "c"
     go = str(tmp_path / "go")
     open(go, "w").close()
@@ -225,7 +217,7 @@ def test_hanging_worker_force_cancelled_and_replaced(ray: object, tmp_path: Path
 
     started = tmp_path / "s"
     ref = hang.remote(str(started))
-    _wait_until(lambda: started.exists() and started.read_text() != "", what="hang started")
+    wait_until(lambda: started.exists() and started.read_text() != "", what="hang started")
     pid = int(started.read_text())
     aioray.cancel(ref)  # interrupt is ignored: the worker keeps hanging, the ref waits (Ray)
     with pytest.raises(GetTimeoutError):
@@ -234,8 +226,8 @@ def test_hanging_worker_force_cancelled_and_replaced(ray: object, tmp_path: Path
     aioray.cancel(ref, force=True)  # escalate: kill it
     with pytest.raises(TaskCancelledError):
         aioray.get(ref, timeout=60)
-    _wait_until(lambda: not _alive(pid), what="hung worker killed")
-    _wait_until(lambda: pid not in _worker_pids(), what="hung worker dropped from pool")
+    wait_until(lambda: not _alive(pid), what="hung worker killed")
+    wait_until(lambda: pid not in _worker_pids(), what="hung worker dropped from pool")
     # Cancelled tasks are not retried, and both CPUs serve new work.
     assert aioray.get([square.remote(i) for i in range(4)], timeout=60) == [0, 1, 4, 9]
     assert started.read_text() == str(pid)

@@ -6,6 +6,7 @@ shared-memory segment is leaked. Randomness is seeded: a failure reproduces."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import random
@@ -14,7 +15,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import cloudpickle
 import numpy as np
 import psutil
 import pytest
+from xproc import wait_until
 
 import aioray
 from aioray._engine import runtime as _runtime
@@ -33,12 +34,8 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 BIG = 1 << 20  # bytes: results this large travel through shared memory
 
 
-def _wait_until(pred: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        time.sleep(0.01)
+# This module's deadline for the states it waits for (xproc.wait_until's default is 30 s).
+_wait_until = functools.partial(wait_until, timeout=60.0)
 
 
 def _log(path: str, line: str) -> None:

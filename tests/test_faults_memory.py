@@ -11,17 +11,19 @@ beyond a modest cap.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
 import pytest
+from xproc import wait_until
 
 import aioray
 from aioray._engine.memory_monitor import read_memory_usage
@@ -57,12 +59,8 @@ def _low_threshold(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     aioray.shutdown()
 
 
-def _wait_until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        time.sleep(0.01)
+# This module's deadline for the states it waits for (xproc.wait_until's default is 30 s).
+_wait_until = functools.partial(wait_until, timeout=20.0)
 
 
 def _kills(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -20,6 +20,7 @@ import cloudpickle
 import numpy as np
 import psutil
 import pytest
+from xproc import wait_until
 
 import aioray
 from aioray._objects.shm import list_segments
@@ -36,14 +37,6 @@ def _release_threads() -> Any:
     STOP.clear()
     yield
     STOP.set()
-
-
-def _wait_until(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        time.sleep(0.01)
 
 
 def _touch(path: str) -> None:
@@ -168,7 +161,7 @@ def test_shutdown_resolves_every_kind_of_pending_ref(ray: object, tmp_path: Path
     done = aioray.get(big, timeout=60)
     assert len(done) == 2 << 20
     put_big = aioray.put(np.zeros(1 << 20))
-    _wait_until(lambda: all(os.path.exists(p) for p in s[:7]), what="everything running")
+    wait_until(lambda: all(os.path.exists(p) for p in s[:7]), what="everything running")
     assert aioray.get(next(gen), timeout=60) == 0
     assert aioray.get(next(astream), timeout=60) == 0
     workers = [p.pid for p in _worker_children()]
@@ -197,7 +190,7 @@ def test_threads_blocked_in_get_wait_next_are_released(ray: object, tmp_path: Pa
     ref = sleeper.remote(started)
     gen = counter_gen.remote(str(tmp_path / "g"))
     assert aioray.get(next(gen), timeout=60) == 0
-    _wait_until(lambda: os.path.exists(started))
+    wait_until(lambda: os.path.exists(started))
     results: dict[str, str] = {}
 
     def blocked(name: str, fn: Callable[[], object]) -> None:
@@ -244,7 +237,7 @@ def test_shutdown_kills_hung_workers_and_sweeps_orphan_segments(ray: object,
         os._exit(1)
 
     refs = [stubborn.remote(str(tmp_path / f"s{i}")) for i in range(2)]
-    _wait_until(lambda: all((tmp_path / f"s{i}").exists() for i in range(2)))
+    wait_until(lambda: all((tmp_path / f"s{i}").exists() for i in range(2)))
     assert _outcome(leak_segment_then_die.remote(os.getpid())) == "WorkerCrashedError"
     assert _own_segments()  # the dead worker's segment is still there
     workers = [p.pid for p in _worker_children()]
@@ -260,14 +253,14 @@ def test_shutdown_while_workers_are_starting(ray: object) -> None:
     refs = [quick.options(num_cpus=0).remote(i) for i in range(6)]  # six spawns at once
     aioray.shutdown()
     assert set(_outcome(r) for r in refs) <= {"shutdown", "value"}
-    _wait_until(lambda: _worker_children() == [], what="no worker left")
+    wait_until(lambda: _worker_children() == [], what="no worker left")
     aioray.shutdown()
     assert _own_segments() == []
 
 
 def test_runtime_usable_again_after_shutdown_in_flight(ray: object, tmp_path: Path) -> None:
     ref = sleeper.remote(str(tmp_path / "s"))
-    _wait_until(lambda: (tmp_path / "s").exists())
+    wait_until(lambda: (tmp_path / "s").exists())
     aioray.shutdown()
     aioray.shutdown()  # twice is fine
     aioray.init(num_cpus=2)
@@ -395,7 +388,7 @@ def _run_script(body: str, tmp_path: Path, sigint: bool = False,
     leftovers = [f for f in os.listdir("/dev/shm") if f.startswith(f"aioray-{proc.pid}-")]
     assert leftovers == [], text
     assert pids, text
-    _wait_until(lambda: all(_gone(p) for p in pids), timeout=10, what=f"workers exit:\n{text}")
+    wait_until(lambda: all(_gone(p) for p in pids), timeout=10, what=f"workers exit:\n{text}")
     return text, proc.returncode, pids
 
 
@@ -514,7 +507,7 @@ def test_workers_exit_when_driver_is_killed(tmp_path: Path) -> None:
     proc.kill()
     proc.wait(30)
     assert pids
-    _wait_until(lambda: all(_gone(p) for p in pids), timeout=30, what="orphaned workers exit")
+    wait_until(lambda: all(_gone(p) for p in pids), timeout=30, what="orphaned workers exit")
 
 
 def test_init_sweeps_segments_of_killed_drivers(tmp_path: Path) -> None:
@@ -573,7 +566,7 @@ def test_async_app_exits_promptly_and_quietly(tmp_path: Path, ending: str, code:
     pids = [int(x) for line in proc.stdout.splitlines() if line.startswith("PIDS")
             for x in line.split()[1:]]
     assert pids, proc.stdout
-    _wait_until(lambda: all(_gone(p) for p in pids), timeout=10, what="workers exit")
+    wait_until(lambda: all(_gone(p) for p in pids), timeout=10, what="workers exit")
     assert "aioray" not in proc.stderr and "Task was destroyed" not in proc.stderr, proc.stderr
     if code == 0:
         assert "RETURNED False" in proc.stdout  # the runtime ended with its loop

@@ -7,6 +7,7 @@ with nothing free left out)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -14,10 +15,11 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from xproc import wait_until
 
 import aioray
 
@@ -36,12 +38,8 @@ def _fast_warning(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     aioray.shutdown()
 
 
-def _wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        time.sleep(0.01)
+# This module's deadline for the states it waits for (xproc.wait_until's default is 30 s).
+_wait_until = functools.partial(wait_until, timeout=10.0)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

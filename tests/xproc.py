@@ -101,12 +101,13 @@ class FileLog:
         return f"FileLog({self.items()!r})"
 
 
-def wait_until(pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``pred`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+def wait_until(pred: Callable[[], bool], what: str = "", timeout: float = 30.0) -> None:
+    """Poll ``pred`` until it holds; fail naming ``what`` (or ``pred``) after ``timeout``
+    seconds."""
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what or pred}")
         time.sleep(0.01)
 
 
