@@ -195,19 +195,15 @@ def refresh_from_env() -> float | None:
     return ms / 1000.0 if ms > 0 else None
 
 
-class OomKill:
+class OomKill(NamedTuple):
     """One worker the monitor killed, and why (for the error its task gets)."""
 
-    __slots__ = ("pid", "policy", "rss", "threshold", "usage", "what")
-
-    def __init__(self, pid: int, what: str, usage: MemoryUsage, threshold: float,
-                 rss: int | None, policy: str) -> None:
-        self.pid = pid
-        self.what = what
-        self.usage = usage
-        self.threshold = threshold
-        self.rss = rss
-        self.policy = policy
+    pid: int
+    what: str
+    usage: MemoryUsage
+    threshold: float
+    rss: int | None
+    policy: str
 
     def error_message(self) -> str:
         """Ray's wording for ``OutOfMemoryError``, with aioray's knobs."""
