@@ -306,17 +306,18 @@ def test_ray_shutdown_runs_after_the_queued_calls(ray: Any) -> None:
     assert EVENTS == ["work0", "work1", "work2", "shutdown"]
 
 
+@aioray.remote
+class Broken:
+    def ping(self) -> int:
+        return 1
+
+    def __ray_shutdown__(self) -> None:
+        raise RuntimeError("cleanup failed")
+
+
 def test_ray_shutdown_errors_are_logged(ray: Any, caplog: pytest.LogCaptureFixture) -> None:
     # An in-driver (thread) actor: its hook runs in the driver, so aioray's logger has it.
-    @aioray.remote(executor="thread")
-    class Broken:
-        def ping(self) -> int:
-            return 1
-
-        def __ray_shutdown__(self) -> None:
-            raise RuntimeError("cleanup failed")
-
-    actor = Broken.remote()
+    actor = Broken.options(executor="thread").remote()
     aioray.get(actor.ping.remote(), timeout=DEADLINE)
     with caplog.at_level(logging.ERROR, logger="aioray"):
         actor.__ray_terminate__.remote()
@@ -326,14 +327,6 @@ def test_ray_shutdown_errors_are_logged(ray: Any, caplog: pytest.LogCaptureFixtu
 
 def test_ray_shutdown_errors_are_reported_by_a_process_actor(
         ray: Any, capfd: pytest.CaptureFixture[str]) -> None:
-    @aioray.remote
-    class Broken:
-        def ping(self) -> int:
-            return 1
-
-        def __ray_shutdown__(self) -> None:
-            raise RuntimeError("cleanup failed")
-
     actor = Broken.remote()
     aioray.get(actor.ping.remote(), timeout=DEADLINE)
     actor.__ray_terminate__.remote()
