@@ -72,6 +72,8 @@ _INTERNAL_ALIASES = {
     "ray._private.test_utils": "aioray.testing",
     "ray._common.test_utils": "aioray.testing",
 }
+# The internal packages those live in: empty stand-ins (see _InternalPackage).
+_INTERNAL_PACKAGES = ("ray._private", "ray._common")
 # Ray's deprecated spellings of public modules aioray has.
 _PUBLIC_ALIASES = {
     "ray.experimental.state": "aioray.util.state",
@@ -82,8 +84,6 @@ _RAYLET_PUBLIC = ("ObjectRef", "ObjectRefGenerator", "StreamingObjectRefGenerato
 # ...and the internal attributes of Ray's top-level module (``from ray import ray_constants``).
 _TOP_LEVEL_INTERNALS = frozenset({"worker", "ray_constants", "serialization", "state", "_raylet",
                                   "internal", "cluster_utils"})
-# The internal packages those live in: empty stand-ins (see _InternalPackage).
-_INTERNAL_PACKAGES = ("ray._private", "ray._common")
 # aioray's own public modules that have no Ray counterpart: not reachable as ray.X.
 _AIORAY_ONLY = frozenset({"as_ray", "testing", "pytest_plugin", "mypy_plugin"})
 
@@ -169,7 +169,8 @@ class _InternalPackageLoader(importlib.abc.Loader):
 
 def _new_internal_package(name: str) -> types.ModuleType:
     if _internals == "on-use":
-        return StandInModule(name, _internal_message, known_submodules=_KNOWN_INTERNALS)
+        return StandInModule(name, _internal_message,
+                             known_submodules=frozenset(_KNOWN_INTERNALS))
     pkg = _InternalPackage(name, f"Stand-in for Ray's {name}: aioray provides only its "
                                  "test_utils (aioray.testing).")
     pkg.__path__ = []
@@ -212,8 +213,9 @@ class _RayFinder(importlib.abc.MetaPathFinder):
         tail = fullname[4:]
         internal = any(p.startswith("_") for p in tail.split("."))
         if internal and on_use:
-            return _stand_in_spec(fullname, _internal_message, _known_internals(fullname),
-                                  _KNOWN_INTERNALS)
+            known = _KNOWN_INTERNALS.get(fullname)
+            return _stand_in_spec(fullname, _internal_message, known() if known else None,
+                                  frozenset(_KNOWN_INTERNALS))
         if fullname in _INTERNAL_PACKAGES:
             return importlib.machinery.ModuleSpec(fullname, _InternalPackageLoader(),
                                                   is_package=True)
@@ -267,20 +269,19 @@ def _testing_names() -> dict[str, Any]:
     return {name: getattr(testing, name) for name in testing.__all__}
 
 
-_KNOWN_INTERNALS = frozenset({"ray._raylet", "ray._private.client_mode_hook"})
-
-
-def _known_internals(fullname: str) -> dict[str, Any] | None:
-    """What a Ray internal has that aioray can answer truthfully."""
-    if fullname == "ray._raylet":  # public Ray API under another name
-        return {name: getattr(aioray, name) for name in _RAYLET_PUBLIC if hasattr(aioray, name)}
-    if fullname == "ray._private.client_mode_hook":  # used in skipif: there is no Ray client
-        return {"client_mode_should_convert": _no_client, "is_client_mode_enabled": False}
-    return None
-
-
 def _no_client(*args: Any, **kwargs: Any) -> bool:
     return False
+
+
+# internals="on-use": the Ray internals with names aioray can answer truthfully, and those names.
+_KNOWN_INTERNALS: dict[str, Callable[[], dict[str, Any]]] = {
+    # public Ray API under another name
+    "ray._raylet": lambda: {name: getattr(aioray, name) for name in _RAYLET_PUBLIC
+                            if hasattr(aioray, name)},
+    # read in Ray's skipif decorators: there is no Ray client
+    "ray._private.client_mode_hook": lambda: {"client_mode_should_convert": _no_client,
+                                              "is_client_mode_enabled": False},
+}
 
 
 def _helpers_message(name: str) -> str:
