@@ -19,7 +19,6 @@ import asyncio
 import inspect
 import os
 import traceback
-import weakref
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -55,21 +54,15 @@ def actor_method(instance: Any, name: str) -> Callable[..., Any]:
     builtin = _BUILTIN_METHODS.get(name)
     if builtin is not None:
         return builtin
-    cls = type(instance)
-    attrs = _class_attrs.get(cls)
-    if attrs is None:
-        attrs = _class_attrs[cls] = {}
-    found = attrs.get(name)
-    if found is None:
-        found = attrs[name] = _class_attr(cls, name)
-    if found is _NOT_ON_CLASS:
-        return getattr(instance, name)  # type: ignore[no-any-return]
-    return found.__get__(instance, cls)  # type: ignore[no-any-return]
+    shadowed = name in getattr(instance, "__dict__", ())
+    if shadowed:  # rare: only then walk the class (a dict lookup per call otherwise)
+        found = _class_attr(type(instance), name)
+        if found is not _NOT_ON_CLASS:
+            return found.__get__(instance, type(instance))  # type: ignore[no-any-return]
+    return getattr(instance, name)  # type: ignore[no-any-return]
 
 
 _NOT_ON_CLASS = object()
-# class -> name -> the descriptor a method call binds (weak: classes made in a loop go).
-_class_attrs: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def _class_attr(cls: type, name: str) -> Any:
